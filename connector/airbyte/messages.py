@@ -1,0 +1,92 @@
+"""Airbyte protocol messages: builders returning plain dicts, and a line writer.
+
+Each builder returns the dict form of one ``AirbyteMessage``; :func:`write` serialises it as one
+compact JSON line. The shapes follow the Airbyte protocol (validated in tests against the
+``airbyte-protocol-models`` package).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import IO, Any, Literal
+
+import orjson
+
+FailureType = Literal["config_error", "system_error", "transient_error"]
+StreamStatus = Literal["STARTED", "RUNNING", "COMPLETE", "INCOMPLETE"]
+LogLevel = Literal["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the unit of ``emitted_at``."""
+    return int(time.time() * 1000)
+
+
+def spec(connection_specification: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "SPEC", "spec": {"connectionSpecification": dict(connection_specification), **extra}}
+
+
+def connection_status(ok: bool, message: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"status": "SUCCEEDED" if ok else "FAILED"}
+    if message:
+        status["message"] = message
+    return {"type": "CONNECTION_STATUS", "connectionStatus": status}
+
+
+def catalog(streams: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "CATALOG", "catalog": {"streams": streams}}
+
+
+def record(stream: str, data: Mapping[str, Any], emitted_at: int | None = None) -> dict[str, Any]:
+    return {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": emitted_at or now_ms()}}
+
+
+def stream_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "STATE",
+        "state": {
+            "type": "STREAM",
+            "stream": {"stream_descriptor": {"name": stream}, "stream_state": dict(state)},
+        },
+    }
+
+
+def log(message: str, level: LogLevel = "INFO") -> dict[str, Any]:
+    return {"type": "LOG", "log": {"level": level, "message": message}}
+
+
+def trace_error(
+    message: str,
+    failure_type: FailureType = "system_error",
+    internal_message: str | None = None,
+    stream: str | None = None,
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "failure_type": failure_type}
+    if internal_message:
+        error["internal_message"] = internal_message
+    if stream:
+        error["stream_descriptor"] = {"name": stream}
+    return {"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": float(now_ms()), "error": error}}
+
+
+def trace_stream_status(stream: str, status: StreamStatus) -> dict[str, Any]:
+    return {
+        "type": "TRACE",
+        "trace": {
+            "type": "STREAM_STATUS",
+            "emitted_at": float(now_ms()),
+            "stream_status": {"stream_descriptor": {"name": stream}, "status": status},
+        },
+    }
+
+
+def dumps(message: Mapping[str, Any]) -> bytes:
+    """One message as compact JSON bytes, newline-terminated."""
+    return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def write(message: Mapping[str, Any], out: IO[bytes]) -> None:
+    """Write one message line to a binary stream (stdout's buffer) and flush it."""
+    out.write(dumps(message))
+    out.flush()
