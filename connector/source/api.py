@@ -1,0 +1,174 @@
+"""The Python API of the file source: :class:`Source`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+
+from connector.source import formats
+from connector.source.config import SourceConfig
+from connector.source.errors import BadDataError, FileVanishedError, SourceError, TransientError
+from connector.source.formats import FormatOptions
+from connector.source.infer import json_schema, merge_schemas
+from connector.source.listing import FileRef, group_streams, list_files
+from connector.source.read import FileBatch, FileDone, read_files
+from connector.source.retry import BASE_DELAY, call_with_retry
+from connector.source.state import CURSOR_FIELD, StreamState
+
+log = logging.getLogger("connector.source")
+
+#: Columns added to every record.
+META_FIELDS = pa.schema([pa.field(CURSOR_FIELD, pa.timestamp("us", tz="UTC")), pa.field("_file", pa.string())])
+#: Files whose samples make a stream's schema: the oldest, and the newest few.
+SAMPLE_NEWEST = 2
+
+SyncMode = str  # "incremental" | "full_refresh"
+
+
+class Source:
+    """CSV/JSON/Parquet files under a root (S3 or any fsspec URL), grouped into streams.
+
+    >>> src = Source({"root_url": "testdata"})          # doctest: +SKIP
+    >>> for event in src.read("users"):                 # doctest: +SKIP
+    ...     ...
+
+    ``config`` is validated against ``spec/source.json`` (:class:`ConfigError` names the field).
+    ``fs`` overrides the filesystem the config would build (the root path is still taken from the
+    config); useful to add caching or instrumentation.
+    """
+
+    def __init__(self, config: Mapping[str, Any], *, fs: fsspec.AbstractFileSystem | None = None,
+                 retry_base_delay: float = BASE_DELAY) -> None:
+        self.config = SourceConfig.from_dict(dict(config))
+        built_fs, self.root = self.config.filesystem() if fs is None else (fs, self._root_for(fs))
+        self.fs: fsspec.AbstractFileSystem = built_fs
+        self.options = FormatOptions(csv=self.config.csv, on_bad_record=self.config.on_bad_record,
+                                     batch_size=self.config.batch_size)
+        self._retry_base = retry_base_delay
+        self._schemas: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
+
+    def _root_for(self, fs: fsspec.AbstractFileSystem) -> str:
+        c = self.config
+        base = c.root_url if c.root_url is not None else f"{c.bucket_name}/"
+        root = fs._strip_protocol(base).rstrip("/")
+        prefix = c.path_prefix.strip("/")
+        return f"{root}/{prefix}" if prefix else root
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    def _list(self) -> dict[str, list[FileRef]]:
+        def attempt() -> dict[str, list[FileRef]]:
+            return group_streams(list_files(self.fs, self.root, self.config), self.config)
+
+        try:
+            return call_with_retry(attempt, self.config.retry_count, self._retry_base)
+        except (PermissionError, OSError) as exc:
+            raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        except Exception as exc:  # botocore's NoCredentialsError and friends are not OSErrors
+            if exc.__class__.__module__.startswith(("botocore", "aiobotocore", "s3fs")):
+                raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise
+
+    def _where(self) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.root}"
+
+    def streams(self) -> list[str]:
+        """Stream names, sorted: folders at ``stream_depth`` (or configured streams) holding data files."""
+        return list(self._list())
+
+    def _stream_files(self, stream: str) -> list[FileRef]:
+        grouped = self._list()
+        if stream not in grouped:
+            raise SourceError(f"stream {stream!r} not found under {self._where()} (streams: {', '.join(grouped) or 'none'})")
+        return grouped[stream]
+
+    def files(self, stream: str, state: Mapping[str, Any] | None = None) -> list[FileRef]:
+        """Files of ``stream`` still pending after ``state``, sorted by (last_modified, key)."""
+        return StreamState.from_dict(state).pending(self._stream_files(stream))
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    def schema(self, stream: str, files: list[FileRef] | None = None) -> pa.Schema:
+        """The stream's Arrow schema (inferred columns + ``_last_modified_time`` + ``_file``)."""
+        refs = files if files is not None else self._stream_files(stream)
+        return self._data_schema(stream, refs).append(META_FIELDS.field(0)).append(META_FIELDS.field(1))
+
+    def _data_schema(self, stream: str, refs: list[FileRef]) -> pa.Schema:
+        sample = list(dict.fromkeys(refs[:1] + refs[-SAMPLE_NEWEST:]))
+        key = (stream, tuple(r.key for r in sample))
+        if key in self._schemas:
+            return self._schemas[key]
+        schemas, errors = [], []
+        for ref in sample:
+            try:
+                schemas.append(self._infer(ref))
+            except FileVanishedError as exc:
+                log.warning("%s (ignored for schema inference)", exc)
+            except (BadDataError, TransientError) as exc:
+                log.warning("schema inference: %s", exc)
+                errors.append(exc)
+        if not schemas and errors:
+            raise errors[0]
+        merged = merge_schemas(schemas)
+        # Columns only ever null in the sample: declare them text, the type anything can be read as.
+        merged = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in merged
+                            if f.name not in META_FIELDS.names])
+        self._schemas[key] = merged
+        return merged
+
+    def _infer(self, ref: FileRef) -> pa.Schema:
+        fmt = formats.get(ref.format)
+        return call_with_retry(lambda: fmt.infer(self.fs, ref, self.options, self.config.schema_sample_rows),
+                               self.config.retry_count, self._retry_base)
+
+    def discover(self) -> list[dict[str, Any]]:
+        """One Airbyte ``AirbyteStream`` dict per stream."""
+        return [self.airbyte_stream(name, files) for name, files in self._list().items()]
+
+    def airbyte_stream(self, name: str, files: list[FileRef] | None = None) -> dict[str, Any]:
+        return {
+            "name": name,
+            "json_schema": json_schema(self.schema(name, files if files is not None else self._stream_files(name))),
+            "supported_sync_modes": ["full_refresh", "incremental"],
+            "source_defined_cursor": True,
+            "default_cursor_field": [CURSOR_FIELD],
+        }
+
+    # -- check / read ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """List the root and open one file; raises :class:`ConnectorError` saying what failed."""
+        grouped = self._list()
+        refs = [r for files in grouped.values() for r in files]
+        if not refs:
+            raise SourceError(f"no data files found under {self._where()} "
+                              f"(file_format={self.config.file_format}, stream_depth={self.config.stream_depth})")
+        self._infer(refs[-1])
+
+    def read(self, stream: str, state: Mapping[str, Any] | None = None, *,
+             sync_mode: SyncMode = "incremental") -> Iterator[FileBatch | FileDone]:
+        """Batches of every pending file of ``stream``, a :class:`FileDone` after each file.
+
+        ``incremental`` skips files already covered by ``state``; ``full_refresh`` reads every file
+        (the returned states then start from scratch). Batches carry every inferred column plus
+        ``_last_modified_time`` and ``_file``.
+        """
+        if sync_mode not in ("incremental", "full_refresh"):
+            raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
+        all_files = self._stream_files(stream)
+        current = StreamState.from_dict(state) if sync_mode == "incremental" else StreamState()
+        pending = current.pending(all_files)
+        schema = self._data_schema(stream, all_files) if pending else pa.schema([])
+        return read_files(stream, self.fs, pending, schema, current, self.options,
+                          max_threads=self.config.max_threads, retries=self.config.retry_count,
+                          retry_base=self._retry_base)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""

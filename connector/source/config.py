@@ -1,0 +1,152 @@
+"""Source configuration: validation against ``spec/source.json`` and the filesystem it names."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import fsspec
+import jsonschema
+
+from connector.errors import ConfigError
+
+#: Config fields whose values must never appear in messages.
+SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key"})
+
+
+@cache
+def load_spec() -> dict[str, Any]:
+    """The JSON Schema of the source configuration (``spec/source.json``)."""
+    return json.loads((files("connector") / "spec" / "source.json").read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str = ","
+    has_header: bool = True
+    skip_rows: int = 0
+    quote_character: str = '"'
+
+
+@dataclass(frozen=True)
+class StreamGlobs:
+    name: str
+    globs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A validated configuration, with defaults filled in."""
+
+    root_url: str | None = None
+    bucket_name: str | None = None
+    region: str | None = None
+    path_prefix: str = ""
+    endpoint: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    file_format: str = "auto"
+    max_threads: int = 10
+    retry_count: int = 3
+    csv: CsvOptions = CsvOptions()
+    stream_depth: int = 1
+    streams: tuple[StreamGlobs, ...] = ()
+    start_date: datetime | None = None
+    schema_sample_rows: int = 1000
+    on_bad_record: str = "fail"
+    batch_size: int = 65536
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SourceConfig:
+        """Validate ``raw`` against the spec; :class:`ConfigError` names the first bad field."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config must be a JSON object, not {type(raw).__name__}")
+        validator = jsonschema.Draft7Validator(load_spec(), format_checker=jsonschema.FormatChecker())
+        errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.path), list(map(str, e.path))))
+        if errors:
+            raise ConfigError(_describe(errors[0]))
+        has_root, has_bucket = "root_url" in raw, "bucket_name" in raw
+        if has_root == has_bucket:
+            raise ConfigError("config: give exactly one of 'root_url' or 'bucket_name'")
+        if ("access_key_id" in raw) != ("secret_access_key" in raw):
+            raise ConfigError("config fields 'access_key_id' and 'secret_access_key' go together: give both or neither")
+        start = _parse_time(raw["start_date"], "start_date") if "start_date" in raw else None
+        return cls(
+            root_url=raw.get("root_url"),
+            bucket_name=raw.get("bucket_name"),
+            region=raw.get("region"),
+            path_prefix=raw.get("path_prefix", ""),
+            endpoint=raw.get("endpoint"),
+            access_key_id=raw.get("access_key_id"),
+            secret_access_key=raw.get("secret_access_key"),
+            file_format=raw.get("file_format", "auto"),
+            max_threads=raw.get("max_threads", 10),
+            retry_count=raw.get("retry_count", 3),
+            csv=CsvOptions(**raw.get("csv", {})),
+            stream_depth=raw.get("stream_depth", 1),
+            streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
+            start_date=start,
+            schema_sample_rows=raw.get("schema_sample_rows", 1000),
+            on_bad_record=raw.get("on_bad_record", "fail"),
+            batch_size=raw.get("batch_size", 65536),
+        )
+
+    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The fsspec filesystem and the root path (no protocol) that streams live under."""
+        s3_options = self._s3_options()
+        if self.bucket_name is not None:
+            import s3fs
+
+            fs = s3fs.S3FileSystem(**s3_options)
+            root = f"{self.bucket_name}/{self.path_prefix.strip('/')}".rstrip("/")
+            return fs, root
+        assert self.root_url is not None
+        options = s3_options if self.root_url.startswith(("s3://", "s3a://")) else {}
+        try:
+            fs, root = fsspec.core.url_to_fs(self.root_url, **options)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
+        if self.path_prefix.strip("/"):
+            root = f"{root.rstrip('/')}/{self.path_prefix.strip('/')}"
+        return fs, root.rstrip("/") or root
+
+    def _s3_options(self) -> dict[str, Any]:
+        # Fresh instance and no listing cache: incremental state depends on seeing current listings.
+        options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+        client_kwargs: dict[str, Any] = {}
+        if self.endpoint:
+            client_kwargs["endpoint_url"] = self.endpoint
+        if self.region:
+            client_kwargs["region_name"] = self.region
+        if client_kwargs:
+            options["client_kwargs"] = client_kwargs
+        if self.access_key_id is not None:
+            options["key"] = self.access_key_id
+            options["secret"] = self.secret_access_key
+        return options
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.path)
+    if not path and error.validator == "additionalProperties":
+        return f"config: {error.message}"
+    if error.validator == "required":
+        return f"config{' field ' + repr(path) if path else ''}: {error.message}"
+    if any(str(p) in SECRET_FIELDS for p in error.path):
+        # jsonschema messages quote the offending value; a secret must not be echoed back.
+        return f"config field {path!r}: invalid value ({error.validator} check failed)"
+    return f"config field {path!r}: {error.message}"
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"config field {name!r}: {value!r} is not an ISO-8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)

@@ -1,0 +1,26 @@
+"""Errors raised by the file source; all derive from :class:`connector.errors.ConnectorError`."""
+
+from __future__ import annotations
+
+from connector.errors import ConfigError, ConnectorError
+
+__all__ = ["ConfigError", "SourceError", "BadDataError", "TransientError", "FileVanishedError"]
+
+
+class SourceError(ConnectorError):
+    """Listing or reading the source failed; the message names the file when there is one."""
+
+
+class BadDataError(SourceError, ValueError):
+    """A file's content is malformed (bad row, bad JSON line, corrupt Parquet, bad compression).
+
+    The message names the file and, when known, the line, row or row group.
+    """
+
+
+class TransientError(SourceError):
+    """A storage error that may go away on retry (5xx, throttling, connection reset, timeout)."""
+
+
+class FileVanishedError(SourceError, FileNotFoundError):
+    """A listed file no longer exists when it is read (deleted between listing and reading)."""

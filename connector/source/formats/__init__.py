@@ -1,0 +1,132 @@
+"""File formats: each module turns one file into Arrow record batches.
+
+A format module exposes two functions, both taking the fsspec filesystem, the :class:`FileRef` and
+the :class:`FormatOptions`:
+
+- ``infer(fs, ref, options, max_rows) -> pa.Schema``: the file's columns from a sample (CSV/JSON)
+  or from the footer alone (Parquet).
+- ``batches(fs, ref, schema, options, stats) -> Iterator[pa.RecordBatch]``: the whole file, in
+  order, in batches of at most ``options.batch_size`` rows, memory bounded by the block size.
+
+Malformed content raises :class:`BadDataError` naming the file and line/row/row group (or, with
+``on_bad_record="skip"``, is dropped and counted in ``stats``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import IO
+
+import fsspec
+import pyarrow as pa
+
+from connector.source.config import CsvOptions
+from connector.source.errors import BadDataError, FileVanishedError, TransientError
+from connector.source.listing import FileRef
+from connector.source.retry import is_transient
+
+#: Bytes of (decoded) text parsed per CSV/JSON block; bounds memory per file being read.
+BLOCK_SIZE = 4 << 20
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    csv: CsvOptions = CsvOptions()
+    on_bad_record: str = "fail"
+    batch_size: int = 65536
+    block_size: int = BLOCK_SIZE
+
+
+@dataclass
+class FileStats:
+    """What happened while reading one file, reported after its last batch."""
+
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+    type_conflicts: set[str] = field(default_factory=set)
+
+    def skip(self, where: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_examples) < 3:
+            self.skipped_examples.append(where)
+
+
+def get(name: str) -> ModuleType:
+    """The module implementing format ``name`` (csv, json, parquet)."""
+    from connector.source.formats import csv, json, parquet
+
+    return {"csv": csv, "json": json, "parquet": parquet}[name]
+
+
+def open_raw(fs: fsspec.AbstractFileSystem, ref: FileRef, **kwargs) -> IO[bytes]:
+    """Open ``ref`` for binary reading; a missing file is :class:`FileVanishedError`."""
+    try:
+        return fs.open(ref.path, "rb", **kwargs)
+    except FileNotFoundError:
+        raise FileVanishedError(f"{ref.key}: file no longer exists (deleted after listing)") from None
+
+
+@contextlib.contextmanager
+def data_errors(ref: FileRef, where: str = "") -> Iterator[None]:
+    """Turn parser/codec failures into :class:`BadDataError`, storage failures into the right kind."""
+    try:
+        yield
+    except (BadDataError, TransientError, FileVanishedError):
+        raise
+    except FileNotFoundError:
+        raise FileVanishedError(f"{ref.key}: file no longer exists (deleted after listing)") from None
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientError(f"{ref.key}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, (pa.ArrowException, OSError, EOFError, ValueError, UnicodeDecodeError)):
+            raise BadDataError(f"{ref.key}{': ' + where if where else ''}: {_first_line(exc)}") from exc
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def slices(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
+    """``batch`` cut into consecutive pieces of at most ``size`` rows (zero-copy)."""
+    for start in range(0, batch.num_rows, size):
+        yield batch.slice(start, size)
+
+
+class Prefixed(io.RawIOBase):
+    """A stream that replays ``head`` then continues with ``rest``: lets us peek at the first lines
+    of a (possibly compressed, non-seekable) stream and still hand the whole stream to Arrow."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._head.nbytes:
+            n = min(len(buffer), self._head.nbytes)
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_head(stream: IO[bytes], lines: int, limit: int = 1 << 20) -> bytes:
+    """Read from ``stream`` until it holds ``lines`` newlines (or EOF, or ``limit`` bytes)."""
+    head = bytearray()
+    while head.count(b"\n") < lines and len(head) < limit:
+        chunk = stream.read(64 << 10)
+        if not chunk:
+            break
+        head += chunk
+    return bytes(head)

@@ -1,0 +1,152 @@
+"""CSV: Arrow's streaming C++ reader, every cell read as text, then cast per column.
+
+Reading as text and casting afterwards (rather than letting Arrow infer per block) keeps types
+stable across blocks and files: the stream's types come from a sample at discover time, and a
+later value that does not fit keeps its column as text in that batch instead of failing the read.
+"""
+
+from __future__ import annotations
+
+import csv as pycsv
+from collections.abc import Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from connector.source.compression import decompressed
+from connector.source.errors import BadDataError
+from connector.source.formats import FileStats, FormatOptions, Prefixed, data_errors, open_raw, read_head, slices
+from connector.source.infer import cast_strings, infer_string_column, merge_types
+from connector.source.listing import FileRef
+
+
+def _header(head: bytes, options: FormatOptions) -> list[str] | None:
+    """Column names from the first line after ``skip_rows`` (``column_1``... without a header)."""
+    lines = head.split(b"\n", options.csv.skip_rows + 1)
+    if len(lines) <= options.csv.skip_rows:
+        return None
+    first = lines[options.csv.skip_rows].rstrip(b"\r").decode("utf-8", errors="replace")
+    if not first.strip():
+        return None
+    fields = next(pycsv.reader([first], delimiter=options.csv.delimiter, quotechar=options.csv.quote_character))
+    if options.csv.has_header:
+        return [name or f"column_{i + 1}" for i, name in enumerate(fields)]
+    return [f"column_{i + 1}" for i in range(len(fields))]
+
+
+class _Reader:
+    """An open CSV file: the raw handle, Arrow's streaming reader (None when empty), the names."""
+
+    def __init__(self, raw, reader, names: list[str], bad_rows: list[str]) -> None:
+        self.raw, self.reader, self.names, self.bad_rows = raw, reader, names, bad_rows
+
+
+def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats | None) -> _Reader:
+    raw = open_raw(fs, ref)
+    stream = decompressed(raw, ref.compression)
+    head = read_head(stream, options.csv.skip_rows + 1)
+    names = _header(head, options)
+    if names is None:
+        return _Reader(raw, None, [], [])
+    bad_rows: list[str] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        where = f"line {row.number}" if row.number is not None and row.number >= 0 else "a row"
+        problem = f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}"
+        if options.on_bad_record == "skip" and stats is not None:
+            stats.skip(problem)
+            return "skip"
+        bad_rows.append(problem)
+        return "error"
+
+    try:
+        reader = _open_arrow(head, stream, names, options, on_invalid)
+    except pa.ArrowInvalid:
+        if bad_rows:  # Arrow reads the first block on open: the bad row may already be there
+            raise BadDataError(f"{ref.key}: {bad_rows[0]}") from None
+        raise
+    return _Reader(raw, reader, names, bad_rows)
+
+
+def _open_arrow(head: bytes, stream, names: list[str], options: FormatOptions, on_invalid) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        Prefixed(head, stream),
+        read_options=pacsv.ReadOptions(
+            block_size=options.block_size,
+            skip_rows=options.csv.skip_rows + (1 if options.csv.has_header else 0),
+            column_names=names,
+            use_threads=False,
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=options.csv.delimiter,
+            quote_char=options.csv.quote_character,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=True,
+        ),
+    )
+
+
+def _next(reader: _Reader, ref: FileRef) -> pa.RecordBatch | None:
+    try:
+        with data_errors(ref):
+            return reader.reader.read_next_batch()
+    except StopIteration:
+        return None
+    except BadDataError:
+        if reader.bad_rows:
+            raise BadDataError(f"{ref.key}: {reader.bad_rows[0]}") from None
+        raise
+
+
+def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
+    """Column types from the first ``max_rows`` rows (see :func:`infer_string_column`)."""
+    with data_errors(ref):
+        reader = _open(fs, ref, options, FileStats())
+    with reader.raw:
+        if reader.reader is None:
+            return pa.schema([])
+        types: dict[str, pa.DataType] = {name: pa.null() for name in reader.names}
+        seen = 0
+        while seen < max_rows:
+            batch = _next(reader, ref)
+            if batch is None:
+                break
+            batch = batch.slice(0, max_rows - seen)
+            seen += batch.num_rows
+            for name, column in zip(batch.schema.names, batch.columns):
+                types[name] = merge_types(types[name], infer_string_column(column))
+        return pa.schema([pa.field(name, t) for name, t in types.items()])
+
+
+def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats) -> pa.RecordBatch:
+    """Cast each text column to its stream type; a column whose values do not fit stays text."""
+    columns, fields = [], []
+    for name, column in zip(batch.schema.names, batch.columns):
+        target = schema.field(name).type if name in schema.names else pa.string()
+        if pa.types.is_null(target):
+            target = pa.string()
+        try:
+            column = cast_strings(column, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            stats.type_conflicts.add(name)
+            target = pa.string()
+        columns.append(column)
+        fields.append(pa.field(name, target))
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
+            stats: FileStats) -> Iterator[pa.RecordBatch]:
+    """Every row of the file, in order, typed per ``schema``."""
+    with data_errors(ref):
+        reader = _open(fs, ref, options, stats)
+    with reader.raw:
+        if reader.reader is None:
+            return
+        while (batch := _next(reader, ref)) is not None:
+            if batch.num_rows:
+                yield from slices(convert(batch, schema, stats), options.batch_size)

@@ -1,0 +1,137 @@
+"""Listing the root and grouping files into streams.
+
+A stream is the folder at ``stream_depth`` below the root (Olake's layout, depth 1 by default), or
+the files matching a configured list of globs. Files are identified by their key relative to the
+root; the format and compression come from the extension.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+
+from connector.source.compression import split_compression
+from connector.source.config import SourceConfig
+
+#: Extension (after removing a compression suffix) -> format.
+FORMAT_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass(frozen=True, order=False)
+class FileRef:
+    """One source object as listed.
+
+    ``path`` is what the fsspec filesystem opens; ``key`` is relative to the configured root (and is
+    what state and the ``_file`` column record); ``url`` is protocol-qualified.
+    """
+
+    path: str
+    key: str
+    url: str
+    size: int
+    last_modified: datetime
+    etag: str | None = None
+    format: str = "csv"
+    compression: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        """Files are processed (and state advances) in this order."""
+        return (self.last_modified, self.key)
+
+
+def detect_format(key: str) -> tuple[str | None, str | None]:
+    """``(format, compression)`` from the extension; format None when it is not a data file."""
+    base, codec = split_compression(key)
+    ext = posixpath.splitext(base)[1].lower()
+    fmt = FORMAT_EXTENSIONS.get(ext)
+    if fmt == "parquet" and codec is not None:
+        return None, None  # Parquet compresses internally; an outer codec would defeat ranged reads.
+    return fmt, codec
+
+
+def last_modified(info: dict[str, Any]) -> datetime:
+    """A tz-aware UTC modification time from an fsspec ``info`` dict (S3, local, memory...)."""
+    for name in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+def list_files(fs: fsspec.AbstractFileSystem, root: str, config: SourceConfig) -> list[FileRef]:
+    """Every data file under ``root`` whose format the config accepts, sorted by (last_modified, key)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    try:
+        found = fs.find(root, detail=True, withdirs=False) if fs.exists(root) else {}
+    except FileNotFoundError:
+        found = {}
+    refs: list[FileRef] = []
+    prefix = root.rstrip("/") + "/"
+    for path, info in found.items():
+        if info.get("type") == "directory" or path.endswith("/"):
+            continue  # S3 "folder" placeholder objects
+        key = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+        fmt, codec = detect_format(key)
+        if fmt is None or (config.file_format != "auto" and fmt != config.file_format):
+            continue
+        modified = last_modified(info)
+        if config.start_date is not None and modified < config.start_date:
+            continue
+        etag = info.get("ETag") or info.get("etag")
+        refs.append(
+            FileRef(
+                path=path,
+                key=key,
+                url=f"{protocol}://{path}" if protocol not in ("file", "local") else f"file://{path}",
+                size=int(info.get("size") or 0),
+                last_modified=modified,
+                etag=etag.strip('"') if isinstance(etag, str) else None,
+                format=fmt,
+                compression=codec,
+            )
+        )
+    refs.sort(key=lambda r: r.sort_key)
+    return refs
+
+
+def stream_of(key: str, config: SourceConfig) -> list[str]:
+    """The stream names ``key`` belongs to (several when explicit globs overlap; none at the top)."""
+    if config.streams:
+        return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)]
+    parts = key.split("/")
+    if len(parts) <= config.stream_depth:
+        return []  # not inside a folder at that depth
+    return [parts[config.stream_depth - 1]]
+
+
+def group_streams(refs: list[FileRef], config: SourceConfig) -> dict[str, list[FileRef]]:
+    """Stream name -> its files, in (last_modified, key) order. Empty folders give no stream."""
+    grouped: dict[str, list[FileRef]] = {}
+    if config.streams:
+        for s in config.streams:
+            grouped[s.name] = []
+    for ref in refs:
+        for name in stream_of(ref.key, config):
+            grouped.setdefault(name, []).append(ref)
+    return {name: files for name, files in sorted(grouped.items()) if files}

@@ -1,0 +1,197 @@
+"""Reading a stream's files into record batches: concurrent across files, ordered in output.
+
+Up to ``max_threads`` files are read at once, each by a worker feeding its own small bounded queue;
+the consumer drains the queues in (last_modified, key) order. So records keep file order, memory
+is bounded by ``max_threads`` × (queue depth + 1) batches, and :class:`FileDone` (carrying the state
+that is safe to persist) only follows a file once all of its batches have been yielded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+
+from connector.source import formats
+from connector.source.errors import BadDataError, FileVanishedError, TransientError
+from connector.source.formats import FileStats, FormatOptions
+from connector.source.listing import FileRef
+from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
+from connector.source.state import StreamState
+
+log = logging.getLogger("connector.source")
+
+#: Batches a worker may read ahead of the consumer, per file.
+QUEUE_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """Rows of one file, in file order."""
+
+    stream: str
+    file: FileRef
+    batch: pa.RecordBatch
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """Follows the last batch of a file. ``state`` may be persisted once everything yielded before
+    it is durably written."""
+
+    stream: str
+    file: FileRef
+    records: int
+    state: dict[str, Any]
+    skipped: int = 0
+    type_conflicts: tuple[str, ...] = field(default=())
+
+
+def add_file_columns(batch: pa.RecordBatch, ref: FileRef) -> pa.RecordBatch:
+    """``batch`` plus ``_last_modified_time`` (timestamp UTC) and ``_file`` (the key) columns."""
+    n = batch.num_rows
+    modified = pa.repeat(pa.scalar(ref.last_modified, pa.timestamp("us", tz="UTC")), n)
+    key = pa.repeat(pa.scalar(ref.key, pa.string()), n)
+    names = [name for name in batch.schema.names if name not in ("_last_modified_time", "_file")]
+    columns = [batch.column(name) for name in names]
+    return pa.RecordBatch.from_arrays(columns + [modified, key], names=names + ["_last_modified_time", "_file"])
+
+
+def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
+                 retries: int, stats: FileStats, retry_base: float = BASE_DELAY) -> Iterator[pa.RecordBatch]:
+    """One file's batches, retrying transient errors; a retry re-opens the file and skips the rows
+    already yielded (parsing is deterministic), so nothing is duplicated or lost."""
+    fmt = formats.get(ref.format)
+    delays = backoff_delays(retries, retry_base)
+    emitted = 0
+    attempt = 0
+    while True:
+        attempt_stats = FileStats()
+        seen = 0
+        try:
+            for batch in fmt.batches(fs, ref, schema, options, attempt_stats):
+                if seen + batch.num_rows <= emitted:
+                    seen += batch.num_rows
+                    continue
+                if seen < emitted:
+                    batch = batch.slice(emitted - seen)
+                    seen = emitted
+                seen += batch.num_rows
+                emitted += batch.num_rows
+                yield add_file_columns(batch, ref)
+            stats.skipped = attempt_stats.skipped
+            stats.skipped_examples = attempt_stats.skipped_examples
+            stats.type_conflicts |= attempt_stats.type_conflicts
+            return
+        except BadDataError as exc:
+            if options.on_bad_record != "skip":
+                raise
+            # The file is unreadable from here on (bad compression, corrupt footer...): keep what
+            # was read, count the rest as skipped, and let the sync go on.
+            stats.skipped = attempt_stats.skipped + 1
+            stats.skipped_examples = attempt_stats.skipped_examples + [f"rest of file: {exc}"]
+            return
+        except FileVanishedError:
+            raise
+        except Exception as exc:
+            if not (isinstance(exc, TransientError) or is_transient(exc)):
+                raise
+            if attempt >= len(delays):
+                raise TransientError(f"{ref.key}: giving up after {retries} retries: {_short(exc)}") from exc
+            log.warning("%s: transient error (%s), retry %d/%d in %.2fs", ref.key, _short(exc), attempt + 1,
+                        retries, delays[attempt])
+            time.sleep(delays[attempt])
+            attempt += 1
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+class _Job:
+    """One file being read by a worker thread into a bounded queue."""
+
+    def __init__(self, ref: FileRef, cancel: threading.Event) -> None:
+        self.ref = ref
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.cancel = cancel
+        self.stats = FileStats()
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        while not self.cancel.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self, fs, schema, options, retries, retry_base) -> None:
+        try:
+            for batch in file_batches(fs, self.ref, schema, options, retries, self.stats, retry_base):
+                if not self.put(("batch", batch)):
+                    return
+            self.put(("done", None))
+        except FileVanishedError as exc:
+            self.put(("vanished", exc))
+        except BaseException as exc:  # handed to the consumer thread, which re-raises it
+            self.put(("error", exc))
+
+
+def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
+               state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
+               retry_base: float = BASE_DELAY) -> Iterator[FileBatch | FileDone]:
+    """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file."""
+    cancel = threading.Event()
+    pending = iter(files)
+    jobs: deque[_Job] = deque()
+    pool = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix=f"read-{stream}")
+
+    def submit() -> None:
+        ref = next(pending, None)
+        if ref is not None:
+            job = _Job(ref, cancel)
+            pool.submit(job.run, fs, schema, options, retries, retry_base)
+            jobs.append(job)
+
+    try:
+        for _ in range(max(1, max_threads)):
+            submit()
+        while jobs:
+            job = jobs.popleft()
+            records = 0
+            while True:
+                kind, payload = job.queue.get()
+                if kind == "batch":
+                    records += payload.num_rows
+                    yield FileBatch(stream, job.ref, payload)
+                    continue
+                if kind == "done":
+                    state = state.advance(job.ref)
+                    if job.stats.skipped:
+                        log.warning("%s: skipped %d bad record(s), e.g. %s", job.ref.key, job.stats.skipped,
+                                    "; ".join(job.stats.skipped_examples))
+                    if job.stats.type_conflicts:
+                        log.warning("%s: values not matching the inferred type kept as text in column(s) %s",
+                                    job.ref.key, ", ".join(sorted(job.stats.type_conflicts)))
+                    yield FileDone(stream, job.ref, records, state.to_dict(), job.stats.skipped,
+                                   tuple(sorted(job.stats.type_conflicts)))
+                elif kind == "vanished":
+                    log.warning("%s: skipped, not counted as synced", payload)
+                else:
+                    raise payload
+                break
+            submit()
+    finally:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
