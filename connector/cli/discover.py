@@ -1,0 +1,58 @@
+"""``des discover``: the streams, files and inferred columns under a root, for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from connector.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("discover", help="list streams and their inferred schemas",
+                              description="List the streams under a root (a folder, s3://bucket/prefix, any fsspec "
+                                          "URL, or a source config file) and the column types inferred for each.")
+    p.add_argument("root_url", nargs="?", help="where the files are (default: root_url of --config)")
+    p.add_argument("--config", help="source config JSON file (spec/source.json)")
+    p.add_argument("--json", action="store_true", help="print the Airbyte streams as JSON")
+    p.set_defaults(func=run)
+
+
+def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read config {args.config}: {exc}") from None
+    if args.root_url:
+        config.pop("bucket_name", None)
+        config["root_url"] = args.root_url
+    if not config:
+        raise ConfigError("give a root URL or --config")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from connector.source import Source
+
+    source = Source(load_config(args))
+    streams = source.discover()
+    if args.json:
+        json.dump(streams, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not streams:
+        print(f"no streams under {source.root}", file=sys.stderr)
+        return 0
+    for stream in streams:
+        files = source.files(stream["name"])
+        print(f"{stream['name']}  ({len(files)} files, {sum(f.size for f in files)} bytes)")
+        for column, schema in stream["json_schema"]["properties"].items():
+            types = [t for t in schema.get("type", []) if t != "null"] if isinstance(schema.get("type"), list) else [schema.get("type")]
+            kind = "/".join(types) + (f" ({schema['format']})" if "format" in schema else "")
+            print(f"  {column:<28} {kind}")
+    return 0
