@@ -1,0 +1,49 @@
+"""Member compression (flag 0x2): ``zstd`` and ``gzip``, always bounded by the declared size.
+
+Decompression never produces more than the size recorded in the member's META, so a hostile
+container cannot blow up memory (no "zip bombs").
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pyarrow as pa
+
+from connector.errors import DesFormatError
+
+CODECS = ("zstd", "gzip")
+
+
+def check_codec(codec: str | None) -> str | None:
+    if codec is not None and codec not in CODECS:
+        raise ValueError(f"unknown compression {codec!r}; choose one of {', '.join(CODECS)} or None")
+    return codec
+
+
+def compress(data: bytes, codec: str) -> bytes:
+    if codec == "zstd":
+        return pa.compress(data, codec="zstd", asbytes=True)
+    if codec == "gzip":
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip framing, no file name or mtime
+        return c.compress(data) + c.flush()
+    raise ValueError(f"unknown compression {codec!r}")
+
+
+def decompress(data: bytes, codec: str, size: int, where: str) -> bytes:
+    """Decompress to exactly ``size`` bytes or raise :class:`DesFormatError` naming ``where``."""
+    try:
+        if codec == "zstd":
+            out = pa.decompress(data, decompressed_size=size, codec="zstd", asbytes=True)
+        elif codec == "gzip":
+            d = zlib.decompressobj(31)
+            out = d.decompress(data, size + 1)
+            if len(out) > size or d.unconsumed_tail:
+                raise DesFormatError(f"{where}: decompresses to more than its declared {size} bytes")
+        else:
+            raise DesFormatError(f"{where}: unknown codec {codec!r}")
+    except (OSError, zlib.error, pa.ArrowException) as exc:
+        raise DesFormatError(f"{where}: corrupt {codec} data ({exc})") from None
+    if len(out) != size:
+        raise DesFormatError(f"{where}: decompressed to {len(out)} bytes, META says {size}")
+    return out

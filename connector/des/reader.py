@@ -1,0 +1,440 @@
+"""DesReader: random and batched access to a DES v1 container by range reads.
+
+A cold open costs one ranged read of the container's tail (footer + index, and META where it
+fits in ``tail_size``); a second read happens only when the index is larger than the tail. The
+parsed tail goes into a process-wide cache, so the next open of the same container costs nothing.
+Members are then read by range; :meth:`DesReader.read_many` coalesces nearby members into few
+requests. Every inconsistency raises :class:`~connector.errors.DesFormatError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+import fsspec
+
+from connector.des.cache import DEFAULT_CACHE, CachedIndex, IndexCache
+from connector.des.codecs import decompress
+from connector.des.format import (
+    EXTERNAL_FOLDER,
+    FLAG_ENCRYPTED,
+    FOOTER_SIZE,
+    HEADER_SIZE,
+    Footer,
+    MemberInfo,
+    parse_footer,
+    parse_header,
+    parse_index,
+    parse_meta,
+)
+from connector.des.target import is_local, resolve, url_of
+from connector.des.writer import external_prefix
+from connector.errors import DesFormatError
+
+DEFAULT_TAIL_SIZE = 64 * 1024
+DEFAULT_MAX_GAP = 1024 * 1024  # like the reference: merge members closer than 1 MiB
+MAX_COALESCED = 64 * 1024 * 1024
+META_PREFETCH_LIMIT = 16 * 1024 * 1024  # fetch META with the index when it is at most this big
+_NO_CACHE: Any = object()
+
+
+class DesReader:
+    """Read a DES v1 container.
+
+    ``source`` is a local path, an fsspec URL, the container's bytes, or an open binary file
+    (an fsspec file is read through its filesystem by range). ``size`` may be passed when the
+    caller already knows it (from a listing); ``cache=None`` disables the shared index cache.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+        *,
+        fs: fsspec.AbstractFileSystem | None = None,
+        storage_options: dict[str, Any] | None = None,
+        tail_size: int = DEFAULT_TAIL_SIZE,
+        cache: IndexCache | None = DEFAULT_CACHE,
+        size: int | None = None,
+        max_gap: int = DEFAULT_MAX_GAP,
+    ) -> None:
+        if tail_size < FOOTER_SIZE:
+            raise ValueError(f"tail_size must be at least {FOOTER_SIZE}")
+        self.tail_size, self.max_gap = tail_size, max_gap
+        self.fs: fsspec.AbstractFileSystem | None = None
+        self.path: str | None = None
+        self._buf: bytes | None = None
+        self._fileobj: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._size = size
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._buf = bytes(source)
+            self._size = len(self._buf)
+            self.url = "<bytes>"
+        elif hasattr(source, "read") and hasattr(source, "seek"):
+            inner_fs, inner_path = getattr(source, "fs", None), getattr(source, "path", None)
+            if isinstance(inner_fs, fsspec.AbstractFileSystem) and isinstance(inner_path, str):
+                self.fs, self.path = inner_fs, inner_fs._strip_protocol(inner_path)
+                self.url = url_of(self.fs, self.path)
+                self._size = self._size if self._size is not None else getattr(source, "size", None)
+            else:
+                self._fileobj = source  # type: ignore[assignment]
+                self.url = getattr(source, "name", None) or "<file>"
+                self._size = source.seek(0, os.SEEK_END)
+        else:
+            self.fs, self.path = resolve(source, fs, storage_options)  # type: ignore[arg-type]
+            self.url = url_of(self.fs, self.path)
+        self._cache = cache
+        self._meta_region: bytes | None = None
+        self._load()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def footer(self) -> Footer:
+        return self._index.footer
+
+    @property
+    def size(self) -> int:
+        """Size of the container in bytes."""
+        return self._index.size
+
+    def names(self) -> list[str]:
+        """Member names in the order they were written (members flagged deleted are left out)."""
+        return [m.name for m in self._index.members if not m.deleted]
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        return self._index.members
+
+    def __len__(self) -> int:
+        return len(self._index.members)
+
+    def __contains__(self, name: object) -> bool:
+        entry = self._index.by_name.get(name)  # type: ignore[arg-type]
+        return entry is not None and not entry.deleted
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def info(self, name: str) -> MemberInfo:
+        entry = self._index.by_name.get(name)
+        if entry is None or entry.deleted:
+            raise KeyError(f"{self.url}: no member named {name!r}")
+        return entry
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """The member's META object (``size``, ``sha256``, ``codec``... and the writer's keys)."""
+        return self._meta_of(self.info(name), fetch=True)
+
+    def read(self, name: str) -> bytes:
+        """The member's bytes: decompressed, fetched from ``_bigFiles/`` if external, verified."""
+        entry = self.info(name)
+        if entry.external:
+            return self._finish(entry, self._read_external(entry))
+        return self._finish(entry, self._read_range(entry.offset, entry.offset + entry.length))
+
+    def read_many(self, names: Iterable[str]) -> dict[str, bytes]:
+        """Read several members, coalescing neighbours into few range requests."""
+        entries = [self.info(n) for n in names]
+        out: dict[str, bytes] = {}
+        internal = sorted((e for e in entries if not e.external), key=lambda e: e.offset)
+        spans = _coalesce(internal, self.max_gap)
+        blobs = self._read_ranges([(s[0].offset, s[-1].offset + s[-1].length) for s in spans])
+        for span, blob in zip(spans, blobs):
+            base = span[0].offset
+            for e in span:
+                out[e.name] = self._finish(e, blob[e.offset - base : e.offset - base + e.length])
+        for e in entries:
+            if e.external:
+                out[e.name] = self._finish(e, self._read_external(e))
+        return {e.name: out[e.name] for e in entries}
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """Raw bytes ``[start, end)`` of the container (e.g. the whole DATA region)."""
+        if not 0 <= start <= end <= self.size:
+            raise ValueError(f"{self.url}: range [{start}, {end}) outside the container (size {self.size})")
+        return self._read_range(start, end)
+
+    def open(self, name: str, block_size: int = 1024 * 1024) -> IO[bytes]:
+        """A seekable binary file over one member, reading by range (no full download)."""
+        entry = self.info(name)
+        if entry.compressed or entry.flags & FLAG_ENCRYPTED:
+            return io.BytesIO(self.read(name))
+        if entry.external:
+            assert self.fs is not None
+            return self.fs.open(self._external_path(entry), "rb")
+        return io.BufferedReader(_MemberFile(self, entry), buffer_size=block_size)
+
+    def verify(self) -> int:
+        """Re-read every member and check its sha256 and size; return how many were checked.
+
+        Raises :class:`DesFormatError` listing the members that do not match.
+        """
+        if self._buf is not None or self._fileobj is not None or (self.fs is not None and is_local(self.fs)):
+            parse_header(self._read_range(0, HEADER_SIZE), self.url)
+        self._load_meta_region()
+        bad: list[str] = []
+        names = self.names()
+        for start in range(0, len(names), 4096):
+            for name in names[start : start + 4096]:
+                try:
+                    self._verify_one(self.info(name))
+                except DesFormatError as exc:
+                    bad.append(str(exc))
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise DesFormatError(f"{self.url}: {len(bad)} member(s) failed verification: " + "; ".join(bad[:5]) + more)
+        return len(names)
+
+    def close(self) -> None:
+        """Nothing to release (reads are stateless range requests); kept for ``with``."""
+
+    def __enter__(self) -> DesReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DesReader({self.url!r}, members={len(self)})"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _identity(self) -> Any:
+        if self.fs is not None and self.path is not None and is_local(self.fs):
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.url}: no such container") from None
+            self._size = st.st_size
+            return (st.st_size, st.st_mtime_ns)
+        return self._size
+
+    def _load(self) -> None:
+        key = None
+        if self._cache is not None and self.fs is not None and self.path is not None:
+            key = IndexCache.key(self.fs, self.path)
+            identity = self._identity()
+            cached = self._cache.get(key, identity)
+            if cached is not None:
+                self._index = cached
+                self._meta_region = cached.meta_region
+                return
+        else:
+            identity = self._identity() if self.fs is not None else self._size
+        self._index = self._read_tail(identity)
+        self._meta_region = self._index.meta_region
+        if key is not None and self._cache is not None:
+            self._cache.put(key, self._index)
+
+    def _read_tail(self, identity: Any) -> CachedIndex:
+        size = self._size
+        if size is not None:
+            if size < HEADER_SIZE + FOOTER_SIZE:
+                raise DesFormatError(f"{self.url}: truncated: {size} bytes, a DES container has at least {HEADER_SIZE + FOOTER_SIZE}")
+            tail_start = max(0, size - self.tail_size)
+            tail = self._read_range(tail_start, size)
+        else:
+            tail = self._read_suffix(self.tail_size)
+            if len(tail) < self.tail_size:
+                size = len(tail)
+        footer = parse_footer(tail, self.url, size)
+        if size is None:
+            size = footer.end  # writers lay the regions out back to back
+            if size < len(tail):
+                raise DesFormatError(f"{self.url}: footer regions end at {size} but the container is larger (corrupt footer)")
+        tail_start = size - len(tail)
+        if tail_start == 0:
+            parse_header(tail, self.url)
+        # One more read, only when the index (and META, if small) did not fit in the tail.
+        lo = footer.index_start
+        if footer.meta_length <= META_PREFETCH_LIMIT:
+            lo = min(lo, footer.meta_start)
+        if lo < tail_start:
+            tail = self._read_range(lo, tail_start) + tail
+            tail_start = lo
+        view = memoryview(tail)
+        index_raw = view[footer.index_start - tail_start : footer.index_start - tail_start + footer.index_length]
+        members = parse_index(index_raw, footer, self.url)
+        meta_region = None
+        if footer.meta_start >= tail_start:
+            meta_region = bytes(view[footer.meta_start - tail_start : footer.meta_start - tail_start + footer.meta_length])
+        return CachedIndex(
+            footer=footer,
+            size=size,
+            members=tuple(members),
+            by_name={m.name: m for m in members},
+            meta_region=meta_region,
+            identity=identity,
+        )
+
+    # -- byte access --------------------------------------------------------------------------
+
+    def _read_suffix(self, n: int) -> bytes:
+        assert self.fs is not None
+        try:
+            return self.fs.cat_file(self.path, start=-n)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.url}: no such container") from None
+        except (ValueError, OSError) as exc:
+            # Some stores refuse a suffix range on objects shorter than it, or do not do suffixes.
+            try:
+                self._size = self.fs.size(self.path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.url}: no such container") from None
+            if self._size is None:
+                raise DesFormatError(f"{self.url}: cannot read the tail ({exc})") from exc
+            return self._read_range(max(0, self._size - n), self._size)
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        if self._buf is not None:
+            data = self._buf[start:end]
+        elif self._fileobj is not None:
+            with self._lock:
+                self._fileobj.seek(start)
+                data = self._fileobj.read(end - start)
+        else:
+            assert self.fs is not None
+            data = self.fs.cat_file(self.path, start=start, end=end)
+        if len(data) != end - start:
+            raise DesFormatError(f"{self.url}: truncated: wanted bytes [{start}, {end}), got {len(data)} bytes")
+        return data
+
+    def _read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        if not ranges:
+            return []
+        if self.fs is None or len(ranges) == 1:
+            return [self._read_range(s, e) for s, e in ranges]
+        blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
+        for (s, e), blob in zip(ranges, blobs):
+            if isinstance(blob, BaseException):
+                raise blob
+            if len(blob) != e - s:
+                raise DesFormatError(f"{self.url}: truncated: wanted bytes [{s}, {e}), got {len(blob)} bytes")
+        return blobs
+
+    def _external_path(self, entry: MemberInfo) -> str:
+        # Always resolved next to the container, never from META: external keys cannot point
+        # outside the container's own <prefix>/_bigFiles/ folder.
+        if self.fs is None or self.path is None:
+            raise DesFormatError(f"{self.url}: member {entry.name!r} is stored in _bigFiles/, which needs the container's location")
+        return f"{external_prefix(self.path)}/{EXTERNAL_FOLDER}/{entry.name}"
+
+    def _read_external(self, entry: MemberInfo) -> bytes:
+        path = self._external_path(entry)
+        assert self.fs is not None
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
+        if len(data) != entry.length:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object has {len(data)} bytes, index says {entry.length}")
+        return data
+
+    # -- META and verification ----------------------------------------------------------------
+
+    def _load_meta_region(self) -> None:
+        if self._meta_region is None:
+            f = self.footer
+            self._meta_region = self._read_range(f.meta_start, f.meta_start + f.meta_length)
+
+    def _meta_of(self, entry: MemberInfo, fetch: bool) -> dict[str, Any] | None:
+        if self._meta_region is not None:
+            lo = entry.meta_offset - self.footer.meta_start
+            raw = self._meta_region[lo : lo + entry.meta_length]
+        elif fetch:
+            raw = self._read_range(entry.meta_offset, entry.meta_offset + entry.meta_length)
+        else:
+            return None
+        return parse_meta(raw, self.url, entry.name)
+
+    def _finish(self, entry: MemberInfo, stored: bytes) -> bytes:
+        """Decompress and verify one member's stored bytes."""
+        if entry.flags & FLAG_ENCRYPTED:
+            raise DesFormatError(f"{self.url}: member {entry.name!r} is encrypted (flag 0x4), which this reader does not decrypt")
+        need_meta = entry.compressed
+        meta = self._meta_of(entry, fetch=need_meta)
+        data = stored
+        if entry.compressed:
+            assert meta is not None
+            size = meta.get("size")
+            codec = meta.get("codec")
+            if not isinstance(size, int) or size < 0 or not isinstance(codec, str):
+                raise DesFormatError(f"{self.url}: compressed member {entry.name!r} lacks a valid 'size' and 'codec' in META")
+            data = decompress(stored, codec, size, f"{self.url}: member {entry.name!r}")
+        if meta is not None:
+            self._check(entry, meta, data)
+        return data
+
+    def _check(self, entry: MemberInfo, meta: dict[str, Any], data: bytes) -> None:
+        size = meta.get("size")
+        if isinstance(size, int) and size != len(data):
+            raise DesFormatError(f"{self.url}: member {entry.name!r} has {len(data)} bytes, META says {size}")
+        expected = meta.get("sha256")
+        if isinstance(expected, str) and hashlib.sha256(data).hexdigest() != expected:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: checksum mismatch (sha256)")
+
+    def _verify_one(self, entry: MemberInfo) -> None:
+        meta = self._meta_of(entry, fetch=True)
+        assert meta is not None
+        data = self.read(entry.name)
+        self._check(entry, meta, data)
+
+
+def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]:
+    """Group offset-sorted members into spans whose gaps are at most ``max_gap`` bytes."""
+    spans: list[list[MemberInfo]] = []
+    for e in entries:
+        if spans:
+            span = spans[-1]
+            end = span[-1].offset + span[-1].length
+            if e.offset - end <= max_gap and e.offset + e.length - span[0].offset <= MAX_COALESCED:
+                span.append(e)
+                continue
+        spans.append([e])
+    return spans
+
+
+class _MemberFile(io.RawIOBase):
+    """Raw, seekable view of one uncompressed internal member; reads become range requests."""
+
+    def __init__(self, reader: DesReader, entry: MemberInfo) -> None:
+        self._reader, self._entry, self._pos = reader, entry, 0
+        self.name = entry.name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._entry.length}[whence]
+        pos = base + offset
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._entry.length - self._pos)
+        if n <= 0:
+            return 0
+        start = self._entry.offset + self._pos
+        data = self._reader._read_range(start, start + n)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    @property
+    def size(self) -> int:
+        return self._entry.length

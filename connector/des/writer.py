@@ -1,0 +1,285 @@
+"""DesWriter: stream members into a DES v1 container, atomically.
+
+Members are written straight to the target as they are added (nothing but the small META and
+INDEX tables is held in memory), and the container appears under its final name only when
+:meth:`DesWriter.close` succeeds. An exception inside ``with DesWriter(...)`` discards the
+container and every ``_bigFiles/`` object it uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import IO, Any
+
+import fsspec
+
+from connector.des import cache as index_cache
+from connector.des.codecs import check_codec, compress
+from connector.des.format import (
+    EXTERNAL_FOLDER,
+    FLAG_COMPRESSED,
+    FLAG_EXTERNAL,
+    HEADER_BYTES,
+    HEADER_SIZE,
+    Footer,
+    MemberInfo,
+    dumps_meta,
+)
+from connector.des.names import validate_member_name
+from connector.des.target import AtomicFile, resolve, url_of
+from connector.errors import MemberNameError
+
+DEFAULT_BIG_FILE_THRESHOLD = 100 * 1024 * 1024
+MAX_META_BYTES = 10 * 1024 * 1024
+COPY_CHUNK = 8 * 1024 * 1024
+_DEFAULT: Any = object()
+
+
+def external_prefix(path: str) -> str:
+    """``<prefix>`` of a container's ``<prefix>/_bigFiles/`` folder: its path without ``.des``."""
+    return path[: -len(".des")] if path.endswith(".des") else path
+
+
+class DesWriter:
+    """Write a DES v1 container to a local path or any fsspec URL.
+
+    Parameters
+    ----------
+    target:
+        Local path or fsspec URL (``s3://bucket/key.des``), or a path on ``fs``.
+    fs, storage_options:
+        Filesystem to write to, or options to build one from the URL.
+    big_file_threshold:
+        Members of at least this many bytes are stored outside the container, under
+        ``<prefix>/_bigFiles/<name>`` (flag 0x1). ``None`` keeps every member inside.
+    compression:
+        Default codec for members: ``None``, ``"zstd"`` or ``"gzip"`` (flag 0x2). A member that
+        does not shrink is stored plain.
+    overwrite:
+        Replace an existing container instead of raising :class:`FileExistsError`.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str],
+        *,
+        fs: fsspec.AbstractFileSystem | None = None,
+        storage_options: dict[str, Any] | None = None,
+        big_file_threshold: int | None = DEFAULT_BIG_FILE_THRESHOLD,
+        compression: str | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.fs, self.path = resolve(target, fs, storage_options)
+        self.url = url_of(self.fs, self.path)
+        self.big_file_threshold = big_file_threshold
+        self.compression = check_codec(compression)
+        if not overwrite and self.fs.exists(self.path):
+            raise FileExistsError(f"{self.url}: container already exists (pass overwrite=True to replace it)")
+        self._prefix = external_prefix(self.path)
+        self._file = AtomicFile(self.fs, self.path)
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._members: list[MemberInfo] = []
+        self._names: set[str] = set()
+        self._meta = io.BytesIO()
+        self._externals: list[str] = []
+        self._state = "open"
+        self.size = 0
+        self.sha256 = ""
+        self._write(HEADER_BYTES)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        """Members added so far."""
+        return len(self._members)
+
+    @property
+    def data_length(self) -> int:
+        """Bytes in the DATA region so far."""
+        return self._pos - HEADER_SIZE
+
+    def add(
+        self,
+        name: str,
+        data: bytes | bytearray | memoryview,
+        meta: dict[str, Any] | None = None,
+        *,
+        compression: str | None = _DEFAULT,
+    ) -> MemberInfo:
+        """Add one member. ``meta`` is stored as its META JSON, with ``size`` and ``sha256`` added."""
+        self._check_open()
+        self._check_name(name)
+        data = bytes(data) if not isinstance(data, bytes) else data
+        meta = self._base_meta(meta, len(data), hashlib.sha256(data).hexdigest())
+        if self.big_file_threshold is not None and len(data) >= self.big_file_threshold:
+            with self._open_external(name, meta) as f:
+                f.write(data)
+            return self._record(name, 0, len(data), meta, FLAG_EXTERNAL)
+        codec = self.compression if compression is _DEFAULT else check_codec(compression)
+        stored, flags = data, 0
+        if codec:
+            packed = compress(data, codec)
+            if len(packed) < len(data):
+                stored, flags = packed, FLAG_COMPRESSED
+                meta["codec"] = codec
+        offset = self._pos
+        self._write(stored)
+        return self._record(name, offset, len(stored), meta, flags)
+
+    def add_stream(
+        self,
+        name: str,
+        fileobj: IO[bytes],
+        meta: dict[str, Any] | None = None,
+        *,
+        size: int | None = None,
+    ) -> MemberInfo:
+        """Add a member read from a binary file object, in chunks, without holding it in memory.
+
+        With ``size`` given, a member at or over the big-file threshold streams straight to
+        ``_bigFiles/``; without it, at most ``big_file_threshold`` bytes are buffered to decide.
+        Streamed members are stored uncompressed.
+        """
+        self._check_open()
+        self._check_name(name)
+        threshold = self.big_file_threshold
+        if threshold is not None and (size is None or size >= threshold):
+            head = _read_up_to(fileobj, threshold)
+            if len(head) < threshold:
+                return self.add(name, head, meta, compression=None)
+            digest, total = hashlib.sha256(head), len(head)
+            full_meta = self._base_meta(meta, 0, "")
+            with self._open_external(name, full_meta) as f:
+                f.write(head)
+                while chunk := fileobj.read(COPY_CHUNK):
+                    digest.update(chunk)
+                    total += len(chunk)
+                    f.write(chunk)
+            full_meta.update(size=total, sha256=digest.hexdigest())
+            return self._record(name, 0, total, full_meta, FLAG_EXTERNAL)
+        offset, digest = self._pos, hashlib.sha256()
+        while chunk := fileobj.read(COPY_CHUNK):
+            digest.update(chunk)
+            self._write(chunk)
+        length = self._pos - offset
+        if size is not None and length != size:
+            raise ValueError(f"member {name!r}: stream gave {length} bytes, size={size} was declared")
+        return self._record(name, offset, length, self._base_meta(meta, length, digest.hexdigest()), 0)
+
+    def close(self) -> None:
+        """Write META, INDEX and FOOTER and make the container visible under its final name."""
+        if self._state != "open":
+            return
+        try:
+            data_length = self._pos - HEADER_SIZE
+            meta_start = self._pos
+            self._write(self._meta.getbuffer())
+            index_start = self._pos
+            index = b"".join(
+                MemberInfo(m.name, m.offset, m.length, m.meta_offset + meta_start, m.meta_length, m.flags).pack()
+                for m in self._members
+            )
+            self._write(index)
+            footer = Footer(HEADER_SIZE, data_length, meta_start, index_start - meta_start, index_start, len(index), len(self._members))
+            self._write(footer.pack())
+            self._file.commit()
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "closed"
+        self.size = self._pos
+        self.sha256 = self._hash.hexdigest()
+        index_cache.invalidate(self.fs, self.path)
+
+    def abort(self) -> None:
+        """Discard the container and the ``_bigFiles/`` objects it uploaded."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._file.discard()
+        for path in self._externals:
+            try:
+                self.fs.rm_file(path)
+            except (OSError, FileNotFoundError):
+                pass
+
+    def __enter__(self) -> DesWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return f"DesWriter({self.url!r}, members={self.count}, state={self._state})"
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self._pos += len(data)
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ValueError(f"{self.url}: writer is {self._state}")
+
+    def _check_name(self, name: str) -> None:
+        validate_member_name(name)
+        if name in self._names:
+            raise MemberNameError(f"{self.url}: duplicate member name {name!r}")
+
+    @staticmethod
+    def _base_meta(meta: dict[str, Any] | None, size: int, sha256: str) -> dict[str, Any]:
+        out = dict(meta or {})
+        out["size"] = size
+        out["sha256"] = sha256
+        return out
+
+    def _open_external(self, name: str, meta: dict[str, Any]) -> IO[bytes]:
+        path = f"{self._prefix}/{EXTERNAL_FOLDER}/{name}"
+        self._externals.append(path)
+        meta["is_external"] = True
+        meta["external_key"] = _external_key(self.fs, path, self._prefix)
+        if hasattr(self.fs, "makedirs"):
+            self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+        return self.fs.open(path, "wb")
+
+    def _record(self, name: str, offset: int, length: int, meta: dict[str, Any], flags: int) -> MemberInfo:
+        raw = dumps_meta(meta)
+        if len(raw) > MAX_META_BYTES:
+            raise ValueError(f"member {name!r}: META is {len(raw)} bytes, the limit is {MAX_META_BYTES}")
+        info = MemberInfo(name, offset, length, self._meta.tell(), len(raw), flags)
+        self._meta.write(raw)
+        self._members.append(info)
+        self._names.add(name)
+        return info
+
+
+def _read_up_to(fileobj: IO[bytes], n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = fileobj.read(min(COPY_CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _external_key(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> str:
+    """The key the reference implementation expects: bucket-relative on object stores."""
+    split = getattr(fs, "split_path", None)
+    if split is not None:
+        try:
+            return split(path)[1]
+        except (ValueError, TypeError):
+            pass
+    container_dir = prefix.rpartition("/")[0]
+    return path[len(container_dir) + 1 :] if container_dir else path
