@@ -43,7 +43,7 @@ class Source:
 
     def __init__(self, config: Mapping[str, Any], *, fs: fsspec.AbstractFileSystem | None = None,
                  retry_base_delay: float = BASE_DELAY) -> None:
-        self.config = SourceConfig.from_dict(dict(config))
+        self.config = SourceConfig.from_dict(dict(config) if isinstance(config, Mapping) else config)
         built_fs, self.root = self.config.filesystem() if fs is None else (fs, self._root_for(fs))
         self.fs: fsspec.AbstractFileSystem = built_fs
         self.options = FormatOptions(csv=self.config.csv, on_bad_record=self.config.on_bad_record,
@@ -112,7 +112,7 @@ class Source:
             except (BadDataError, TransientError) as exc:
                 log.warning("schema inference: %s", exc)
                 errors.append(exc)
-        if not schemas and errors:
+        if not schemas and errors and self.config.on_bad_record == "fail":
             raise errors[0]
         merged = merge_schemas(schemas)
         # Columns only ever null in the sample: declare them text, the type anything can be read as.
