@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -123,7 +124,9 @@ class Source:
 
     def _infer(self, ref: FileRef) -> pa.Schema:
         fmt = formats.get(ref.format)
-        return call_with_retry(lambda: fmt.infer(self.fs, ref, self.options, self.config.schema_sample_rows),
+        # Sampling tolerates bad rows: the read reports them (or skips them) with their line numbers.
+        options = dataclasses.replace(self.options, on_bad_record="skip")
+        return call_with_retry(lambda: fmt.infer(self.fs, ref, options, self.config.schema_sample_rows),
                                self.config.retry_count, self._retry_base)
 
     def discover(self) -> list[dict[str, Any]]:
