@@ -68,9 +68,11 @@ def json_texts(column: pa.Array) -> pa.Array:
         else:
             texts = _quoted(_escape(column))
     elif pa.types.is_timestamp(t):
-        utc = column if t.tz else pc.assume_timezone(column, "UTC")
-        utc = pc.cast(utc, pa.timestamp("us", tz="UTC"))
-        texts = _quoted(pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ"))
+        # Arrow stores UTC instants; dropping the zone is a free reinterpretation, while formatting
+        # a zoned timestamp goes through the tz database per value (40x slower).
+        naive = column.cast(pa.timestamp(t.unit)) if t.tz else column
+        text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
+        texts = pc.binary_join_element_wise('"', text, 'Z"', "")
     elif pa.types.is_date(t):
         texts = _quoted(pc.cast(column, pa.string()))
     else:
