@@ -1,0 +1,61 @@
+"""The vectorised RECORD encoder produces exactly what a per-value JSON encoder would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.source.records import record_lines
+
+
+def decode(data: bytes) -> list[dict]:
+    lines = data.decode().split("\n")
+    assert lines[-1] == ""
+    messages = [orjson.loads(line) for line in lines[:-1]]
+    assert all(m["type"] == "RECORD" and m["record"]["stream"] == 's"1' for m in messages)
+    return [m["record"]["data"] for m in messages]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.text()), st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+                          st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+                          st.one_of(st.none(), st.booleans())), min_size=1, max_size=30))
+def test_scalars_roundtrip(rows):
+    batch = pa.RecordBatch.from_pydict({
+        "s": pa.array([r[0] for r in rows], pa.string()),
+        "i": pa.array([r[1] for r in rows], pa.int64()),
+        "f": pa.array([r[2] for r in rows], pa.float64()),
+        "b": pa.array([r[3] for r in rows], pa.bool_()),
+    })
+    assert decode(record_lines('s"1', batch, 7)) == batch.to_pylist()
+
+
+def test_special_types():
+    batch = pa.RecordBatch.from_pydict({
+        "t": pa.array([datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc), None], pa.timestamp("us", tz="UTC")),
+        "naive": pa.array([datetime(2024, 1, 2), None], pa.timestamp("s")),
+        "d": pa.array([Decimal("1.50"), None], pa.decimal128(5, 2)),
+        "nan": pa.array([float("nan"), float("inf")]),
+        "nested": pa.array([{"a": [1, 2], "b": "x"}, None]),
+        "ctrl": pa.array(["\x00\x1f\"\\\n", "é 😀"]),
+        "nothing": pa.nulls(2),
+    })
+    rows = decode(record_lines('s"1', batch, 7))
+    assert rows[0] == {"t": "2024-01-02T03:04:05.000006Z", "naive": "2024-01-02T00:00:00Z", "d": 1.5, "nan": None,
+                       "nested": {"a": [1, 2], "b": "x"}, "ctrl": "\x00\x1f\"\\\n", "nothing": None}
+    assert rows[1]["ctrl"] == "é 😀" and rows[1]["t"] is None and rows[1]["nan"] is None
+
+
+def test_des_discover_cli(capsys):
+    from connector.cli import main
+
+    assert main(["discover", "testdata"]) == 0
+    out = capsys.readouterr().out
+    assert "users  (3 files" in out and "signup_at" in out and "date-time" in out
+    assert main(["discover", "--json", "testdata"]) == 0
+    assert [s["name"] for s in orjson.loads(capsys.readouterr().out)] == ["events", "orders", "users"]
