@@ -1,0 +1,107 @@
+"""Run an Airbyte-protocol connector as a child process: wall time, peak RSS, messages counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    rc: int
+    seconds: float
+    max_rss_mb: float
+    records: int
+    states: list[dict] = field(default_factory=list)
+    catalog: dict | None = None
+    traces: list[dict] = field(default_factory=list)
+    stderr_tail: str = ""
+
+    def ok(self) -> bool:
+        return self.rc == 0 and not any(t.get("trace", {}).get("type") == "ERROR" for t in self.traces)
+
+    def error(self) -> str:
+        for t in self.traces:
+            err = t.get("trace", {}).get("error")
+            if err:
+                return str(err.get("message"))[:300]
+        return f"exit {self.rc}: {self.stderr_tail[-300:]}"
+
+
+def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[str, str] | None = None,
+                  stdin_path: str | Path | None = None, timeout: float = 3600) -> Run:
+    """Run ``argv``; count RECORD lines on stdout, keep STATE/CATALOG/TRACE messages.
+
+    Peak RSS comes from ``wait4`` on the child (``ru_maxrss``, which also covers the child's own
+    waited-for children), so it is the connector's own high-water mark, not the benchmark's.
+    """
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    err = tempfile.TemporaryFile()
+    records = 0
+    states: list[dict] = []
+    catalog = None
+    traces: list[dict] = []
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=err,
+                            bufsize=1024 * 1024)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            head = line[:64]
+            if b'"RECORD"' in head:
+                records += 1
+                continue
+            if not line.strip():
+                continue
+            try:
+                msg: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue  # some peers print non-JSON chatter on stdout; it is not a message
+            kind = msg.get("type")
+            if kind == "RECORD":
+                records += 1
+            elif kind == "STATE":
+                states.append(msg)
+            elif kind == "CATALOG":
+                catalog = msg["catalog"]
+            elif kind == "TRACE":
+                traces.append(msg)
+            elif kind == "CONNECTION_STATUS":
+                traces.append({"trace": {}, "connectionStatus": msg["connectionStatus"]})
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        if stdin_path:
+            stdin.close()  # type: ignore[union-attr]
+    err.seek(0)
+    tail = err.read()[-4000:].decode("utf-8", "replace")
+    err.close()
+    return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=usage.ru_maxrss / 1024.0,
+               records=records, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
+
+
+def last_states(run: Run) -> list[dict]:
+    """The last STATE per stream, as an Airbyte ``--state`` file holds them (list of STREAM states)."""
+    by_stream: dict[str, dict] = {}
+    legacy = None
+    for msg in run.states:
+        state = msg["state"]
+        if state.get("type") == "STREAM":
+            name = state["stream"]["stream_descriptor"]["name"]
+            by_stream[name] = {"type": "STREAM", "stream": state["stream"]}
+        elif "data" in state:
+            legacy = state["data"]
+    if by_stream:
+        return list(by_stream.values())
+    return legacy  # type: ignore[return-value]

@@ -1,0 +1,138 @@
+"""moto's S3 server on 127.0.0.1 with a request counter, run in its own process.
+
+``python bench/s3server.py PORT`` serves moto's WSGI app (the same app ``python -m moto.server``
+serves) wrapped in a middleware that counts every request by method, and range GETs apart.
+``GET /__bench__/counts`` returns the counters as JSON and ``POST /__bench__/reset`` zeroes
+them; those two paths are not counted. Requests are counted at the server, so nothing a client
+library does (HEADs, retries, multipart parts, readahead) escapes the count.
+
+:class:`S3Server` starts and stops it from the benchmark process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+
+
+def _app():
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    inner = DomainDispatcherApplication(create_backend_app)
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/__bench__/"):
+            if path.endswith("/reset"):
+                with lock:
+                    counts.clear()
+            with lock:
+                body = json.dumps(dict(counts)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        method = environ.get("REQUEST_METHOD", "?")
+        with lock:
+            counts["total"] += 1
+            counts[method] += 1
+            if method == "GET" and environ.get("HTTP_RANGE"):
+                counts["GET_range"] += 1
+            query = environ.get("QUERY_STRING", "")
+            if method == "GET" and ("list-type" in query or path.count("/") <= 1 and "prefix" in query):
+                counts["LIST"] += 1
+        return inner(environ, start_response)
+
+    return app
+
+
+def serve(port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    run_simple("127.0.0.1", port, _app(), threaded=True, use_reloader=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class S3Server:
+    """The counting moto server in a subprocess, on a free port."""
+
+    key: str = "testing"
+    secret: str = "testing"
+    region: str = "us-east-1"
+
+    def start(self) -> S3Server:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                self.counts()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("moto server exited at start") from None
+                time.sleep(0.2)
+        raise RuntimeError("moto server did not start in 60 s")
+
+    def stop(self) -> None:
+        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.endpoint_url}/__bench__/counts", timeout=5) as r:
+            return json.loads(r.read())
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.endpoint_url}/__bench__/reset", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+
+    # clients ------------------------------------------------------------------------------
+
+    def storage_options(self) -> dict:
+        return {
+            "key": self.key,
+            "secret": self.secret,
+            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": self.region},
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+        }
+
+    def s3fs(self, **extra):
+        import s3fs
+
+        return s3fs.S3FileSystem(**{**self.storage_options(), **extra})
+
+    def boto3(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.key,
+                            aws_secret_access_key=self.secret, region_name=self.region,
+                            config=Config(max_pool_connections=32))
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
