@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 
+TIME = "/usr/bin/time"
+
+
 @dataclass
 class Run:
     argv: list[str]
@@ -44,6 +47,14 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     """
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     err = tempfile.TemporaryFile()
+    rss_file = None
+    if os.path.exists(TIME):
+        # ru_maxrss from our own wait4 would include this (large) benchmark process: Linux carries
+        # the pre-exec memory of a (v)forked child into its maxrss. GNU time forks from a tiny
+        # process, so its %M is the connector's own high-water mark.
+        fd, rss_file = tempfile.mkstemp(prefix="rss-", dir=tempfile.gettempdir())
+        os.close(fd)
+        argv = [TIME, "-f", "%M", "-o", rss_file, *argv]
     records = 0
     states: list[dict] = []
     catalog = None
@@ -87,7 +98,17 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     err.seek(0)
     tail = err.read()[-4000:].decode("utf-8", "replace")
     err.close()
-    return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=usage.ru_maxrss / 1024.0,
+    max_rss_kb = float("nan")
+    if rss_file:
+        try:
+            text = Path(rss_file).read_text().split()
+            max_rss_kb = float(text[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+        os.unlink(rss_file)
+    else:
+        max_rss_kb = usage.ru_maxrss
+    return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=max_rss_kb / 1024.0,
                records=records, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
 
 

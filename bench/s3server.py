@@ -49,7 +49,14 @@ def _app():
             query = environ.get("QUERY_STRING", "")
             if method == "GET" and ("list-type" in query or path.count("/") <= 1 and "prefix" in query):
                 counts["LIST"] += 1
-        return inner(environ, start_response)
+        def counting_start_response(status, headers, exc_info=None):
+            for k, v in headers:
+                if k.lower() == "content-length" and method in ("GET", "HEAD") and v.isdigit() and method == "GET":
+                    with lock:
+                        counts["bytes_out"] += int(v)
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return inner(environ, counting_start_response)
 
     return app
 
