@@ -13,6 +13,9 @@ from typing import Any
 
 
 TIME = "/usr/bin/time"
+_RECORD_TOKENS = (b'"type":"RECORD"', b'"type": "RECORD"')
+_OTHER_TOKENS = tuple(t for kind in (b"STATE", b"TRACE", b"CATALOG", b"CONNECTION_STATUS")
+                      for t in (b'"type":"' + kind + b'"', b'"type": "' + kind + b'"'))
 
 
 @dataclass
@@ -64,28 +67,46 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
                             bufsize=1024 * 1024)
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            head = line[:64]
-            if b'"RECORD"' in head:
-                records += 1
-                continue
-            if not line.strip():
-                continue
-            try:
-                msg: dict[str, Any] = json.loads(line)
-            except ValueError:
-                continue  # some peers print non-JSON chatter on stdout; it is not a message
-            kind = msg.get("type")
-            if kind == "RECORD":
-                records += 1
-            elif kind == "STATE":
-                states.append(msg)
-            elif kind == "CATALOG":
-                catalog = msg["catalog"]
-            elif kind == "TRACE":
-                traces.append(msg)
-            elif kind == "CONNECTION_STATUS":
-                traces.append({"trace": {}, "connectionStatus": msg["connectionStatus"]})
+        # Count in 1 MiB blocks at C speed (bytes.count), so the benchmark's own reading costs
+        # next to nothing next to the connector's work (as if stdout went to /dev/null); only the
+        # few non-RECORD lines are parsed.
+        leftover = b""
+        while True:
+            chunk = proc.stdout.read1(1 << 20) if hasattr(proc.stdout, "read1") else proc.stdout.read(1 << 20)
+            if not chunk:
+                block, leftover = leftover, b""
+                if not block:
+                    break
+                block += b"\n"
+            else:
+                data = leftover + chunk
+                cut = data.rfind(b"\n") + 1
+                block, leftover = data[:cut], data[cut:]
+                if not block:
+                    continue
+            for token in _RECORD_TOKENS:
+                records += block.count(token)
+            for token in _OTHER_TOKENS:
+                pos = block.find(token)
+                while pos >= 0:
+                    start = block.rfind(b"\n", 0, pos) + 1
+                    end = block.find(b"\n", pos)
+                    try:
+                        msg: dict[str, Any] = json.loads(block[start:end])
+                    except ValueError:
+                        msg = {}
+                    kind = msg.get("type")
+                    if kind == "STATE":
+                        states.append(msg)
+                    elif kind == "CATALOG":
+                        catalog = msg["catalog"]
+                    elif kind == "TRACE":
+                        traces.append(msg)
+                    elif kind == "CONNECTION_STATUS":
+                        traces.append({"trace": {}, "connectionStatus": msg["connectionStatus"]})
+                    pos = block.find(token, end)
+            if not chunk:
+                break
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -743,8 +743,8 @@ def case_pack(ctx: Ctx) -> None:
     tools: dict[str, Callable[[], str] | None] = {"des sync --mode files": None,
                                                    "boto3 get+put loop (sequential)": boto3_loop,
                                                    "tar via s3fs (streamed, concurrent GETs)": tar_s3fs}
-    if not landed("connector.sync") and not landed("connector.store.ops"):
-        r.skip(case, "des sync --mode files", "not landed yet (connector.sync / des sync missing)")
+    if not landed("connector.cli.sync"):
+        r.skip(case, "des sync --mode files", "not landed yet (`des sync` / connector.cli.sync missing)")
     else:
         tools["des sync --mode files"] = lambda: _des_sync_files(ctx)
     for i in range(ctx.args.repeat):
@@ -754,6 +754,7 @@ def case_pack(ctx: Ctx) -> None:
             for p in ("pack-boto3", "pack-tar", "pack-des"):
                 ctx.delete_prefix(p)
             _reset_catalog(ctx)
+            (WORK / "cfg" / "pack-state.json").unlink(missing_ok=True)
             ctx.server.reset()
             t0 = time.perf_counter()
             try:
@@ -780,8 +781,10 @@ def _des_sync_files(ctx: Ctx) -> str:
     src = ctx.write_json("pack-src.json", ctx.our_source_config("small", "auto") | {"file_format": "auto"})
     dest = ctx.write_json("pack-dest.json", _our_destination_config(ctx, "pack-des"))
     env = {**ctx.env, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "connector.cli", "sync", "--config", src, "--destination", dest,
-                          "--mode", "files"], cwd=REPO, env=env, capture_output=True, timeout=3600)
+    out = subprocess.run([sys.executable, "-c", "import sys; from connector.cli import main; sys.exit(main())",
+                          "sync", "--config", src, "--destination", dest, "--mode", "files",
+                          "--state", str(WORK / "cfg" / "pack-state.json")],
+                         cwd=REPO, env=env, capture_output=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"des sync failed: {out.stderr.decode()[-300:]}")
     return "pack-des/"
