@@ -2,13 +2,17 @@
 
 JSON Lines are parsed by Arrow's C++ reader in blocks of whole lines, with the stream's inferred
 schema; a block Arrow rejects is re-parsed line by line (orjson) only to name the bad line, skip it,
-or keep values that contradict the sampled type. Arrays and single objects are parsed whole.
-Nested objects stay objects (Arrow structs).
+or keep values that contradict the sampled type. A top-level array is decoded item by item from
+the byte stream (the stdlib's C scanner, one ``raw_decode`` per item), so its memory is bounded by
+the block size and the largest item, not the file. A single object is parsed whole. Nested objects
+stay objects (Arrow structs).
 """
 
 from __future__ import annotations
 
+import codecs
 import io
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -72,10 +76,19 @@ def _no_null(t: pa.DataType) -> pa.DataType:
     return t
 
 
+# An array item may not grow past this while we wait for its end: a missing bracket or quote would
+# otherwise pull the rest of the file into memory before the error is found.
+MAX_ITEM_BYTES = 256 * 1024 * 1024
+_WS = " \t\r\n"
+_NUMBER_CHARS = "0123456789+-.eE"
+
+
 def _kind(head: bytes) -> str:
-    """'lines', or 'whole' for an array / a (pretty-printed) single object / an empty file."""
+    """'lines', 'array', or 'whole' for a (pretty-printed) single object / an empty file."""
     stripped = head.lstrip()
-    if not stripped or stripped[:1] == b"[":
+    if stripped[:1] == b"[":
+        return "array"
+    if not stripped:
         return "whole"
     first = stripped.split(b"\n", 1)[0]
     try:
@@ -93,17 +106,105 @@ def _whole(data: bytes, ref: FileRef, options: FormatOptions, stats: FileStats) 
         return _lines_python(data, 1, ref, options, stats)  # JSON Lines whose first line is bad
     if isinstance(value, dict):
         return [value]
-    if isinstance(value, list):
-        rows = []
-        for i, item in enumerate(value):
+    raise BadDataError(f"{ref.key}: top-level JSON value is a {type(value).__name__}, not an object or array")
+
+
+def _array_items(stream, head: bytes, ref: FileRef, block_size: int) -> Iterator[tuple[int, Any]]:
+    """(index, decoded item) of a top-level JSON array, read incrementally from ``stream``."""
+    decode = codecs.getincrementaldecoder("utf-8")().decode
+    scan = json.JSONDecoder().raw_decode
+    consumed = 0  # characters dropped from the front of ``buf``, for error positions
+
+    def fail(pos: int, why: str) -> BadDataError:
+        return BadDataError(f"{ref.key}: character {consumed + pos + 1}: {why}")
+
+    try:
+        buf, eof = decode(head), False
+    except UnicodeDecodeError as exc:
+        raise BadDataError(f"{ref.key}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+    def more(need_all: bool = False) -> bool:
+        """Append the next block; False at the end of the stream."""
+        nonlocal buf, eof
+        if eof:
+            return False
+        data = stream.read(block_size)
+        try:
+            buf += decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise BadDataError(f"{ref.key}: not UTF-8 ({exc.reason})") from None
+        eof = not data
+        return bool(data)
+
+    pos = buf.index("[") + 1
+    index, expect_item = 0, True
+    while True:
+        while True:  # skip whitespace, fetching more when the buffer runs out
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            if pos < len(buf) or not more():
+                break
+        if pos >= len(buf):
+            raise fail(pos, "the array is not closed (missing ']')")
+        char = buf[pos]
+        if char == "]" and (index == 0 or not expect_item):
+            pos += 1
+            break
+        if not expect_item:
+            if char != ",":
+                raise fail(pos, f"expected ',' or ']' after array item {index - 1}, found {char!r}")
+            pos += 1
+            expect_item = True
+            continue
+        while True:  # decode one item, reading more while it is cut by the end of the buffer
+            try:
+                item, end = scan(buf, pos)
+            except json.JSONDecodeError as exc:
+                if len(buf) - pos > MAX_ITEM_BYTES:
+                    raise fail(pos, f"array item {index} is invalid JSON or larger than "
+                                    f"{MAX_ITEM_BYTES} bytes ({exc.msg})") from None
+                if not more():
+                    raise fail(exc.pos, f"array item {index}: invalid JSON ({exc.msg})") from None
+                continue
+            # A number whose text runs to the end of the buffer ("12", "0.", "1e") may go on in
+            # the next block: decode it again once more text is there.
+            if (isinstance(item, (dict, list, str)) or item is None or isinstance(item, bool)
+                    or buf[end:].lstrip(_NUMBER_CHARS) or not more()):
+                break
+        yield index, item
+        index, pos, expect_item = index + 1, end, False
+        if pos > block_size:  # drop what is consumed so the buffer stays one block or one item
+            consumed += pos
+            buf, pos = buf[pos:], 0
+    while True:
+        rest = buf[pos:].strip(_WS)
+        if rest:
+            raise fail(pos, "data after the closing ']' of the top-level array")
+        buf, pos = "", 0
+        if not more():
+            return
+
+
+def _array_batches(stream, head: bytes, ref: FileRef, schema: pa.Schema, options: FormatOptions,
+                   stats: FileStats) -> Iterator[pa.RecordBatch]:
+    rows: list[dict] = []
+    try:
+        for i, item in _array_items(stream, head, ref, options.block_size):
             if isinstance(item, dict):
                 rows.append(item)
+                if len(rows) >= options.batch_size:
+                    yield _rows_to_batch(rows, schema, stats)
+                    rows = []
             elif options.on_bad_record == "skip":
                 stats.skip(f"array item {i}")
             else:
-                raise BadDataError(f"{ref.key}: array item {i} is not an object")
-        return rows
-    raise BadDataError(f"{ref.key}: top-level JSON value is a {type(value).__name__}, not an object or array")
+                raise BadDataError(f"{ref.key}: array item {i} is not an object ({type(item).__name__})")
+    except BadDataError as exc:
+        if options.on_bad_record != "skip":
+            raise
+        stats.skip(f"the rest of the file ({exc})")
+    if rows:
+        yield _rows_to_batch(rows, schema, stats)
 
 
 def _lines_python(chunk: bytes, first_line: int, ref: FileRef, options: FormatOptions, stats: FileStats) -> list[dict]:
@@ -214,7 +315,18 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
     with data_errors(ref), open_raw(fs, ref) as raw:
         stream = decompressed(raw, ref.compression)
         head = read_head(stream, max_rows)
-        if _kind(head) == "whole":
+        kind = _kind(head)
+        if kind == "array":
+            rows = []
+            try:
+                for _, item in _array_items(stream, head, ref, options.block_size):
+                    rows.append(item)
+                    if len(rows) >= max_rows:
+                        break
+            except BadDataError:
+                pass  # inference is tolerant: what parsed so far is the sample; the read names the error
+            return schema_of(rows)
+        if kind == "whole":
             rows = _whole(head + stream.read(), ref, FormatOptions(on_bad_record="skip"), FileStats())
             return schema_of(rows[:max_rows])
         rows = []
@@ -232,7 +344,12 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
     with data_errors(ref), open_raw(fs, ref) as raw:
         stream = decompressed(raw, ref.compression)
         head = read_head(stream, 1)
-        if _kind(head) == "whole":
+        kind = _kind(head)
+        if kind == "array":
+            for batch in _array_batches(stream, head, ref, schema, options, stats):
+                yield from slices(batch, options.batch_size)
+            return
+        if kind == "whole":
             rows = _whole(head + stream.read(), ref, options, stats)
             if rows:
                 yield from slices(_rows_to_batch(rows, schema, stats), options.batch_size)
