@@ -74,6 +74,19 @@ class Source:
                 raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
             raise
 
+    def _missing_root(self) -> str | None:
+        """The bucket or folder of the root that does not exist, if any (to say so, not "no files")."""
+        try:
+            if "s3" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)):
+                bucket = self.root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    return f"bucket {bucket!r}"
+            if not self.fs.exists(self.root):
+                return self._where()
+        except Exception:  # noqa: BLE001 - only refines the message; the listing error path reports failures
+            return None
+        return None
+
     def _where(self) -> str:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return f"{protocol}://{self.root}"
@@ -149,6 +162,9 @@ class Source:
         grouped = self._list()
         refs = [r for files in grouped.values() for r in files]
         if not refs:
+            missing = self._missing_root()
+            if missing:
+                raise SourceError(f"{missing} does not exist (or these credentials cannot see it)")
             raise SourceError(f"no data files found under {self._where()} "
                               f"(file_format={self.config.file_format}, stream_depth={self.config.stream_depth})")
         self._infer(refs[-1])

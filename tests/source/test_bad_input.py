@@ -100,11 +100,13 @@ def test_empty_bucket_check_fails_clearly(s3_endpoint, s3_bucket):
         src.check()
 
 
-def test_missing_bucket_and_bad_credentials(s3_endpoint):
+def test_missing_bucket_or_folder_is_named(s3_endpoint, tmp_path):
     src = Source(s3_config(s3_endpoint, "no-such-bucket-xyz"))
     assert src.streams() == []
-    with pytest.raises(SourceError):
+    with pytest.raises(SourceError, match="bucket 'no-such-bucket-xyz' does not exist"):
         src.check()
+    with pytest.raises(SourceError, match=r"nowhere does not exist"):
+        Source({"root_url": str(tmp_path / "nowhere")}).check()
 
 
 def test_file_deleted_between_list_and_read(s3_endpoint, s3_bucket, caplog):
