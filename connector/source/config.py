@@ -52,6 +52,7 @@ class SourceConfig:
     file_format: str = "auto"
     max_threads: int = 10
     retry_count: int = 3
+    request_timeout: float | None = None
     csv: CsvOptions = CsvOptions()
     stream_depth: int = 1
     streams: tuple[StreamGlobs, ...] = ()
@@ -86,6 +87,7 @@ class SourceConfig:
             file_format=raw.get("file_format", "auto"),
             max_threads=raw.get("max_threads", 10),
             retry_count=raw.get("retry_count", 3),
+            request_timeout=raw.get("request_timeout"),
             csv=CsvOptions(**raw.get("csv", {})),
             stream_depth=raw.get("stream_depth", 1),
             streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
@@ -102,6 +104,7 @@ class SourceConfig:
             import s3fs
 
             fs = s3fs.S3FileSystem(**s3_options)
+            _single_attempt(fs)
             root = f"{self.bucket_name}/{self.path_prefix.strip('/')}".rstrip("/")
             return fs, root
         assert self.root_url is not None
@@ -110,6 +113,8 @@ class SourceConfig:
             fs, root = fsspec.core.url_to_fs(self.root_url, **options)
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
+        if options:
+            _single_attempt(fs)
         if self.path_prefix.strip("/"):
             root = f"{root.rstrip('/')}/{self.path_prefix.strip('/')}"
         return fs, root.rstrip("/") or root
@@ -124,10 +129,24 @@ class SourceConfig:
             client_kwargs["region_name"] = self.region
         if client_kwargs:
             options["client_kwargs"] = client_kwargs
+        # Retries are bounded by retry_count at two levels only: each request (botocore, standard
+        # mode: backoff and a retry quota) and each file or listing (connector.source.retry, which
+        # resumes a file where it broke). s3fs's own third layer is switched off (_single_attempt),
+        # or attempts would multiply and a dead endpoint would take many minutes to report.
+        config_kwargs: dict[str, Any] = {"retries": {"mode": "standard", "total_max_attempts": self.retry_count + 1}}
+        if self.request_timeout is not None:
+            config_kwargs["connect_timeout"] = config_kwargs["read_timeout"] = self.request_timeout
+        options["config_kwargs"] = config_kwargs
         if self.access_key_id is not None:
             options["key"] = self.access_key_id
             options["secret"] = self.secret_access_key
         return options
+
+
+def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:
+    """One s3fs-level attempt per call (see ``_s3_options``); other filesystems are left alone."""
+    if type(fs).__module__.startswith("s3fs"):
+        fs.retries = 1  # an instance attribute (s3fs reads self.retries), not a constructor option
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

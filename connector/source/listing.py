@@ -82,8 +82,11 @@ def last_modified(info: dict[str, Any]) -> datetime:
 def list_files(fs: fsspec.AbstractFileSystem, root: str, config: SourceConfig) -> list[FileRef]:
     """Every data file under ``root`` whose format the config accepts, sorted by (last_modified, key)."""
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    # No ``fs.exists`` guard: s3fs answers False for a bucket on *any* error (5xx, timeouts...), so
+    # an outage would look like an empty root and a sync would succeed with nothing. ``find``
+    # raises the real error, and FileNotFoundError for a missing bucket or root.
     try:
-        found = fs.find(root, detail=True, withdirs=False) if fs.exists(root) else {}
+        found = fs.find(root, detail=True, withdirs=False)
     except FileNotFoundError:
         found = {}
     refs: list[FileRef] = []
