@@ -55,15 +55,20 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any] | None) -> StreamState:
+        if state is not None and not isinstance(state, Mapping):
+            raise ConfigError(f"state: a stream's state must be an object, not {type(state).__name__}")
         if not state or state.get(CURSOR_FIELD) in (None, ""):
             return cls()
         try:
             cursor = parse_time(str(state[CURSOR_FIELD]))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"state: {CURSOR_FIELD} {state[CURSOR_FIELD]!r} is not an ISO-8601 time") from None
         if FILES_AT_CURSOR not in state:
             return cls(cursor, frozenset(), exact=False)
-        return cls(cursor, frozenset(map(str, state[FILES_AT_CURSOR])))
+        keys = state[FILES_AT_CURSOR]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ConfigError(f"state: {FILES_AT_CURSOR} must be a list of file keys (strings)")
+        return cls(cursor, frozenset(keys))
 
     def to_dict(self) -> dict[str, Any]:
         if self.cursor is None:
@@ -91,6 +96,15 @@ class StreamState:
         return self  # older than the cursor (full refresh re-reading old files): nothing moves
 
 
+def _put_stream_state(out: dict[str, dict[str, Any]], stream: Any) -> None:
+    """One ``{"stream_descriptor": {"name": ...}, "stream_state": {...}}`` into ``out``."""
+    name = stream["stream_descriptor"]["name"]
+    state = stream.get("stream_state") or {}
+    if not isinstance(name, str) or not isinstance(state, dict):
+        raise TypeError("stream_descriptor.name must be a string and stream_state an object")
+    out[name] = dict(state)
+
+
 def parse_input_state(raw: Any) -> dict[str, dict[str, Any]]:
     """Per-stream states from an Airbyte ``--state`` file.
 
@@ -102,20 +116,26 @@ def parse_input_state(raw: Any) -> dict[str, dict[str, Any]]:
         return {}
     out: dict[str, dict[str, Any]] = {}
     if isinstance(raw, list):
-        for item in raw:
+        for number, item in enumerate(raw):
             if not isinstance(item, dict):
                 raise ConfigError("state: each entry must be a JSON object (an AirbyteStateMessage)")
             kind = item.get("type")
-            if kind == "STREAM" or (kind is None and "stream" in item):
-                stream = item["stream"]
-                out[stream["stream_descriptor"]["name"]] = dict(stream.get("stream_state") or {})
-            elif kind == "GLOBAL":
-                for s in item["global"].get("stream_states", []):
-                    out[s["stream_descriptor"]["name"]] = dict(s.get("stream_state") or {})
-            elif kind == "LEGACY" or "data" in item:
-                out.update(parse_input_state(item.get("data") or {}))
-            else:
-                raise ConfigError(f"state: unsupported state message type {kind!r}")
+            try:
+                if kind == "STREAM" or (kind is None and "stream" in item):
+                    _put_stream_state(out, item["stream"])
+                elif kind == "GLOBAL":
+                    for s in item["global"].get("stream_states", []):
+                        _put_stream_state(out, s)
+                elif kind == "LEGACY" or "data" in item:
+                    out.update(parse_input_state(item.get("data") or {}))
+                else:
+                    raise ConfigError(f"state: unsupported state message type {kind!r}")
+            except ConfigError:
+                raise
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                # A hand-edited or truncated state file: say which entry, not a traceback.
+                raise ConfigError(f"state: entry {number} is not a valid {kind or 'STREAM'} state message "
+                                  f"({type(exc).__name__}: {exc})") from None
         return out
     if isinstance(raw, dict):
         if raw.get("type") in ("STREAM", "GLOBAL", "LEGACY") or ("data" in raw and isinstance(raw["data"], dict)):

@@ -82,6 +82,9 @@ def data_errors(ref: FileRef, where: str = "") -> Iterator[None]:
     except Exception as exc:
         if is_transient(exc):
             raise TransientError(f"{ref.key}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, RecursionError):
+            # Deeply nested JSON ([[[[...) exhausts Python's stack in the decoder or in schema code.
+            raise BadDataError(f"{ref.key}{': ' + where if where else ''}: values nested too deeply") from None
         if isinstance(exc, (pa.ArrowException, OSError, EOFError, ValueError, UnicodeDecodeError)):
             raise BadDataError(f"{ref.key}{': ' + where if where else ''}: {_first_line(exc)}") from exc
         raise

@@ -8,6 +8,7 @@ later value that does not fit keeps its column as text in that batch instead of 
 from __future__ import annotations
 
 import csv as pycsv
+import re
 from collections.abc import Iterator
 
 import fsspec
@@ -21,18 +22,61 @@ from connector.source.infer import cast_strings, infer_string_column, merge_type
 from connector.source.listing import FileRef
 
 
-def _header(head: bytes, options: FormatOptions) -> list[str] | None:
-    """Column names from the first line after ``skip_rows`` (``column_1``... without a header)."""
-    lines = head.split(b"\n", options.csv.skip_rows + 1)
-    if len(lines) <= options.csv.skip_rows:
+#: Line ends as Arrow's CSV reader sees them (it also accepts a lone CR, old Mac style).
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+#: How far into a file the header line is looked for.
+HEADER_LIMIT = 1 << 20
+
+
+def _header(head: bytes, options: FormatOptions, final: bool) -> tuple[list[str], int] | None:
+    """Column names from the first non-blank line after ``skip_rows`` (``column_1``... without a
+    header) and that line's index among the raw lines; None when ``head`` holds no complete such
+    line yet (``final``: ``head`` is the whole file, so none at all)."""
+    lines = _LINE_END.split(head)
+    if not final:
+        lines = lines[:-1]  # the last piece may be a line cut short
+    for index in range(options.csv.skip_rows, len(lines)):
+        first = lines[index].decode("utf-8", errors="replace")
+        if first.strip():
+            break
+    else:
         return None
-    first = lines[options.csv.skip_rows].rstrip(b"\r").decode("utf-8", errors="replace")
-    if not first.strip():
-        return None
-    fields = next(pycsv.reader([first], delimiter=options.csv.delimiter, quotechar=options.csv.quote_character))
+    try:
+        fields = next(pycsv.reader([first], delimiter=options.csv.delimiter, quotechar=options.csv.quote_character))
+    except pycsv.Error as exc:
+        raise ValueError(f"line {index + 1}: unreadable header ({exc})") from None
     if options.csv.has_header:
-        return [name or f"column_{i + 1}" for i, name in enumerate(fields)]
-    return [f"column_{i + 1}" for i in range(len(fields))]
+        return _unique([name or f"column_{i + 1}" for i, name in enumerate(fields)]), index
+    return [f"column_{i + 1}" for i in range(len(fields))], index
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Header names made unique (``a, a`` -> ``a, a_2``): a record cannot hold one key twice."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _find_header(stream, options: FormatOptions) -> tuple[bytes, tuple[list[str], int] | None]:
+    """Read from ``stream`` until the header line is complete; (bytes read, header or None)."""
+    head = read_head(stream, options.csv.skip_rows + 1)
+    final = False
+    while (found := _header(head, options, final)) is None and not final:
+        if len(head) > HEADER_LIMIT:
+            raise ValueError(f"no header line within the first {HEADER_LIMIT} bytes")
+        more = stream.read(64 << 10)
+        final = not more
+        head += more
+    if final and head and not head.endswith((b"\n", b"\r")):
+        head += b"\n"  # the whole file, its last line unterminated: Arrow cannot skip a header-only file
+    return head, found
 
 
 class _Reader:
@@ -45,10 +89,10 @@ class _Reader:
 def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats | None) -> _Reader:
     raw = open_raw(fs, ref)
     stream = decompressed(raw, ref.compression)
-    head = read_head(stream, options.csv.skip_rows + 1)
-    names = _header(head, options)
-    if names is None:
+    head, found = _find_header(stream, options)
+    if found is None:
         return _Reader(raw, None, [], [])
+    names, header_line = found
     bad_rows: list[str] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -61,7 +105,7 @@ def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, s
         return "error"
 
     try:
-        reader = _open_arrow(head, stream, names, options, on_invalid)
+        reader = _open_arrow(head, stream, names, header_line, options, on_invalid)
     except pa.ArrowInvalid:
         if bad_rows:  # Arrow reads the first block on open: the bad row may already be there
             raise BadDataError(f"{ref.key}: {bad_rows[0]}") from None
@@ -69,12 +113,14 @@ def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, s
     return _Reader(raw, reader, names, bad_rows)
 
 
-def _open_arrow(head: bytes, stream, names: list[str], options: FormatOptions, on_invalid) -> pacsv.CSVStreamingReader:
+def _open_arrow(head: bytes, stream, names: list[str], header_line: int, options: FormatOptions,
+                on_invalid) -> pacsv.CSVStreamingReader:
     return pacsv.open_csv(
         Prefixed(head, stream),
         read_options=pacsv.ReadOptions(
             block_size=options.block_size,
-            skip_rows=options.csv.skip_rows + (1 if options.csv.has_header else 0),
+            # Arrow counts blank lines here: skip them and the header, as _header found it.
+            skip_rows=header_line + (1 if options.csv.has_header else 0),
             column_names=names,
             use_threads=False,
         ),

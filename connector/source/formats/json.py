@@ -242,15 +242,25 @@ def _rows_to_batch(rows: list[dict], schema: pa.Schema, stats: FileStats) -> pa.
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
             if target is not None and not pa.types.is_string(target):
                 stats.type_conflicts.add(name)
-            array = pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values],
-                             pa.string())
+            array = pa.array([v if v is None or isinstance(v, str) else _json_text(v) for v in values], pa.string())
         arrays.append(array)
         fields.append(pa.field(name, array.type))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _chunks(stream, head: bytes, block_size: int) -> Iterator[tuple[int, bytes]]:
-    """(first line number, block of whole lines) over the decoded stream."""
+def _json_text(value: Any) -> str:
+    """Compact JSON text of a decoded value; the stdlib's encoder for integers beyond 64 bits,
+    which orjson refuses (top-level arrays are decoded by the stdlib, which keeps them exact)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _chunks(stream, head: bytes, block_size: int, ref: FileRef,
+            max_line: int = MAX_ITEM_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(first line number, block of whole lines) over the decoded stream. A line longer than
+    ``max_line`` is an error: a file without newlines must not be pulled into memory whole."""
     line = 1
     carry = head
     while True:
@@ -262,6 +272,8 @@ def _chunks(stream, head: bytes, block_size: int) -> Iterator[tuple[int, bytes]]
             return
         cut = buf.rfind(b"\n")
         if cut < 0:
+            if len(buf) > max_line:
+                raise BadDataError(f"{ref.key}: line {line}: longer than {max_line} bytes")
             carry = buf
             continue
         block, carry = buf[: cut + 1], buf[cut + 1 :]
@@ -354,7 +366,7 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
             if rows:
                 yield from slices(_rows_to_batch(rows, schema, stats), options.batch_size)
             return
-        for first_line, block in _chunks(stream, head, options.block_size):
+        for first_line, block in _chunks(stream, head, options.block_size, ref):
             batch = _parse_block(block, first_line, ref, schema, options, stats)
             if batch is not None:
                 yield from slices(batch, options.batch_size)
