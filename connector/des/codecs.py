@@ -30,8 +30,16 @@ def compress(data: bytes, codec: str) -> bytes:
     raise ValueError(f"unknown compression {codec!r}")
 
 
+#: Largest expansion each codec can produce (deflate: ~1032:1; zstd: a 4-byte RLE block gives
+#: 128 KiB, 32768:1), with headroom. A META ``size`` beyond it is a lie, refused before allocating.
+MAX_RATIO = {"gzip": 1100, "zstd": 33000}
+
+
 def decompress(data: bytes, codec: str, size: int, where: str) -> bytes:
     """Decompress to exactly ``size`` bytes or raise :class:`DesFormatError` naming ``where``."""
+    if codec in MAX_RATIO and size > len(data) * MAX_RATIO[codec] + 4096:
+        raise DesFormatError(f"{where}: META declares {size} bytes from {len(data)} compressed {codec} bytes, "
+                             f"more than {codec} can expand to")
     try:
         if codec == "zstd":
             out = pa.decompress(data, decompressed_size=size, codec="zstd", asbytes=True)
@@ -42,7 +50,7 @@ def decompress(data: bytes, codec: str, size: int, where: str) -> bytes:
                 raise DesFormatError(f"{where}: decompresses to more than its declared {size} bytes")
         else:
             raise DesFormatError(f"{where}: unknown codec {codec!r}")
-    except (OSError, zlib.error, pa.ArrowException) as exc:
+    except (OSError, zlib.error, pa.ArrowException, MemoryError, OverflowError) as exc:
         raise DesFormatError(f"{where}: corrupt {codec} data ({exc})") from None
     if len(out) != size:
         raise DesFormatError(f"{where}: decompressed to {len(out)} bytes, META says {size}")

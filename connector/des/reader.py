@@ -33,8 +33,9 @@ from connector.des.format import (
     parse_meta,
 )
 from connector.des.target import is_local, resolve, url_of
+from connector.des.names import validate_member_name
 from connector.des.writer import external_prefix
-from connector.errors import DesFormatError
+from connector.errors import DesFormatError, MemberNameError
 
 DEFAULT_TAIL_SIZE = 64 * 1024
 DEFAULT_MAX_GAP = 1024 * 1024  # like the reference: merge members closer than 1 MiB
@@ -321,10 +322,20 @@ class DesReader:
 
     def _external_path(self, entry: MemberInfo) -> str:
         # Always resolved next to the container, never from META: external keys cannot point
-        # outside the container's own <prefix>/_bigFiles/ folder.
+        # outside the container's own <prefix>/_bigFiles/ folder. A hostile name ("../x") or a
+        # META external_key naming another object is refused, not silently followed or ignored.
         if self.fs is None or self.path is None:
             raise DesFormatError(f"{self.url}: member {entry.name!r} is stored in _bigFiles/, which needs the container's location")
-        return f"{external_prefix(self.path)}/{EXTERNAL_FOLDER}/{entry.name}"
+        try:
+            validate_member_name(entry.name)
+        except MemberNameError as exc:
+            raise DesFormatError(f"{self.url}: external member name refused: {exc}") from None
+        path = f"{external_prefix(self.path)}/{EXTERNAL_FOLDER}/{entry.name}"
+        declared = (self._meta_of(entry, fetch=True) or {}).get("external_key")
+        if declared is not None and not _key_names(path, declared):
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: META external_key {declared!r} points outside "
+                                 f"the container's {EXTERNAL_FOLDER}/ folder")
+        return path
 
     def _read_external(self, entry: MemberInfo) -> bytes:
         path = self._external_path(entry)
@@ -385,6 +396,18 @@ class DesReader:
         assert meta is not None
         data = self.read(entry.name)
         self._check(entry, meta, data)
+
+
+def _key_names(path: str, key: object) -> bool:
+    """True when an external_key (bucket-relative, container-relative or absolute, as writers
+    store it) designates ``path`` itself: ``path`` ends with it at a ``/`` boundary, no ``..``."""
+    if not isinstance(key, str) or not key or "\\" in key:
+        return False
+    if any(part in ("", ".", "..") for part in key.lstrip("/").split("/")):
+        return False
+    if key.startswith("/"):
+        return path == key
+    return path == key or path.endswith("/" + key)
 
 
 def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]:
