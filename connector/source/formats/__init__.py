@@ -14,8 +14,11 @@ Malformed content raises :class:`BadDataError` naming the file and line/row/row 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -103,15 +106,34 @@ def slices(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
 
 class Prefixed(io.RawIOBase):
     """A stream that replays ``head`` then continues with ``rest``: lets us peek at the first lines
-    of a (possibly compressed, non-seekable) stream and still hand the whole stream to Arrow."""
+    of a (possibly compressed, non-seekable) stream and still hand the whole stream to Arrow.
+
+    Arrow's streaming readers read it ahead from their own I/O threads, and keep doing so after we
+    stop reading (a schema sample, an error). Such a thread calling into Python while the
+    interpreter finalizes aborts or deadlocks the process, so every instance is closed at exit and
+    the exit waits until no thread is reading any of them (:func:`_release_streams`).
+    """
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         super().__init__()
         self._head = memoryview(head)
         self._rest = rest
+        self._reading = 0
+        self._last_read = time.monotonic()
+        _LIVE.add(self)
 
     def readable(self) -> bool:
         return True
+
+    def read(self, size: int = -1) -> bytes:
+        self._reading += 1  # under the GIL: Arrow's reader threads call in one at a time
+        try:
+            if self.closed:
+                raise ValueError("stream closed")
+            return super().read(size)
+        finally:
+            self._reading -= 1
+            self._last_read = time.monotonic()
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         if self._head.nbytes:
@@ -122,6 +144,24 @@ class Prefixed(io.RawIOBase):
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+    def quiet(self, for_seconds: float) -> bool:
+        """No read in progress, and none for ``for_seconds``."""
+        return not self._reading and time.monotonic() - self._last_read >= for_seconds
+
+
+_LIVE: weakref.WeakSet[Prefixed] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_streams(timeout: float = 10.0, quiet: float = 0.05) -> None:
+    """Before finalization: close every stream Arrow may still read ahead from (its next read fails,
+    which stops its reader thread) and wait until none has been read for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    for stream in list(_LIVE):
+        stream.close()
+    while time.monotonic() < deadline and not all(stream.quiet(quiet) for stream in list(_LIVE)):
+        time.sleep(0.01)
 
 
 def read_head(stream: IO[bytes], lines: int, limit: int = 1 << 20) -> bytes:
