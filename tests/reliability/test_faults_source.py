@@ -74,7 +74,7 @@ def test_ten_percent_faults_same_catalog_records_and_states(s3_endpoint, data, s
 @pytest.mark.parametrize("command", ["check", "discover", "read"])
 def test_all_requests_failing_gives_bounded_clear_failure(s3_endpoint, data, command):
     with fault_proxy(s3_endpoint.endpoint_url, fraction=1.0, seed=5, delay=2.5) as proxy:
-        config = faulty_config(data, proxy.url, f"dead-{command}", retry_count=2)
+        config = faulty_config(data, proxy.url, f"dead-{command}", retry_count=1)
         args = ("--catalog", data["catalog"]) if command == "read" else ()
         run = source(command, "--config", config, *args, timeout=120)
     assert run.seconds < 60, f"{command} took {run.seconds:.1f}s to give up"

@@ -231,7 +231,6 @@ def test_fake_credentials_never_appear_in_any_des_source_output(s3_endpoint, lea
 
     with fault_proxy(s3_endpoint.endpoint_url, fraction=1.0, seed=3, delay=2) as proxy:
         dead = write_json(tmp_path / "dead.json", fake_config(proxy.url, leak_bucket))
-        runs.append(("check, 100% faults", source("check", "--config", dead)))
         runs.append(("read, 100% faults", source("read", "--config", dead, "--catalog", catalog)))
     closed = write_json(tmp_path / "closed.json", fake_config("http://127.0.0.1:9", leak_bucket))
     runs.append(("discover, closed port", source("discover", "--config", closed)))
@@ -247,7 +246,7 @@ def test_fake_credentials_never_appear_in_any_des_source_output(s3_endpoint, lea
         assert_no_leak(run, what)
     failing = [what for what, run in runs if run.code != 0 or run.errors()
                or any(m["connectionStatus"]["status"] == "FAILED" for m in run.of_type("CONNECTION_STATUS"))]
-    assert len(failing) >= 6, failing  # the failing paths really failed (their messages were checked)
+    assert len(failing) >= 5, failing  # the failing paths really failed (their messages were checked)
     print(f"\n[reliability] credentials: {len(runs)} des-source runs ({len(failing)} failing) grepped, no leak")
 
 
