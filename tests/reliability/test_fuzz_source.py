@@ -136,6 +136,41 @@ def test_fuzz_json(ext, on_bad_record):
     RAN[f"json{ext}/{on_bad_record}"] = ran.n
 
 
+def parquet_bytes(rows: int, row_group: int) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    table = pa.table({"i": list(range(rows)), "s": [f"v{i}" for i in range(rows)],
+                      "n": [{"k": i} for i in range(rows)]})
+    pq.write_table(table, sink, row_group_size=row_group)
+    return sink.getvalue()
+
+
+VALID_PARQUET = parquet_bytes(50, 10)
+
+
+@pytest.mark.parametrize("on_bad_record", ["fail", "skip"])
+def test_fuzz_parquet_truncated_and_mutated(on_bad_record):
+    """Parquet files cut short or with bytes overwritten (footer, row groups, magic)."""
+    ran = Counter()
+
+    @settings(FUZZ, max_examples=CASES["medium"])
+    @given(cut=st.integers(0, len(VALID_PARQUET)), flips=st.lists(
+        st.tuples(st.integers(0, len(VALID_PARQUET) - 1), st.integers(0, 255)), max_size=4),
+        noise=st.binary(max_size=64))
+    def case(cut, flips, noise):
+        ran()
+        body = bytearray(VALID_PARQUET)
+        for at, value in flips:
+            body[at] = value
+        body = bytes(body[:cut]) + (noise if cut < len(VALID_PARQUET) // 2 else b"")
+        check_file(body, "x.parquet", on_bad_record)
+
+    case()
+    RAN[f"parquet/{on_bad_record}"] = ran.n
+
+
 @pytest.mark.parametrize("depth", [10, 200, 1000, 100_000])
 @pytest.mark.parametrize("shape", ["array-in-array", "object-line", "object-whole", "list-in-line"])
 def test_deep_nesting_gives_named_error_or_reads(shape, depth):
