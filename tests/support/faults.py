@@ -115,6 +115,7 @@ class FaultProxy:
             n = self._n
             self._n += 1
             self.stats["requests"] += 1
+            self.stats[method] += 1  # per method too: request-cost tests count GETs through fraction=0
             fault = fault_for(self.seed, n, self.fraction, self.kinds)
             if fault is not None and self.when is not None and not self.when(method, path):
                 fault = None

@@ -1,0 +1,168 @@
+"""``des://``: an fsspec filesystem over the members of one DES container.
+
+Like fsspec's ``zip://``, the container is the filesystem and its members are the files::
+
+    fsspec.open("des://data/a.csv::s3://bucket/x.des", s3={"anon": False})
+    fsspec.filesystem("des", fo="s3://bucket/x.des", target_options={...}).ls("data")
+
+Opening costs one ranged GET of the container's tail (two if the index outgrows the tail), and
+nothing once the index is in the shared :class:`~connector.des.cache.IndexCache`. A member is read
+by range, ``cat`` of many members coalesces neighbours into few requests, and ``open`` gives a
+seekable file that fetches only the blocks read. Read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import fsspec
+from fsspec.archive import AbstractArchiveFileSystem
+from fsspec.core import split_protocol
+
+from connector.des.cache import DEFAULT_CACHE, IndexCache
+from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
+
+
+class DesFileSystem(AbstractArchiveFileSystem):
+    """Read-only view of a DES v1 container.
+
+    Parameters
+    ----------
+    fo:
+        The container: a path or URL (``s3://bucket/x.des``), or an open binary file.
+    target_protocol, target_options:
+        Filesystem of the container when ``fo`` is a path (inferred from the URL otherwise) and
+        the options to build it with (credentials, ``endpoint_url``...).
+    tail_size:
+        Bytes fetched from the end on a cold open (footer + index + META where they fit).
+    index_cache:
+        Where parsed indexes are kept, shared across instances so a warm open costs no request
+        (default: the process-wide cache; ``None`` disables it).
+    """
+
+    protocol = "des"
+    root_marker = ""
+    cachable = False
+
+    def __init__(
+        self,
+        fo: str | os.PathLike[str] | Any = "",
+        target_protocol: str | None = None,
+        target_options: dict[str, Any] | None = None,
+        tail_size: int = DEFAULT_TAIL_SIZE,
+        index_cache: IndexCache | None = DEFAULT_CACHE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        cache = index_cache
+        if isinstance(fo, (str, os.PathLike)):
+            fo = os.fspath(fo)
+            protocol, _ = split_protocol(fo)
+            target = fsspec.filesystem(target_protocol or protocol or "file", **(target_options or {}))
+            self.reader = DesReader(target._strip_protocol(fo), fs=target, tail_size=tail_size, cache=cache)
+        else:
+            self.reader = DesReader(fo, tail_size=tail_size, cache=cache)
+        self.dir_cache: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        # Member paths are relative to the container's root.
+        return super()._strip_protocol(path).lstrip("/")
+
+    def __repr__(self) -> str:
+        return f"<DesFileSystem {self.reader.url}>"
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    def _get_dirs(self) -> None:
+        if self.dir_cache is not None:
+            return
+        names = self.reader.names()
+        cache: dict[str, dict[str, Any]] = {
+            d.rstrip("/"): {"name": d.rstrip("/"), "size": 0, "type": "directory"}
+            for d in self._all_dirnames(names)
+        }
+        for name in names:
+            entry = self.reader.info(name)
+            cache[name] = {
+                "name": name,
+                "type": "file",
+                # Plain members: the stored length is the size. Compressed or external ones say
+                # theirs in META, fetched only when asked for (see ``info``).
+                "size": None if entry.compressed or entry.external else entry.length,
+                "offset": entry.offset,
+                "flags": entry.flags,
+            }
+        self.dir_cache = cache
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        out = super().info(path, **kwargs)
+        if out["type"] == "file" and out["size"] is None:
+            out["size"] = int(self.reader.meta(out["name"]).get("size", 0))
+            self.dir_cache[out["name"]]["size"] = out["size"]  # type: ignore[index]
+        return out
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any):
+        entries = super().ls(path, detail=True, **kwargs)
+        for e in entries:
+            if e["type"] == "file" and e["size"] is None:
+                e["size"] = self.info(e["name"])["size"]
+        return entries if detail else [e["name"] for e in entries]
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _member(self, path: str) -> str:
+        name = self._strip_protocol(path)
+        if name not in self.reader:
+            if self.isdir(name):
+                raise IsADirectoryError(f"{self.reader.url}: {name!r} is a directory")
+            raise FileNotFoundError(f"{self.reader.url}: no member named {name!r}")
+        return name
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        name = self._member(path)
+        entry = self.reader.info(name)
+        if start is None and end is None:
+            return self.reader.read(name)
+        if entry.compressed or entry.external:
+            return _slice(self.reader.read(name), start, end)
+        # A plain member: fetch just the requested bytes of it.
+        lo, hi = _bounds(entry.length, start, end)
+        return self.reader.read_range(entry.offset + lo, entry.offset + hi) if hi > lo else b""
+
+    def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
+        """Many members in few range requests (neighbours are coalesced); one member as bytes."""
+        paths = self.expand_path(path, recursive=recursive)
+        if isinstance(path, str) and len(paths) == 1 and not self.isdir(paths[0]) and not (
+            fsspec.utils.has_magic(path) or recursive
+        ):
+            return self.cat_file(paths[0], **kwargs)
+        names = [p for p in (self._strip_protocol(p) for p in paths) if p in self.reader]
+        out: dict[str, Any] = {}
+        try:
+            out.update(self.reader.read_many(names))
+        except Exception as exc:  # noqa: BLE001 - fsspec's on_error contract
+            if on_error == "raise":
+                raise
+            if on_error == "return":
+                out.update({n: exc for n in names})
+        return out
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict | None = None, **kwargs: Any):
+        if mode != "rb":
+            raise NotImplementedError("des:// is read-only; write containers with connector.des.DesWriter")
+        name = self._member(path)
+        return self.reader.open(name, block_size=block_size or 1024 * 1024)
+
+
+def _bounds(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+    lo = 0 if start is None else (max(size + start, 0) if start < 0 else min(start, size))
+    hi = size if end is None else (max(size + end, 0) if end < 0 else min(end, size))
+    return lo, max(lo, hi)
+
+
+def _slice(data: bytes, start: int | None, end: int | None) -> bytes:
+    lo, hi = _bounds(len(data), start, end)
+    return data[lo:hi]
