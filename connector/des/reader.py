@@ -9,11 +9,12 @@ requests. Every inconsistency raises :class:`~connector.errors.DesFormatError`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import fsspec
@@ -275,16 +276,37 @@ class DesReader:
 
     # -- byte access --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _storage(self, what: str) -> Iterator[None]:
+        """Storage failures as OSError naming the container and the operation. s3fs re-raises its
+        last error once its retries are spent, which may be a raw aiohttp/botocore exception."""
+        try:
+            yield
+        except (FileNotFoundError, PermissionError, DesFormatError):
+            raise
+        except OSError as exc:
+            if self.url in str(exc):
+                raise
+            raise OSError(exc.errno, f"{self.url}: {what}: {exc.strerror or exc}") from exc
+        except Exception as exc:
+            module = type(exc).__module__ or ""
+            if not module.startswith(("aiohttp", "botocore", "aiobotocore", "s3fs", "fsspec", "asyncio")):
+                raise
+            text = str(exc).strip().splitlines()
+            raise OSError(f"{self.url}: {what}: {type(exc).__name__}: {text[0] if text else ''}") from exc
+
     def _read_suffix(self, n: int) -> bytes:
         assert self.fs is not None
         try:
-            return self.fs.cat_file(self.path, start=-n)
+            with self._storage("reading the tail"):
+                return self.fs.cat_file(self.path, start=-n)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.url}: no such container") from None
         except (ValueError, OSError) as exc:
             # Some stores refuse a suffix range on objects shorter than it, or do not do suffixes.
             try:
-                self._size = self.fs.size(self.path)
+                with self._storage("reading the size"):
+                    self._size = self.fs.size(self.path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{self.url}: no such container") from None
             if self._size is None:
@@ -302,7 +324,8 @@ class DesReader:
                 data = self._fileobj.read(end - start)
         else:
             assert self.fs is not None
-            data = self.fs.cat_file(self.path, start=start, end=end)
+            with self._storage(f"reading bytes [{start}, {end})"):
+                data = self.fs.cat_file(self.path, start=start, end=end)
         if len(data) != end - start:
             raise DesFormatError(f"{self.url}: truncated: wanted bytes [{start}, {end}), got {len(data)} bytes")
         return data
@@ -312,10 +335,12 @@ class DesReader:
             return []
         if self.fs is None or len(ranges) == 1:
             return [self._read_range(s, e) for s, e in ranges]
-        blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
+        with self._storage(f"reading {len(ranges)} byte ranges"):
+            blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
+            for blob in blobs:
+                if isinstance(blob, BaseException):
+                    raise blob
         for (s, e), blob in zip(ranges, blobs):
-            if isinstance(blob, BaseException):
-                raise blob
             if len(blob) != e - s:
                 raise DesFormatError(f"{self.url}: truncated: wanted bytes [{s}, {e}), got {len(blob)} bytes")
         return blobs
@@ -341,7 +366,8 @@ class DesReader:
         path = self._external_path(entry)
         assert self.fs is not None
         try:
-            data = self.fs.cat_file(path)
+            with self._storage(f"reading external object {path}"):
+                data = self.fs.cat_file(path)
         except FileNotFoundError:
             raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
         if len(data) != entry.length:

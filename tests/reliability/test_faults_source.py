@@ -23,7 +23,7 @@ from tests.reliability.helpers import (
     source_config,
     write_json,
 )
-from tests.support.faults import fault_proxy
+from tests.support.faults import ALL_KINDS, fault_proxy
 
 SEEDS = (1, 2, 3)
 TIMEOUT = 1.0  # client connect/read timeout in the configs below; "delay" faults hold 2.5 s
@@ -66,7 +66,7 @@ def test_ten_percent_faults_same_catalog_records_and_states(s3_endpoint, data, s
     assert read.states() == data["baseline"].states()
     assert no_traceback(read.stdout + read.stderr)
     assert proxy.faults > 0, "the schedule injected nothing: the test would prove nothing"
-    kinds = {k: v for k, v in sorted(proxy.stats.items()) if k not in ("requests", "faults")}
+    kinds = {k: v for k, v in sorted(proxy.stats.items()) if k in ALL_KINDS}
     print(f"\n[reliability] des-source discover+read, 10% faults, seed {seed}: {proxy.stats['requests']} requests, "
           f"{proxy.faults} faults injected {kinds}, all survived, {len(read.records())} records identical")
 
