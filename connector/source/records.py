@@ -101,3 +101,23 @@ def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int) -> bytes:
     bounds = np.frombuffer(offsets, dtype=np.int32)
     start, end = int(bounds[lines.offset]), int(bounds[lines.offset + n])
     return memoryview(data)[start:end].tobytes()
+
+
+def object_lines(batch: pa.RecordBatch | pa.Table) -> tuple[bytes, np.ndarray]:
+    """Each row as a compact JSON object plus ``\n``, back to back: (the bytes, per-row lengths)."""
+    n = batch.num_rows
+    if n == 0:
+        return b"", np.zeros(0, dtype=np.int64)
+    parts: list = []
+    for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
+        parts.append(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":")
+        parts.append(json_texts(column))
+    if not parts:
+        parts.append("{")
+    parts.append("}\n")
+    lines = pc.binary_join_element_wise(*parts, "")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    _, offsets, data = lines.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[lines.offset: lines.offset + n + 1].astype(np.int64)
+    return memoryview(data)[int(bounds[0]):int(bounds[-1])].tobytes(), np.diff(bounds)

@@ -1,0 +1,692 @@
+"""Store: datasets of numbered datapoints in DES dataranges, over any fsspec root, with a SQLite catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import count as counter
+from typing import Any
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from connector.des import DesReader
+from connector.des.target import is_local, resolve, url_of
+from connector.store import versions as vers
+from connector.store.catalog import Catalog
+from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError, VersionError
+from connector.store.layout import Layout, validate_dataset_name
+from connector.store.model import Dataset, Datarange, Version, WriteResult
+from connector.store.writer import DatasetWriter, OnCommit, record_name
+
+STATUSES = ("draft", "active", "archived")
+DEFAULT_MAX_DATAPOINTS = 100_000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+CATALOG_NAME = ".des-catalog.sqlite"
+_log_seq = counter()
+
+
+def default_catalog(fs: fsspec.AbstractFileSystem, root: str) -> str:
+    """Beside the data for a local root (``<root>/.des-catalog.sqlite``); under the user cache
+    directory for a remote one, one file per root URL."""
+    if is_local(fs):
+        return os.path.join(root, CATALOG_NAME)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(url_of(fs, root).encode()).hexdigest()[:16]
+    return os.path.join(base, "des-connector", "catalogs", f"{digest}.sqlite")
+
+
+class Store:
+    """Datasets, dataranges and versions under ``root``.
+
+    Parameters
+    ----------
+    root:
+        A local folder or any fsspec URL (``s3://bucket/prefix``).
+    catalog:
+        Path of the SQLite catalog (see :func:`default_catalog`). An empty catalog over a
+        non-empty root is rebuilt from storage on open.
+    storage_options:
+        Options for the root's filesystem (credentials, ``client_kwargs={"endpoint_url": ...}``).
+    max_datapoints, max_bytes:
+        A datarange container is cut when it reaches either.
+    compression:
+        ``None``, ``"zstd"`` or ``"gzip"`` for file datapoints (record containers stay plain so
+        their DATA region is JSON Lines).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], catalog: str | None = None, *,
+                 storage_options: Mapping[str, Any] | None = None, max_datapoints: int = DEFAULT_MAX_DATAPOINTS,
+                 max_bytes: int = DEFAULT_MAX_BYTES, compression: str | None = None) -> None:
+        if max_datapoints < 1 or max_bytes < 1:
+            raise ValueError("max_datapoints and max_bytes must be positive")
+        self.fs, path = resolve(root, None, dict(storage_options or {}))
+        self.root = path.rstrip("/")
+        if is_local(self.fs):
+            self.fs.makedirs(self.root, exist_ok=True)
+        self.layout = Layout(self.root)
+        self.max_datapoints, self.max_bytes, self.compression = max_datapoints, max_bytes, compression
+        self.catalog_path = catalog or default_catalog(self.fs, self.root)
+        self.catalog = Catalog(self.catalog_path)
+        if self.catalog.is_empty() and self._storage_datasets():
+            self.restore()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url(self.root)!r}, catalog={self.catalog_path!r})"
+
+    # -- plumbing used by the writer ---------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return url_of(self.fs, path)
+
+    @staticmethod
+    def dumps(value: Any) -> str:
+        return orjson.dumps(value).decode()
+
+    def spool_dir(self, dataset: str) -> str:
+        """Where containers are built before they are published: beside their final place on a
+        local root (so publishing is a rename), a temporary folder otherwise."""
+        if is_local(self.fs):
+            path = self.layout.ranges_dir(dataset)
+            os.makedirs(path, exist_ok=True)
+            return path
+        import tempfile
+
+        return tempfile.gettempdir()
+
+    def publish(self, local_file: str, path: str) -> None:
+        """Make a finished container visible under ``path`` in one step."""
+        if is_local(self.fs):
+            os.replace(local_file, path)
+        else:
+            self.fs.put_file(local_file, path)
+
+    def list_range_objects(self, dataset: str) -> list[str]:
+        try:
+            paths = self.fs.ls(self.layout.ranges_dir(dataset), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(p for p in paths if self.layout.parse_range(p.rsplit("/", 1)[-1]))
+
+    def _write_json(self, path: str, value: Any) -> None:
+        data = json.dumps(value, indent=2, sort_keys=True).encode()
+        if is_local(self.fs):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def _read_json(self, path: str) -> Any:
+        return json.loads(self.fs.cat_file(path))
+
+    # -- datasets --------------------------------------------------------------------------------
+
+    def create_dataset(self, name: str, description: str = "", tags: Iterable[str] = (),
+                       metadata: Mapping[str, Any] | None = None, status: str = "draft") -> Dataset:
+        """Create a dataset; :class:`DatasetExists` if the name is taken."""
+        validate_dataset_name(name)
+        _check_status(status)
+        tags = _check_tags(tags)
+        with self.catalog.transaction() as db:
+            if self.catalog.has_dataset(name):
+                raise DatasetExists(f"dataset {name!r} already exists")
+            self.catalog.insert_dataset(db, name, description=description, tags=tags,
+                                        metadata=dict(metadata or {}), status=status)
+        self._save_metadata(name)
+        self.log(name, "create", description=description, tags=list(tags), status=status)
+        return self.get_dataset(name)
+
+    def ensure_dataset(self, name: str, **kwargs: Any) -> Dataset:
+        """The dataset ``name``, created with ``kwargs`` if it does not exist."""
+        try:
+            return self.get_dataset(name)
+        except DatasetNotFound:
+            try:
+                return self.create_dataset(name, **kwargs)
+            except DatasetExists:  # created by a concurrent process in between
+                return self.get_dataset(name)
+
+    def get_dataset(self, name: str) -> Dataset:
+        validate_dataset_name(name)
+        return Dataset.from_row(self.catalog.dataset(name))
+
+    def list_datasets(self, status: str | None = None, tags: Iterable[str] | None = None,
+                      limit: int = 100, offset: int = 0) -> list[Dataset]:
+        """Datasets by name; ``tags`` keeps those carrying every given tag."""
+        if status is not None:
+            _check_status(status)
+        wanted = set(tags or ())
+        rows = self.catalog.query("SELECT * FROM datasets ORDER BY name")
+        out = [Dataset.from_row(r) for r in rows]
+        out = [d for d in out if (status is None or d.status == status) and wanted <= set(d.tags)]
+        return out[offset: offset + limit]
+
+    def update_dataset(self, name: str, description: str | None = None, tags: Iterable[str] | None = None,
+                       metadata: Mapping[str, Any] | None = None, status: str | None = None) -> Dataset:
+        """Change the given fields; ``metadata`` keys are merged (a ``None`` value removes a key)."""
+        current = self.get_dataset(name)
+        fields: dict[str, Any] = {}
+        if description is not None:
+            fields["description"] = description
+        if tags is not None:
+            fields["tags"] = json.dumps(_check_tags(tags))
+        if metadata is not None:
+            merged = dict(current.metadata)
+            for k, v in metadata.items():
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = v
+            fields["metadata"] = json.dumps(merged)
+        if status is not None:
+            fields["status"] = _check_status(status)
+        if fields:
+            self._update(name, **fields)
+            self.log(name, "update", **{k: (json.loads(v) if k in ("tags", "metadata") else v)
+                                        for k, v in fields.items()})
+        return self.get_dataset(name)
+
+    def _update(self, name: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.catalog.transaction() as db:
+            db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
+                       (*fields.values(), time.time(), name))
+        self._save_metadata(name)
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete a dataset and everything under it: objects first, then catalog rows.
+
+        A crash part-way leaves the catalog rows, so running ``delete`` again finishes the job.
+        """
+        validate_dataset_name(name)
+        known = self.catalog.has_dataset(name)
+        folder = self.layout.dataset_dir(name)
+        exists = self.fs.exists(folder)
+        if not known and not exists:
+            raise DatasetNotFound(f"dataset {name!r} not found")
+        if exists:
+            self.fs.rm(folder, recursive=True)
+        with self.catalog.transaction() as db:
+            for table in ("dataranges", "versions", "locks"):
+                db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
+            db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+
+    def _save_metadata(self, name: str) -> None:
+        d = self.get_dataset(name)
+        self._write_json(self.layout.dataset_json(name), {
+            "format": "des-connector/dataset/1", "name": d.name, "description": d.description,
+            "tags": list(d.tags), "metadata": d.metadata, "status": d.status, "frozen": d.frozen,
+            "created": d.created})
+
+    # -- freeze / stats / log ----------------------------------------------------------------------
+
+    def freeze(self, name: str) -> Dataset:
+        """Refuse every write to ``name`` until :meth:`unfreeze`."""
+        self.get_dataset(name)
+        self._update(name, frozen=1)
+        self.log(name, "freeze")
+        return self.get_dataset(name)
+
+    def unfreeze(self, name: str) -> Dataset:
+        self.get_dataset(name)
+        self._update(name, frozen=0)
+        self.log(name, "unfreeze")
+        return self.get_dataset(name)
+
+    def stats(self, name: str) -> dict[str, Any]:
+        d = self.get_dataset(name)
+        ranges = self.dataranges(name)
+        nversions = self.catalog.query("SELECT COUNT(*) FROM versions WHERE dataset = ?", (name,))[0][0]
+        return {"dataset": name, "datapoints": sum(r.count for r in ranges), "bytes": sum(r.size for r in ranges),
+                "dataranges": len(ranges), "versions": nversions, "next_key": d.next_key,
+                "missing": self.missing_ranges(name), "frozen": d.frozen, "status": d.status,
+                "last_write": d.last_write}
+
+    def log(self, name: str, op: str, **details: Any) -> None:
+        """Append one entry to the dataset's operation log in storage."""
+        now = time.time()
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z",
+                 "op": op, "pid": os.getpid(), **details}
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
+        path = f"{self.layout.log_dir(name)}/{stamp}-{os.getpid()}-{next(_log_seq):06d}.json"
+        self._write_json(path, entry)
+
+    def log_entries(self, name: str) -> list[dict[str, Any]]:
+        """The dataset's operation log, oldest first."""
+        validate_dataset_name(name)
+        try:
+            paths = sorted(self.fs.ls(self.layout.log_dir(name), detail=False, refresh=True))
+        except FileNotFoundError:
+            return []
+        blobs = self.fs.cat([p for p in paths if p.endswith(".json")])
+        return [json.loads(blobs[p]) for p in sorted(blobs)]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def writer(self, dataset: str, kind: str = "records", *, wait: float = 30.0,
+               on_commit: OnCommit | None = None) -> DatasetWriter:
+        """A writer appending to ``dataset`` (which must exist); one per dataset at a time."""
+        validate_dataset_name(dataset)
+        return DatasetWriter(self, dataset, kind, wait=wait, on_commit=on_commit)
+
+    def checkpoint(self, dataset: str) -> Any:
+        """The checkpoint stored with the dataset's last commit that carried one."""
+        raw = self.catalog.dataset(dataset)["checkpoint"]
+        return None if raw is None else json.loads(raw)
+
+    def write_records(self, dataset: str, batches: Iterable[pa.RecordBatch | pa.Table | Sequence[Mapping]]) -> WriteResult:
+        """Append records (Arrow batches or lists of dicts) to ``dataset`` (created if missing)."""
+        self.ensure_dataset(dataset)
+        with self.writer(dataset, "records") as w:
+            for batch in batches:
+                if isinstance(batch, (pa.RecordBatch, pa.Table)):
+                    w.write_batch(batch)
+                else:
+                    w.write_json_lines([orjson.dumps(dict(r)) for r in batch])
+        return _result(w.committed)
+
+    def write_files(self, dataset: str, urls: Iterable[str], storage_options: Mapping[str, Any] | None = None,
+                    *, relative_to: str | None = None) -> WriteResult:
+        """Pack files as datapoints (member = path relative to ``relative_to`` or the base name)."""
+        self.ensure_dataset(dataset)
+        with self.writer(dataset, "files") as w:
+            for url in urls:
+                fs, path = resolve(url, None, dict(storage_options or {}))
+                info = fs.info(path)
+                base = fs._strip_protocol(relative_to).rstrip("/") + "/" if relative_to else None
+                name = path[len(base):] if base and path.startswith(base) else path.rsplit("/", 1)[-1]
+                meta = {"last_modified": _iso(info), "etag": info.get("ETag") or info.get("etag"),
+                        "content_type": info.get("ContentType")}
+                w.write_file(name, fs.cat_file(path), {k: v for k, v in meta.items() if v is not None})
+        return _result(w.committed)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def dataranges(self, dataset: str) -> list[Datarange]:
+        self.get_dataset(dataset)
+        return [self._datarange(r) for r in self.catalog.dataranges(dataset)]
+
+    def _datarange(self, row) -> Datarange:
+        return Datarange(row["dataset"], row["first"], row["last"], self.url(row["path"]), row["size"],
+                         row["sha256"], row["count"], row["kind"])
+
+    def datarange_for(self, dataset: str, key: int) -> Datarange:
+        """The datarange holding ``key``."""
+        rows = self.catalog.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ?",
+                                  (dataset, key, key))
+        if not rows:
+            self.get_dataset(dataset)
+            raise RangeError(f"dataset {dataset!r} has no datapoint {key}")
+        return self._datarange(rows[0])
+
+    def _reader(self, datarange: Datarange) -> DesReader:
+        return DesReader(self.fs._strip_protocol(datarange.url), fs=self.fs, size=datarange.size)
+
+    def read(self, dataset: str, key: int) -> bytes:
+        """The bytes of datapoint ``key`` (a record's JSON line, or a file's content)."""
+        d = self.datarange_for(dataset, key)
+        reader = self._reader(d)
+        if d.kind == "records":
+            return reader.read(record_name(key))
+        return reader.read(reader.names()[key - d.first])
+
+    def read_range(self, dataset: str, first: int, last: int) -> pa.Table:
+        """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container."""
+        if first > last:
+            raise RangeError(f"range [{first}, {last}] is empty (first > last)")
+        ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
+        return self._records_table(ranges, first, last)
+
+    def to_table(self, dataset: str, version: str | None = None) -> pa.Table:
+        """Every record of ``dataset`` (as of ``version``, if given) as one table."""
+        ranges = self.get_version(dataset, version).dataranges if version else self.dataranges(dataset)
+        return self._records_table(list(ranges), None, None)
+
+    def _records_table(self, ranges: list[Datarange], first: int | None, last: int | None) -> pa.Table:
+        tables = []
+        for d in ranges:
+            if d.kind != "records":
+                raise StoreError(f"datarange [{d.first}, {d.last}] of {d.dataset!r} holds files, not records")
+            reader = self._reader(d)
+            f = reader.footer
+            data = reader.read_range(f.data_start, f.data_start + f.data_length)
+            lo = 0 if first is None else max(first - d.first, 0)
+            hi = d.count if last is None else min(last - d.first + 1, d.count)
+            if (lo, hi) != (0, d.count):
+                lines = data.split(b"\n")[lo:hi]
+                data = b"\n".join(lines) + b"\n"
+            if data.strip():
+                tables.append(pajson.read_json(io.BytesIO(data)))
+        if not tables:
+            return pa.table({})
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
+        """Gaps in the key space from 0 to the largest key, as ``(first, last)`` pairs."""
+        gaps, expected = [], 0
+        for d in self.dataranges(dataset):
+            if d.first > expected:
+                gaps.append((expected, d.first - 1))
+            expected = max(expected, d.last + 1)
+        return gaps
+
+    # -- aggregate -------------------------------------------------------------------------------
+
+    def aggregate(self, dataset: str, first: int, last: int) -> Datarange:
+        """Merge the dataranges inside ``[first, last]`` into one container.
+
+        The range must be covered without gaps by whole dataranges. The new container is committed
+        (storage, then catalog) before the old ones are deleted, so readers always find every
+        datapoint exactly once; containers a version still references are kept in storage.
+        """
+        ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
+        if not ranges:
+            raise RangeError(f"dataset {dataset!r}: no datarange inside [{first}, {last}]")
+        for d in ranges:
+            if d.first < first or d.last > last:
+                raise RangeError(f"dataset {dataset!r}: [{first}, {last}] cuts datarange [{d.first}, {d.last}]")
+        if ranges[0].first != first or ranges[-1].last != last or any(
+                a.last + 1 != b.first for a, b in zip(ranges, ranges[1:])):
+            raise RangeError(f"dataset {dataset!r}: [{first}, {last}] has gaps "
+                             f"(missing: {self._gaps(ranges, first, last)})")
+        if len(ranges) == 1:
+            return ranges[0]
+        kinds = {d.kind for d in ranges}
+        if len(kinds) > 1:
+            raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
+        from connector.des import DesWriter
+
+        path = self.layout.datarange(dataset, first, last)
+        import tempfile
+
+        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=".spool-")
+        os.close(fd)
+        try:
+            with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
+                for d in ranges:
+                    reader = self._reader(d)
+                    if d.kind == "records":
+                        f = reader.footer
+                        data = reader.read_range(f.data_start, f.data_start + f.data_length)
+                        members = reader.members()
+                        out.add_many([m.name for m in members], data, [m.length for m in members])
+                    else:
+                        for name in reader.names():
+                            out.add(name, reader.read(name), {k: v for k, v in reader.meta(name).items()
+                                                              if k not in ("size", "sha256", "codec")})
+            lock = f"aggregate-{os.getpid()}-{time.time()}"
+            self.catalog.acquire_lock(dataset, lock, 30.0)
+            try:
+                self.publish(spool, path)
+                with self.catalog.transaction() as db:
+                    db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
+                               (dataset, first, last))
+                    self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
+                                                  sum(d.count for d in ranges), ranges[0].kind)
+            finally:
+                self.catalog.release_lock(dataset, lock)
+        finally:
+            if os.path.exists(spool):
+                os.unlink(spool)
+        referenced = self._referenced_paths(dataset)
+        for d in ranges:
+            p = self.fs._strip_protocol(d.url)
+            if p not in referenced and p != path:
+                self.fs.rm_file(p)
+        self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
+        return self.datarange_for(dataset, first)
+
+    @staticmethod
+    def _gaps(ranges: list[Datarange], first: int, last: int) -> list[tuple[int, int]]:
+        gaps, expected = [], first
+        for d in ranges:
+            if d.first > expected:
+                gaps.append((expected, d.first - 1))
+            expected = d.last + 1
+        if expected <= last:
+            gaps.append((expected, last))
+        return gaps
+
+    # -- versions --------------------------------------------------------------------------------
+
+    def create_version(self, dataset: str, version: str, message: str = "") -> Version:
+        """Snapshot the current dataranges as ``version`` (semver), manifest stored in storage."""
+        vers.check_semver(version)
+        ranges = tuple(self.dataranges(dataset))
+        if self.catalog.query("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)):
+            raise VersionError(f"dataset {dataset!r} already has version {version}")
+        v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges), ranges)
+        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
+        self._insert_version(v)
+        self.log(dataset, "version", version=version, sha256=v.sha256, dataranges=len(ranges))
+        return v
+
+    def _insert_version(self, v: Version) -> None:
+        with self.catalog.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
+
+    def list_versions(self, dataset: str) -> list[Version]:
+        self.get_dataset(dataset)
+        rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
+        found = [vers.from_manifest(json.loads(r["manifest"])) for r in rows]
+        return sorted(found, key=lambda v: vers.semver_key(v.version))
+
+    def get_version(self, dataset: str, version: str = "latest") -> Version:
+        """One version, or the highest (semver order) for ``"latest"``."""
+        found = self.list_versions(dataset)
+        if version == "latest":
+            if not found:
+                raise VersionError(f"dataset {dataset!r} has no versions")
+            return found[-1]
+        vers.check_semver(version)
+        for v in found:
+            if v.version == version:
+                return v
+        raise VersionError(f"dataset {dataset!r} has no version {version} "
+                           f"(versions: {', '.join(v.version for v in found) or 'none'})")
+
+    def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
+        """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""
+        return [{"index": i, **d.to_dict()} for i, d in enumerate(self.get_version(dataset, version).dataranges)]
+
+    def chunk(self, dataset: str, version: str = "latest", *, index: int | None = None,
+              sha256: str | None = None) -> dict[str, Any]:
+        """One chunk by index or by hash."""
+        if (index is None) == (sha256 is None):
+            raise ValueError("give exactly one of index and sha256")
+        for c in self.chunks(dataset, version):
+            if c["index"] == index or c["sha256"] == sha256:
+                return c
+        raise RangeError(f"dataset {dataset!r} version {version}: no chunk with "
+                         + (f"index {index}" if index is not None else f"sha256 {sha256}"))
+
+    def _referenced_paths(self, dataset: str) -> set[str]:
+        return {self.fs._strip_protocol(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
+
+    def rotate(self, dataset: str, version: str, message: str = "rotate") -> Version:
+        """Snapshot the current data as ``version``, then start an empty key space at 0.
+
+        The containers stay where they are, referenced by the version's manifest; new dataranges
+        get keys from 0 again, so the old containers move under ``versions/<version>/`` first to
+        leave their object keys free.
+        """
+        vers.check_semver(version)
+        current = self.dataranges(dataset)
+        lock = f"rotate-{os.getpid()}-{time.time()}"
+        self.catalog.acquire_lock(dataset, lock, 30.0)
+        try:
+            moved = []
+            for d in current:
+                src = self.fs._strip_protocol(d.url)
+                dst = f"{self.layout.versions_dir(dataset)}/{version}/{src.rsplit('/', 1)[-1]}"
+                self.fs.mv(src, dst) if not is_local(self.fs) else os.makedirs(os.path.dirname(dst), exist_ok=True) or os.replace(src, dst)
+                moved.append(Datarange(d.dataset, d.first, d.last, self.url(dst), d.size, d.sha256, d.count, d.kind))
+            v = Version(dataset, vers.check_semver(version), message, time.time(), vers.content_hash(moved),
+                        sum(d.size for d in moved), tuple(moved))
+            self._write_json(self.layout.version(dataset, version), vers.manifest(v))
+            self._insert_version(v)
+            with self.catalog.transaction() as db:
+                db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
+                db.execute("UPDATE datasets SET next_key = 0, checkpoint = NULL, updated = ? WHERE name = ?",
+                           (time.time(), dataset))
+        finally:
+            self.catalog.release_lock(dataset, lock)
+        self.log(dataset, "rotate", version=version, dataranges=len(moved))
+        return v
+
+    def verify(self, dataset: str) -> list[dict[str, Any]]:
+        """Re-hash every container of ``dataset`` (and of its versions); the mismatches (DATA_LOSS)."""
+        seen, bad = set(), []
+        everything = list(self.dataranges(dataset)) + [d for v in self.list_versions(dataset) for d in v.dataranges]
+        for d in everything:
+            if d.url in seen:
+                continue
+            seen.add(d.url)
+            try:
+                digest = _sha256_of(self.fs, self.fs._strip_protocol(d.url))
+                problem = None if digest == d.sha256 else f"sha256 {digest} != recorded {d.sha256}"
+            except FileNotFoundError:
+                problem = "object missing"
+            if problem:
+                bad.append({"first": d.first, "last": d.last, "url": d.url, "problem": problem, "code": "DATA_LOSS"})
+        return bad
+
+    # -- restore ---------------------------------------------------------------------------------
+
+    def _storage_datasets(self) -> list[str]:
+        try:
+            entries = self.fs.ls(self.root, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = []
+        for e in entries:
+            base = e["name"].rstrip("/").rsplit("/", 1)[-1]
+            if e["type"] == "directory" and not base.startswith("."):
+                try:
+                    validate_dataset_name(base)
+                except StoreError:
+                    continue
+                names.append(base)
+        return sorted(names)
+
+    def restore(self) -> dict[str, int]:
+        """Rebuild the catalog from storage alone (object keys, container footers, dataset.json and
+        version manifests), in one transaction. A datarange fully covered by a wider one is an
+        aggregation's superseded input and is left out. Containers are hashed by reading them."""
+        datasets = self._storage_datasets()
+        plan = []
+        for name in datasets:
+            try:
+                meta = self._read_json(self.layout.dataset_json(name))
+            except FileNotFoundError:
+                meta = {}
+            ranges = []
+            for first, last, path in _not_superseded(self.list_range_objects(name), self.layout):
+                reader = DesReader(path, fs=self.fs)
+                names = reader.names()
+                kind = "records" if names and names[0] == record_name(first) else "files"
+                ranges.append((first, last, path, reader.size, _sha256_of(self.fs, path), len(names), kind))
+            manifests = []
+            try:
+                for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
+                    if p.endswith(".json"):
+                        manifests.append(vers.from_manifest(self._read_json(p)))
+            except FileNotFoundError:
+                pass
+            plan.append((name, meta, ranges, manifests))
+        with self.catalog.transaction() as db:
+            for table in ("dataranges", "versions", "datasets"):
+                db.execute(f"DELETE FROM {table}")
+            for name, meta, ranges, manifests in plan:
+                status = meta.get("status", "draft")
+                self.catalog.insert_dataset(
+                    db, name, description=meta.get("description", ""), tags=meta.get("tags", []),
+                    metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
+                    frozen=bool(meta.get("frozen")), created=meta.get("created"),
+                    next_key=max((r[1] for r in ranges), default=-1) + 1)
+                for first, last, path, size, sha, n, kind in ranges:
+                    self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind)
+                for v in manifests:
+                    db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
+        return {"datasets": len(plan), "dataranges": sum(len(p[2]) for p in plan),
+                "versions": sum(len(p[3]) for p in plan)}
+
+    def dump_catalog(self) -> dict[str, Any]:
+        """The catalog's content without timestamps of catalog operations (for comparisons)."""
+        out = {}
+        for d in self.list_datasets(limit=1 << 30):
+            out[d.name] = {"meta": {k: v for k, v in d.to_dict().items() if k not in ("updated", "last_write")},
+                           "dataranges": [r.to_dict() for r in self.dataranges(d.name)],
+                           "versions": [v.to_dict() for v in self.list_versions(d.name)]}
+        return out
+
+
+def _not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, str]]:
+    parsed = sorted(((*layout.parse_range(p.rsplit("/", 1)[-1]), p) for p in paths), key=lambda t: (t[0], -t[1]))
+    kept: list[tuple[int, int, str]] = []
+    for first, last, path in parsed:
+        if kept and first <= kept[-1][1]:
+            if last <= kept[-1][1]:
+                continue  # fully covered by a wider container: an aggregation's old input
+            raise RangeError(f"{path}: datarange [{first}, {last}] overlaps [{kept[-1][0]}, {kept[-1][1]}] "
+                             "without being covered by it; remove one of the two objects and restore again")
+        kept.append((first, last, path))
+    return kept
+
+
+def _sha256_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb", block_size=8 * 1024 * 1024) as f:
+        while chunk := f.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    return status
+
+
+def _check_tags(tags: Iterable[str]) -> list[str]:
+    tags = list(tags)
+    for t in tags:
+        if not isinstance(t, str) or not t or len(t) > 100:
+            raise StoreError(f"tag {t!r} must be a non-empty string of at most 100 characters")
+    return sorted(set(tags))
+
+
+def _iso(info: Mapping[str, Any]) -> str | None:
+    value = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _result(ranges: list[Datarange]) -> WriteResult:
+    if not ranges:
+        return WriteResult(None, None, 0, 0, 0)
+    return WriteResult(ranges[0].first, ranges[-1].last, sum(d.count for d in ranges),
+                       sum(d.size for d in ranges), len(ranges))

@@ -1,0 +1,222 @@
+"""The catalog: one SQLite file indexing datasets, dataranges, versions and writer locks.
+
+Storage is the source of truth; the catalog is an index that :meth:`Store.restore` rebuilds from
+it. Writes use ``BEGIN IMMEDIATE`` so concurrent processes sharing the file serialise, and the
+non-overlap of dataranges is checked inside the same transaction that inserts one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    tags        TEXT NOT NULL DEFAULT '[]',
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    status      TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'active', 'archived')),
+    frozen      INTEGER NOT NULL DEFAULT 0,
+    created     REAL NOT NULL,
+    updated     REAL NOT NULL,
+    last_write  REAL,
+    next_key    INTEGER NOT NULL DEFAULT 0,
+    checkpoint  TEXT
+);
+CREATE TABLE IF NOT EXISTS dataranges (
+    dataset  TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    first    INTEGER NOT NULL,
+    last     INTEGER NOT NULL CHECK (last >= first),
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    count    INTEGER NOT NULL,
+    kind     TEXT NOT NULL DEFAULT 'records',
+    created  REAL NOT NULL,
+    PRIMARY KEY (dataset, first)
+);
+CREATE TABLE IF NOT EXISTS versions (
+    dataset  TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    version  TEXT NOT NULL,
+    message  TEXT NOT NULL DEFAULT '',
+    created  REAL NOT NULL,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    PRIMARY KEY (dataset, version)
+);
+CREATE TABLE IF NOT EXISTS locks (
+    dataset   TEXT PRIMARY KEY,
+    token     TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    host      TEXT NOT NULL,
+    since     REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
+"""
+
+# A lock whose holder has not written for this long is taken over even from another host.
+LOCK_LEASE_SECONDS = 600.0
+
+
+class Catalog:
+    """Thin, typed access to the SQLite file. One connection per thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        self._local = threading.local()
+        db = self._db()
+        db.executescript(_SCHEMA)  # idempotent; runs in its own implicit transaction
+        with self.transaction():
+            found = db.execute("SELECT version FROM schema_version").fetchone()
+            if found is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif found[0] > SCHEMA_VERSION:
+                raise StoreError(f"catalog {path} has schema version {found[0]}; this des-connector "
+                                 f"knows up to {SCHEMA_VERSION} (upgrade des-connector)")
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=60000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+        db = self._db()
+        if db.in_transaction:  # nested: part of the outer transaction
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self._db().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def is_empty(self) -> bool:
+        return self.query("SELECT COUNT(*) FROM datasets")[0][0] == 0
+
+    # -- datasets --------------------------------------------------------------------------------
+
+    def dataset(self, name: str) -> sqlite3.Row:
+        rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
+        if not rows:
+            raise DatasetNotFound(f"dataset {name!r} not found")
+        return rows[0]
+
+    def has_dataset(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
+
+    def insert_dataset(self, db: sqlite3.Connection, name: str, *, description: str = "", tags=(),
+                       metadata: dict | None = None, status: str = "draft", frozen: bool = False,
+                       created: float | None = None, next_key: int = 0) -> None:
+        now = time.time()
+        db.execute(
+            "INSERT INTO datasets (name, description, tags, metadata, status, frozen, created, updated, next_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, description, json.dumps(list(tags)), json.dumps(metadata or {}), status, int(frozen),
+             created or now, now, next_key))
+
+    # -- dataranges ------------------------------------------------------------------------------
+
+    def dataranges(self, dataset: str) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,))
+
+    def insert_datarange(self, db: sqlite3.Connection, dataset: str, first: int, last: int, path: str,
+                         size: int, sha256: str, count: int, kind: str) -> None:
+        """Insert one datarange, refusing any overlap with an existing one (same transaction)."""
+        clash = db.execute(
+            "SELECT first, last FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ? LIMIT 1",
+            (dataset, last, first)).fetchone()
+        if clash:
+            raise RangeError(f"dataset {dataset!r}: datarange [{first}, {last}] overlaps "
+                             f"[{clash['first']}, {clash['last']}]")
+        db.execute("INSERT INTO dataranges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (dataset, first, last, path, size, sha256, count, kind, time.time()))
+
+    # -- locks -----------------------------------------------------------------------------------
+
+    def acquire_lock(self, dataset: str, token: str, wait: float) -> None:
+        """Take the writer lock of ``dataset`` or raise :class:`DatasetLocked` after ``wait`` s."""
+        deadline = time.monotonic() + max(wait, 0.0)
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            with self.transaction() as db:
+                row = db.execute("SELECT * FROM locks WHERE dataset = ?", (dataset,)).fetchone()
+                if row is None or _stale(row, host):
+                    now = time.time()
+                    db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
+                               (dataset, token, pid, host, now, now))
+                    return
+            if time.monotonic() >= deadline:
+                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
+                raise DatasetLocked(
+                    f"dataset {dataset!r} is being written by another writer (pid {row['pid']} on "
+                    f"{row['host']}, since {since}); waited {wait:g} s")
+            time.sleep(0.1)
+
+    def heartbeat(self, db: sqlite3.Connection, dataset: str, token: str) -> None:
+        held = db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
+                          (time.time(), dataset, token)).rowcount
+        if not held:
+            raise DatasetLocked(f"dataset {dataset!r}: this writer lost its lock (taken over as stale)")
+
+    def release_lock(self, dataset: str, token: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM locks WHERE dataset = ? AND token = ?", (dataset, token))
+
+
+def _stale(row: sqlite3.Row, host: str) -> bool:
+    if row["host"] == host and not _alive(row["pid"]):
+        return True
+    return time.time() - row["heartbeat"] > LOCK_LEASE_SECONDS
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) holds nothing any more.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b") ", 1)[1][:1] != b"Z"
+    except OSError:
+        return True

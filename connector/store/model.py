@@ -1,0 +1,74 @@
+"""What the store hands out: datasets, dataranges and versions as plain frozen records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "draft"
+    frozen: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+    last_write: float | None = None
+    next_key: int = 0
+
+    @classmethod
+    def from_row(cls, row) -> Dataset:
+        return cls(row["name"], row["description"], tuple(json.loads(row["tags"])), json.loads(row["metadata"]),
+                   row["status"], bool(row["frozen"]), row["created"], row["updated"], row["last_write"],
+                   row["next_key"])
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tags"] = list(self.tags)
+        return out
+
+
+@dataclass(frozen=True)
+class Datarange:
+    """One DES container holding datapoints ``[first, last]`` of ``dataset``."""
+
+    dataset: str
+    first: int
+    last: int
+    url: str
+    size: int
+    sha256: str
+    count: int
+    kind: str = "records"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Version:
+    dataset: str
+    version: str
+    message: str
+    created: float
+    sha256: str
+    size: int
+    dataranges: tuple[Datarange, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "version": self.version, "message": self.message,
+                "created": self.created, "sha256": self.sha256, "size": self.size,
+                "dataranges": [d.to_dict() for d in self.dataranges]}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    first: int | None
+    last: int | None
+    count: int
+    bytes: int
+    dataranges: int
