@@ -9,14 +9,23 @@ Unicode. The same rule guards writing and unpacking, so no name can escape a tar
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 
 from connector.des.format import MAX_NAME_BYTES
 from connector.errors import MemberNameError
 
 
+# Plain ASCII names without '.'-only segments pass this one regex (the common case, checked at C
+# speed); anything else goes through the character-by-character rules below.
+_SIMPLE = re.compile(r"[A-Za-z0-9_\-+=@,~%][A-Za-z0-9_.\-+=@,~%]*(?:/[A-Za-z0-9_\-+=@,~%][A-Za-z0-9_.\-+=@,~%]*)*")
+
+
 def validate_member_name(name: str) -> bytes:
     """Return ``name`` as UTF-8 bytes, or raise :class:`MemberNameError` saying why it is refused."""
+    if type(name) is str and len(name) <= 1024 and _SIMPLE.fullmatch(name) and ".." not in name:
+        # Segments start with a safe non-dot character, so none is '', '.' or '..'.
+        return name.encode("ascii")
     if not isinstance(name, str):
         raise MemberNameError(f"member name must be a str, got {type(name).__name__}")
     if not name:

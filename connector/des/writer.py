@@ -19,6 +19,8 @@ import fsspec
 from connector.des import cache as index_cache
 from connector.des.codecs import check_codec, compress
 from connector.des.format import (
+    ENTRY_FIXED_STRUCT,
+    NAME_LENGTH_STRUCT,
     EXTERNAL_FOLDER,
     FLAG_COMPRESSED,
     FLAG_EXTERNAL,
@@ -131,19 +133,22 @@ class DesWriter:
         self._write(stored)
         return self._record(name, offset, len(stored), meta, flags)
 
-    def add_many(self, names: Sequence[str], data: bytes | memoryview, lengths: Sequence[int]) -> None:
+    def add_many(self, names: Sequence[str], data: bytes | memoryview, lengths: Sequence[int], *,
+                 check_names: bool = True) -> None:
         """Add many small members stored back to back in ``data`` (``lengths`` bytes each), in one write.
 
         The fast path for record datapoints: members are stored plain, inside the container and
         without META (the container's own SHA-256 covers them), so the DATA region is exactly
-        ``data``. Names are checked like :meth:`add`.
+        ``data``. Names are checked like :meth:`add` unless the caller generated them
+        (``check_names=False``); duplicates are refused either way.
         """
         self._check_open()
         if len(names) != len(lengths) or sum(lengths) != len(data):
             raise ValueError(f"{self.url}: add_many needs one length per name, summing to len(data)")
         before = len(self._names)
-        for name in names:
-            validate_member_name(name)
+        if check_names:
+            for name in names:
+                validate_member_name(name)
         self._names.update(names)
         if len(self._names) != before + len(names):
             self._names.difference_update(names)
@@ -204,10 +209,7 @@ class DesWriter:
             meta_start = self._pos
             self._write(self._meta.getbuffer())
             index_start = self._pos
-            index = b"".join(
-                MemberInfo(m.name, m.offset, m.length, m.meta_offset + meta_start, m.meta_length, m.flags).pack()
-                for m in self._members
-            )
+            index = _pack_index(self._members, meta_start)
             self._write(index)
             footer = Footer(HEADER_SIZE, data_length, meta_start, index_start - meta_start, index_start, len(index), len(self._members))
             self._write(footer.pack())
@@ -285,6 +287,17 @@ class DesWriter:
         self._members.append(info)
         self._names.add(name)
         return info
+
+
+def _pack_index(members: list[MemberInfo], meta_start: int) -> bytes:
+    """The INDEX region: entries in write order, META offsets made absolute."""
+    pack_len, pack_fixed = NAME_LENGTH_STRUCT.pack, ENTRY_FIXED_STRUCT.pack
+    parts: list[bytes] = []
+    add = parts.extend
+    for m in members:
+        name = m.name.encode("utf-8")
+        add((pack_len(len(name)), name, pack_fixed(m.offset, m.length, m.meta_offset + meta_start, m.meta_length, m.flags)))
+    return b"".join(parts)
 
 
 def _read_up_to(fileobj: IO[bytes], n: int) -> bytes:

@@ -29,6 +29,7 @@ STATUSES = ("draft", "active", "archived")
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 CATALOG_NAME = ".des-catalog.sqlite"
+SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
 
 
@@ -102,12 +103,32 @@ class Store:
         """Where containers are built before they are published: beside their final place on a
         local root (so publishing is a rename), a temporary folder otherwise."""
         if is_local(self.fs):
-            path = self.layout.ranges_dir(dataset)
-            os.makedirs(path, exist_ok=True)
-            return path
-        import tempfile
+            os.makedirs(self.layout.ranges_dir(dataset), exist_ok=True)
+            path = os.path.join(self.root, SPOOL_DIR)
+        else:
+            import tempfile
 
-        return tempfile.gettempdir()
+            path = os.path.join(tempfile.gettempdir(), "des-connector-spool")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def spool_prefix(self, dataset: str) -> str:
+        """Spool files are named ``<dataset>.<pid>.<random>.des`` so stale ones can be recognised."""
+        return f"{dataset}.{os.getpid()}."
+
+    def remove_stale_spools(self, dataset: str) -> None:
+        """Delete spool files of ``dataset`` left by processes that died (a crash mid-container)."""
+        from connector.store.catalog import _alive
+
+        folder = self.spool_dir(dataset)
+        for name in os.listdir(folder):
+            head, _, rest = name.partition(f"{dataset}.")
+            pid = rest.split(".", 1)[0]
+            if head == "" and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except FileNotFoundError:
+                    pass
 
     def publish(self, local_file: str, path: str) -> None:
         """Make a finished container visible under ``path`` in one step."""
@@ -417,7 +438,7 @@ class Store:
         path = self.layout.datarange(dataset, first, last)
         import tempfile
 
-        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=".spool-")
+        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
         os.close(fd)
         try:
             with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
@@ -503,6 +524,21 @@ class Store:
                 return v
         raise VersionError(f"dataset {dataset!r} has no version {version} "
                            f"(versions: {', '.join(v.version for v in found) or 'none'})")
+
+    def delete_version(self, dataset: str, version: str) -> None:
+        """Forget ``version`` and delete the containers only it referenced."""
+        v = self.get_version(dataset, version)
+        with self.catalog.transaction() as db:
+            db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
+        keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
+        for d in v.dataranges:
+            p = self.fs._strip_protocol(d.url)
+            if p not in keep and self.fs.exists(p):
+                self.fs.rm_file(p)
+        manifest = self.layout.version(dataset, v.version)
+        if self.fs.exists(manifest):
+            self.fs.rm_file(manifest)
+        self.log(dataset, "delete-version", version=v.version)
 
     def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
         """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""

@@ -64,10 +64,12 @@ class DatasetWriter:
                 raise DatasetFrozen(f"dataset {dataset!r} is frozen: unfreeze it to write")
             self.next_key = int(row["next_key"])
             self._remove_leftovers()
+            store.remove_stale_spools(dataset)
         except BaseException:
             catalog.release_lock(dataset, self._token)
             raise
         self.committed: list[Datarange] = []
+        self.committed_checkpoint: Any = None  # the checkpoint stored by the latest commit
         self._des: DesWriter | None = None
         self._spool: str | None = None
         self._first = self.next_key
@@ -167,6 +169,7 @@ class DatasetWriter:
             if self._has_checkpoint:
                 db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?",
                            (store.dumps(self._checkpoint), self.dataset))
+                self.committed_checkpoint = self._checkpoint
         invalidate(store.fs, path)
         self.next_key, self._count, self._has_checkpoint = last + 1, 0, False
         self.committed.append(datarange)
@@ -220,7 +223,8 @@ class DatasetWriter:
     def _open(self) -> DesWriter:
         if self._des is None:
             spool_dir = self.store.spool_dir(self.dataset)
-            fd, self._spool = tempfile.mkstemp(prefix=".spool-", suffix=".des", dir=spool_dir)
+            fd, self._spool = tempfile.mkstemp(prefix=self.store.spool_prefix(self.dataset), suffix=".des",
+                                               dir=spool_dir)
             os.close(fd)
             self._des = DesWriter(self._spool, overwrite=True, big_file_threshold=None,
                                   compression=self.store.compression)
@@ -230,7 +234,7 @@ class DatasetWriter:
         des = self._open()
         start = self.next_key + self._count
         names = [record_name(k) for k in range(start, start + len(lengths))]
-        des.add_many(names, data, lengths.tolist())
+        des.add_many(names, data, lengths.tolist(), check_names=False)  # generated: digits + ".json"
         self._count += len(lengths)
 
     def _remove_leftovers(self) -> None:

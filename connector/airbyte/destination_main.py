@@ -1,0 +1,128 @@
+"""``des-destination``: datasets of DES dataranges as an Airbyte destination.
+
+``des-destination spec | check --config F | write --config F --catalog F`` (messages on stdin)
+
+stdout carries Airbyte messages only: the STATE messages of stdin, echoed once everything before
+them is committed (see :mod:`connector.destination.write`), LOG messages, and a TRACE error naming
+the stdin line or config field when something is wrong. Never a traceback on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import traceback
+import uuid
+from collections.abc import Sequence
+
+from connector.airbyte import messages
+from connector.airbyte.source_main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LogHandler, Output, load_json
+from connector.errors import ConfigError, ConnectorError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="des-destination", description="Airbyte records into DES dataranges, one dataset per stream.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    sub.add_parser("spec", help="print the configuration spec")
+    p = sub.add_parser("check", help="validate the config and prove the root is writable")
+    p.add_argument("--config", required=True, help="destination config JSON file")
+    p = sub.add_parser("write", help="read RECORD/STATE messages on stdin, write them, echo STATE")
+    p.add_argument("--config", required=True, help="destination config JSON file")
+    p.add_argument("--catalog", required=True, help="configured catalog JSON file")
+    return parser
+
+
+def cmd_spec(out: Output, args: argparse.Namespace) -> int:
+    from connector.destination.config import load_spec
+
+    out.message(messages.spec(load_spec(), supported_destination_sync_modes=["append", "overwrite"],
+                              supportsIncremental=True,
+                              documentationUrl="https://github.com/des-connector/des-connector#destination"))
+    return EXIT_OK
+
+
+def cmd_check(out: Output, args: argparse.Namespace) -> int:
+    from connector.destination import DestinationConfig
+
+    config = DestinationConfig.from_dict(load_json(args.config, "config"))
+    try:
+        store = config.open_store()
+        probe = f"{store.root}/.des-check-{uuid.uuid4().hex}"
+        store.fs.pipe_file(probe, b"ok")
+        store.fs.rm_file(probe)
+        store.close()
+    except ConnectorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any storage failure is a failed check
+        out.message(messages.connection_status(False, f"cannot write under {config.root_url}: "
+                                                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+        return EXIT_OK
+    out.message(messages.connection_status(True))
+    return EXIT_OK
+
+
+def cmd_write(out: Output, args: argparse.Namespace) -> int:
+    from connector.destination import DestinationConfig, write_messages
+
+    config = DestinationConfig.from_dict(load_json(args.config, "config"))
+    catalog = load_json(args.catalog, "catalog")
+    if not isinstance(catalog, dict):
+        raise ConfigError(f"catalog {args.catalog} must be a JSON object with 'streams'")
+
+    def emit(line: bytes) -> None:
+        out.raw(line)
+        out.flush()
+
+    written = write_messages(config, catalog, sys.stdin.buffer, emit)
+    for dataset, n in written.items():
+        out.message(messages.log(f"dataset {dataset}: {n} records written"))
+    return EXIT_OK
+
+
+COMMANDS = {"spec": cmd_spec, "check": cmd_check, "write": cmd_write}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Output(sys.stdout.buffer)
+    handler = LogHandler(out)
+    root_logger = logging.getLogger("connector")
+    root_logger.addHandler(handler)
+    root_logger.setLevel(logging.INFO)
+    code = EXIT_FAILURE
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            code = COMMANDS[args.command](out, args)
+    except ConnectorError as exc:
+        if args.command == "check":
+            out.message(messages.connection_status(False, str(exc)))
+            code = EXIT_OK
+        else:
+            kind = "config_error" if isinstance(exc, ConfigError) else "system_error"
+            out.message(messages.trace_error(str(exc), kind))  # type: ignore[arg-type]
+            code = EXIT_FAILURE
+    except BrokenPipeError:
+        code = EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the protocol wants a TRACE, not a traceback
+        if os.environ.get("DES_DEBUG"):
+            traceback.print_exc(file=sys.stderr)
+        out.message(messages.trace_error(f"{type(exc).__name__}: {exc}", "system_error",
+                                         internal_message=traceback.format_exc(limit=5)))
+        code = EXIT_FAILURE
+    finally:
+        root_logger.removeHandler(handler)
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            out.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Destination configuration: validated against ``spec/destination.json``, turned into a Store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import jsonschema
+
+from connector.errors import ConfigError
+from connector.store import Store
+from connector.store.layout import validate_dataset_name
+from connector.store.errors import InvalidName
+
+
+def load_spec() -> dict[str, Any]:
+    """The JSON Schema of the destination configuration."""
+    return json.loads((files("connector") / "spec" / "destination.json").read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    root_url: str
+    storage_options: dict[str, Any]
+    catalog_path: str | None
+    dataset_name: str
+    max_datapoints: int
+    max_bytes: int
+    flush_seconds: float
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> DestinationConfig:
+        """Validate ``raw``; :class:`ConfigError` names the first bad field (never its value)."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config must be a JSON object, not {type(raw).__name__}")
+        errors = sorted(jsonschema.Draft7Validator(load_spec()).iter_errors(raw), key=lambda e: list(map(str, e.path)))
+        if errors:
+            e = errors[0]
+            where = ".".join(map(str, e.path)) or "(top level)"
+            why = e.message if e.validator in ("required", "additionalProperties") else f"fails '{e.validator}' {e.validator_value!r}"
+            raise ConfigError(f"config field {where!r}: {why}")
+        if ("root_url" in raw) == ("bucket_name" in raw):
+            raise ConfigError("config: give exactly one of 'root_url' or 'bucket_name'")
+        if ("access_key_id" in raw) != ("secret_access_key" in raw):
+            raise ConfigError("config fields 'access_key_id' and 'secret_access_key' go together: give both or neither")
+        template = raw.get("dataset_name", "{stream}")
+        try:
+            template.format(stream="s", namespace="n")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"config field 'dataset_name': bad template {template!r} ({exc})") from None
+        options: dict[str, Any] = {}
+        if "bucket_name" in raw:
+            root = f"s3://{raw['bucket_name']}/{raw.get('path_prefix', '').strip('/')}".rstrip("/")
+        else:
+            root = raw["root_url"]
+        if root.startswith(("s3://", "s3a://")):
+            client: dict[str, Any] = {}
+            if raw.get("endpoint"):
+                client["endpoint_url"] = raw["endpoint"]
+            if raw.get("region"):
+                client["region_name"] = raw["region"]
+            if client:
+                options["client_kwargs"] = client
+            if "access_key_id" in raw:
+                options["key"], options["secret"] = raw["access_key_id"], raw["secret_access_key"]
+            options["skip_instance_cache"] = True
+        return cls(root, options, raw.get("catalog_path"), template, raw.get("max_datapoints", 100_000),
+                   raw.get("max_bytes", 256 * 1024 * 1024), float(raw.get("flush_seconds", 60)))
+
+    def open_store(self) -> Store:
+        try:
+            return Store(self.root_url, self.catalog_path, storage_options=self.storage_options,
+                         max_datapoints=self.max_datapoints, max_bytes=self.max_bytes)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
+
+    def dataset_for(self, stream: str, namespace: str | None) -> str:
+        name = self.dataset_name.format(stream=stream, namespace=namespace or "")
+        try:
+            return validate_dataset_name(name)
+        except InvalidName as exc:
+            raise ConfigError(f"stream {stream!r}: dataset name from 'dataset_name' is invalid: {exc}") from None
