@@ -19,7 +19,8 @@ from connector import __version__
 from connector.errors import ConnectorError
 
 # Modules that contribute sub-commands, in the order they appear in ``des --help``.
-COMMAND_MODULES: tuple[str, ...] = ("connector.cli.discover",)
+COMMAND_MODULES: tuple[str, ...] = ("connector.cli.sync", "connector.cli.datasets", "connector.cli.container",
+                                     "connector.cli.discover")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

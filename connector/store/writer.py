@@ -142,6 +142,10 @@ class DatasetWriter:
             self.commit()
         return key
 
+    def set_checkpoint(self, checkpoint: Any) -> None:
+        """Store ``checkpoint`` with the next commit (every datapoint written so far is in it)."""
+        self._set_checkpoint(checkpoint)
+
     def commit(self) -> Datarange | None:
         """Seal the open container, publish it, record it; ``None`` if nothing is pending."""
         if self._des is None or self._count == 0:
@@ -183,6 +187,12 @@ class DatasetWriter:
             return
         try:
             self.commit()
+            if self._has_checkpoint:  # a checkpoint set after the last datapoint (e.g. an empty file)
+                with self.store.catalog.transaction() as db:
+                    self.store.catalog.heartbeat(db, self.dataset, self._token)
+                    db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?",
+                               (self.store.dumps(self._checkpoint), self.dataset))
+                self.committed_checkpoint, self._has_checkpoint = self._checkpoint, False
         except BaseException:
             self.abort()
             raise

@@ -1,0 +1,128 @@
+"""``des datasets ...``: the store from the command line (see :class:`connector.store.Store`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="datasets, dataranges and versions of a store",
+                       description="Manage the datasets of a store root (local folder or fsspec URL).")
+    p.add_argument("--root", default="out/store", help="store root (default: out/store)")
+    p.add_argument("--catalog", help="SQLite catalog (default: <root>/.des-catalog.sqlite, or the user cache dir)")
+    p.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
+                   help="fsspec options of the root, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    cmds = p.add_subparsers(dest="datasets_command", metavar="COMMAND", required=True,
+                            parser_class=type(p))
+
+    def cmd(name: str, help_text: str, func, *args: tuple[tuple, dict]) -> argparse.ArgumentParser:
+        c = cmds.add_parser(name, help=help_text, description=help_text)
+        for a, kw in args:
+            c.add_argument(*a, **kw)
+        c.set_defaults(func=lambda ns: _run(ns, func))
+        return c
+
+    name = (("name",), {"help": "dataset name"})
+    cmd("list", "list datasets", _list, (("--status",), {"choices": ("draft", "active", "archived")}),
+        (("--tag",), {"action": "append", "default": [], "help": "keep datasets with this tag (repeatable)"}),
+        (("--limit",), {"type": int, "default": 100}), (("--offset",), {"type": int, "default": 0}))
+    cmd("create", "create a dataset", _create, name, (("--description",), {"default": ""}),
+        (("--tag",), {"action": "append", "default": []}), (("--status",), {"default": "draft"}),
+        (("--metadata",), {"type": json.loads, "default": None, "metavar": "JSON"}))
+    cmd("get", "show one dataset", lambda s, a: s.get_dataset(a.name).to_dict(), name)
+    cmd("update", "change description, tags, metadata or status", _update, name, (("--description",), {}),
+        (("--tag",), {"action": "append"}), (("--status",), {}),
+        (("--metadata",), {"type": json.loads, "metavar": "JSON", "help": "merged; null removes a key"}))
+    cmd("delete", "delete a dataset and all its objects", lambda s, a: s.delete_dataset(a.name) or {"deleted": a.name}, name)
+    cmd("ranges", "list dataranges", lambda s, a: [d.to_dict() for d in s.dataranges(a.name)], name)
+    cmd("missing", "gaps in the key space", lambda s, a: [list(g) for g in s.missing_ranges(a.name)], name)
+    cmd("aggregate", "merge the dataranges inside [first, last] into one", lambda s, a: s.aggregate(a.name, a.first, a.last).to_dict(),
+        name, (("first",), {"type": int}), (("last",), {"type": int}))
+    cmd("read", "write datapoint KEY to stdout", _read, name, (("key",), {"type": int}))
+    cmd("restore", "rebuild the catalog from storage", lambda s, a: s.restore())
+    cmd("version", "snapshot the current dataranges as a version", lambda s, a: s.create_version(a.name, a.version, a.message).to_dict(),
+        name, (("version",), {"help": "semver, e.g. 1.2.0"}), (("-m", "--message"), {"default": ""}))
+    cmd("versions", "list versions", lambda s, a: [_version_row(v) for v in s.list_versions(a.name)], name)
+    cmd("chunks", "a version's dataranges with index, sha256 and size", lambda s, a: s.chunks(a.name, a.version),
+        name, (("--version",), {"default": "latest"}))
+    cmd("verify", "re-hash every container; exit 1 on a mismatch", _verify, name)
+    cmd("freeze", "refuse writes until unfrozen", lambda s, a: s.freeze(a.name).to_dict(), name)
+    cmd("unfreeze", "allow writes again", lambda s, a: s.unfreeze(a.name).to_dict(), name)
+    cmd("rotate", "snapshot as VERSION, then start an empty key space", lambda s, a: s.rotate(a.name, a.version).to_dict(),
+        name, (("version",), {}))
+    cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: s.stats(a.name), name)
+    cmd("log", "the dataset's operation log", lambda s, a: s.log_entries(a.name), name)
+
+
+def _run(args: argparse.Namespace, func) -> int:
+    from connector.store import Store
+
+    with Store(args.root, args.catalog, storage_options=args.storage_options) as store:
+        result = func(store, args)
+    if isinstance(result, bytes):
+        sys.stdout.buffer.write(result)
+        return 0
+    code = 0
+    if isinstance(result, tuple):
+        result, code = result
+    _print(result, args.json)
+    return code
+
+
+def _list(store, args) -> list[dict[str, Any]]:
+    return [_dataset_row(store, d) for d in store.list_datasets(args.status, args.tag, args.limit, args.offset)]
+
+
+def _dataset_row(store, d) -> dict[str, Any]:
+    ranges = store.dataranges(d.name)
+    return {"name": d.name, "status": d.status, "frozen": d.frozen, "tags": ",".join(d.tags),
+            "datapoints": sum(r.count for r in ranges), "dataranges": len(ranges),
+            "bytes": sum(r.size for r in ranges), "description": d.description}
+
+
+def _version_row(v) -> dict[str, Any]:
+    return {"version": v.version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.created)),
+            "dataranges": len(v.dataranges), "size": v.size, "sha256": v.sha256, "message": v.message}
+
+
+def _create(store, args):
+    return store.create_dataset(args.name, args.description, args.tag, args.metadata, args.status).to_dict()
+
+
+def _update(store, args):
+    return store.update_dataset(args.name, args.description, args.tag, args.metadata, args.status).to_dict()
+
+
+def _read(store, args) -> bytes:
+    return store.read(args.name, args.key)
+
+
+def _verify(store, args):
+    bad = store.verify(args.name)
+    return ({"dataset": args.name, "ok": not bad, "mismatches": bad}, 1 if bad else 0)
+
+
+def _print(result: Any, as_json: bool) -> None:
+    if as_json or not isinstance(result, list) or not result or not all(isinstance(r, dict) for r in result):
+        if not as_json and isinstance(result, list) and not result:
+            print("(none)")
+            return
+        print(json.dumps(result, indent=None if as_json else 2, default=str))
+        return
+    cols = list(result[0])
+    rows = [[_cell(r.get(c)) for c in cols] for r in result]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return "" if value is None else str(value)
