@@ -11,6 +11,9 @@ import fsspec
 
 from connector.errors import ConnectorError
 
+# Members up to this size are read whole so they can be compressed; larger ones stream, stored plain.
+COMPRESS_IN_MEMORY = 256 * 1024 * 1024
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="pack files or folders into a DES container")
@@ -72,9 +75,13 @@ def cmd_pack(args: argparse.Namespace) -> int:
                    overwrite=args.overwrite) as w:
         for name, path, fs in items:
             info = fs.info(path)
+            meta = {"source": path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)}
+            size = info.get("size")
             with fs.open(path, "rb") as f:
-                w.add_stream(name, f, {"source": fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path},
-                             size=info.get("size"))
+                if args.compress and size is not None and size <= COMPRESS_IN_MEMORY:
+                    w.add(name, f.read(), meta)  # compression works on whole members
+                else:
+                    w.add_stream(name, f, meta, size=size)
     print(f"{args.output}: {w.count} members, {w.size} bytes, sha256 {w.sha256}")
     return 0
 
