@@ -183,6 +183,9 @@ def parse_index(raw: bytes | memoryview, footer: Footer, container: str) -> list
         pos += ENTRY_FIXED_SIZE
         if name in seen:
             raise DesFormatError(f"{container}: duplicate member name {name!r}")
+        if flags & ~KNOWN_FLAGS:
+            # An unknown bit may change how the bytes must be read: refuse rather than misread.
+            raise DesFormatError(f"{container}: member {name!r} has unknown flags 0x{flags & ~KNOWN_FLAGS:x}")
         seen.add(name)
         if not flags & FLAG_EXTERNAL and (offset < footer.data_start or offset + length > data_end):
             raise DesFormatError(
