@@ -137,10 +137,11 @@ class DesWriter:
                  check_names: bool = True) -> None:
         """Add many small members stored back to back in ``data`` (``lengths`` bytes each), in one write.
 
-        The fast path for record datapoints: members are stored plain, inside the container and
-        without META (the container's own SHA-256 covers them), so the DATA region is exactly
-        ``data``. Names are checked like :meth:`add` unless the caller generated them
-        (``check_names=False``); duplicates are refused either way.
+        The fast path for record datapoints: members are stored plain, inside the container, with
+        the reference's minimal META ``{"size": n}`` and no per-member hash (the container's own
+        SHA-256 covers them), so the DATA region is exactly ``data``. Names are checked like
+        :meth:`add` unless the caller generated them (``check_names=False``); duplicates are
+        refused either way.
         """
         self._check_open()
         if len(names) != len(lengths) or sum(lengths) != len(data):
@@ -156,9 +157,12 @@ class DesWriter:
         offset = self._pos
         self._write(data)
         append, meta_at = self._members.append, self._meta.tell()
-        for name, length in zip(names, lengths):
-            append(MemberInfo(name, offset, length, meta_at, 0, 0))
+        metas = [b'{"size":%d}' % length for length in lengths]
+        for name, length, meta in zip(names, lengths, metas):
+            append(MemberInfo(name, offset, length, meta_at, len(meta), 0))
             offset += length
+            meta_at += len(meta)
+        self._meta.write(b"".join(metas))
 
     def add_stream(
         self,
