@@ -150,9 +150,10 @@ class Sync:
                 ref = refs[start + len(batch)]
                 batch.append(ref)
                 size += ref.size
-            blobs = fs.cat([r.path for r in batch], on_error="return")
-            for ref in batch:
-                data = blobs.get(ref.path)
+            # cat_ranges issues only the GETs (fs.cat would first HEAD every path to expand it).
+            blobs = fs.cat_ranges([r.path for r in batch], [None] * len(batch), [None] * len(batch),
+                                  on_error="return")
+            for ref, data in zip(batch, blobs):
                 if isinstance(data, FileNotFoundError):
                     continue  # deleted since listing: not synced, picked up if it comes back
                 if isinstance(data, BaseException):

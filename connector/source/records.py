@@ -8,12 +8,20 @@ field except for nested/binary columns, which fall back to orjson per value.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_NULL = pa.scalar("null")
+
+
+@functools.cache
+def _null() -> pa.Scalar:
+    # Built on first use: converting a Python value makes pyarrow import pandas (~0.25 s), which
+    # the destination's start-up, which never needs it, should not pay.
+    return pa.scalar("null")
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
@@ -52,7 +60,7 @@ def json_texts(column: pa.Array) -> pa.Array:
         column = column.dictionary_decode()
         t = column.type
     if pa.types.is_null(t):
-        return pa.repeat(_NULL, len(column))
+        return pa.repeat(_null(), len(column))
     if pa.types.is_integer(t) or pa.types.is_decimal(t):
         texts = pc.cast(column, pa.string())
     elif pa.types.is_floating(t):
@@ -77,7 +85,7 @@ def json_texts(column: pa.Array) -> pa.Array:
         texts = _quoted(pc.cast(column, pa.string()))
     else:
         texts = _per_value(column)
-    return pc.fill_null(texts, _NULL)
+    return pc.fill_null(texts, _null())
 
 
 def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int) -> bytes:
