@@ -10,27 +10,18 @@ the stdin line or config field when something is wrong. Never a traceback on std
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-import traceback
 import uuid
 from collections.abc import Sequence
 
 from connector.airbyte import messages
-from connector.airbyte.source_main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LogHandler, Output, load_json
+from connector.airbyte.entrypoint import EXIT_OK, ArgParser, Output, load_json, run
 from connector.errors import ConfigError, ConnectorError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="des-destination", description="Airbyte records into DES dataranges, one dataset per stream.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    parser = ArgParser(prog="des-destination", description="Airbyte records into DES dataranges, one dataset per stream.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser, required=True)
     sub.add_parser("spec", help="print the configuration spec")
     p = sub.add_parser("check", help="validate the config and prove the root is writable")
     p.add_argument("--config", required=True, help="destination config JSON file")
@@ -91,37 +82,7 @@ COMMANDS = {"spec": cmd_spec, "check": cmd_check, "write": cmd_write}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = Output(sys.stdout.buffer)
-    handler = LogHandler(out)
-    root_logger = logging.getLogger("connector")
-    root_logger.addHandler(handler)
-    root_logger.setLevel(logging.INFO)
-    code = EXIT_FAILURE
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            code = COMMANDS[args.command](out, args)
-    except ConnectorError as exc:
-        if args.command == "check":
-            out.message(messages.connection_status(False, str(exc)))
-            code = EXIT_OK
-        else:
-            kind = "config_error" if isinstance(exc, ConfigError) else "system_error"
-            out.message(messages.trace_error(str(exc), kind))  # type: ignore[arg-type]
-            code = EXIT_FAILURE
-    except BrokenPipeError:
-        code = EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the protocol wants a TRACE, not a traceback
-        if os.environ.get("DES_DEBUG"):
-            traceback.print_exc(file=sys.stderr)
-        out.message(messages.trace_error(f"{type(exc).__name__}: {exc}", "system_error",
-                                         internal_message=traceback.format_exc(limit=5)))
-        code = EXIT_FAILURE
-    finally:
-        root_logger.removeHandler(handler)
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            out.flush()
-    return code
+    return run(build_parser().parse_args(argv), COMMANDS)
 
 
 if __name__ == "__main__":  # pragma: no cover
