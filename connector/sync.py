@@ -99,10 +99,6 @@ class Sync:
         store.ensure_dataset(dataset)
         summary = StreamSummary(stream, dataset)
         started = time.monotonic()
-        checkpoint = store.checkpoint(dataset)
-        state = checkpoint["source_state"] if isinstance(checkpoint, dict) and "source_state" in checkpoint \
-            else self.state.get(stream)
-
         def on_commit(datarange) -> None:
             summary.dataranges += 1
             summary.bytes += datarange.size
@@ -114,8 +110,13 @@ class Sync:
         kind = "records" if self.mode == "records" else "files"
         writer = store.writer(dataset, kind, on_commit=on_commit)
         with writer:
+            # Read under the writer lock: a concurrent sync that held it has moved the state on.
+            checkpoint = store.checkpoint(dataset)
+            ours = isinstance(checkpoint, dict) and "source_state" in checkpoint
+            state = checkpoint["source_state"] if ours else self.state.get(stream)
+            partial = checkpoint.get("partial") if ours else None
             if self.mode == "records":
-                self._records(stream, state, writer, summary)
+                self._records(stream, state, partial, writer, summary)
             else:
                 self._files(stream, state, writer, summary)
         summary.seconds = time.monotonic() - started
@@ -127,16 +128,22 @@ class Sync:
             save_state(self.state_path, self.state)
         return summary
 
-    def _records(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
+    def _records(self, stream: str, state: Any, partial: dict | None, writer, summary: StreamSummary) -> None:
+        """Containers may be cut inside a file, so the checkpoint stored with each commit holds the
+        state after the last whole file plus how many rows of the file in progress are committed;
+        a resumed sync drops those rows when it reads that same file (same key, time and size)."""
+        progress = _FileProgress(state, partial)
+        writer.set_checkpoint(lambda next_key: progress.checkpoint(next_key))
         for event in self.source.read(stream, state):
             if isinstance(event, FileBatch):
-                writer.write_batch(event.batch)
-                summary.records += event.batch.num_rows
-                self.progress(stream, event.batch.num_rows)
+                batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                summary.records += batch.num_rows
+                self.progress(stream, batch.num_rows)
             elif isinstance(event, FileDone):
                 summary.files += 1
-                # Every record of this file is in the writer now: the next commit covers it.
-                writer.set_checkpoint({"source_state": event.state})
+                progress.done(event.file, event.state)
 
     def _files(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
         current = StreamState.from_dict(state)
@@ -167,6 +174,46 @@ class Sync:
                 summary.records += 1
                 self.progress(stream, 1)
             start += len(batch)
+
+
+class _FileProgress:
+    """Which rows of the file being read are committed, for exact checkpoints mid-file."""
+
+    def __init__(self, state: Any, partial: dict | None) -> None:
+        self.state = state
+        self.partial = partial  # from the previous run: rows of one file already committed
+        self.ref = None
+        self.start_key = 0  # key of this run's first row of ``ref``
+        self.skipped = 0  # rows of ``ref`` committed by a previous run (dropped here)
+        self.dropped = 0  # ... of which dropped so far
+
+    @staticmethod
+    def _identity(ref) -> dict[str, Any]:
+        return {"key": ref.key, "last_modified": ref.last_modified.isoformat(), "size": ref.size}
+
+    def batch(self, ref, batch, next_key: int):
+        if self.ref is None or self.ref.key != ref.key:
+            self.ref, self.start_key, self.skipped, self.dropped = ref, next_key, 0, 0
+            p = self.partial
+            if p and {k: p.get(k) for k in ("key", "last_modified", "size")} == self._identity(ref):
+                self.skipped = int(p["rows"])
+                self.partial = None
+        if self.dropped < self.skipped:
+            cut = min(self.skipped - self.dropped, batch.num_rows)
+            self.dropped += cut
+            batch = batch.slice(cut)
+        return batch
+
+    def done(self, ref, state: Any) -> None:
+        self.state, self.ref = state, None
+
+    def checkpoint(self, next_key: int) -> dict[str, Any]:
+        cp: dict[str, Any] = {"source_state": self.state}
+        if self.ref is not None:
+            rows = self.skipped + max(0, next_key - self.start_key)
+            if rows:
+                cp["partial"] = {**self._identity(self.ref), "rows": rows}
+        return cp
 
 
 def tqdm_progress(enabled: bool) -> tuple[Callable[[str, int], None], Callable[[], None]]:

@@ -122,7 +122,8 @@ class Store:
 
         folder = self.spool_dir(dataset)
         for name in os.listdir(folder):
-            head, _, rest = name.partition(f"{dataset}.")
+            # "<dataset>.<pid>.<random>.des", or DesWriter's hidden ".<that>.<hex>.partial".
+            head, _, rest = name.lstrip(".").partition(f"{dataset}.")
             pid = rest.split(".", 1)[0]
             if head == "" and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 try:

@@ -143,7 +143,12 @@ class DatasetWriter:
         return key
 
     def set_checkpoint(self, checkpoint: Any) -> None:
-        """Store ``checkpoint`` with the next commit (every datapoint written so far is in it)."""
+        """Store ``checkpoint`` with the next commit (every datapoint written so far is in it).
+
+        A callable is kept and called at every commit with the committed next key (the last key
+        in committed containers + 1); its result is stored. Callers whose unit of progress (a
+        source file) can be split across containers use it to record partial progress exactly.
+        """
         self._set_checkpoint(checkpoint)
 
     def commit(self) -> Datarange | None:
@@ -171,11 +176,12 @@ class DatasetWriter:
             db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ? WHERE name = ?",
                        (last + 1, time.time(), time.time(), self.dataset))
             if self._has_checkpoint:
-                db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?",
-                           (store.dumps(self._checkpoint), self.dataset))
-                self.committed_checkpoint = self._checkpoint
+                value = self._checkpoint(last + 1) if callable(self._checkpoint) else self._checkpoint
+                db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (store.dumps(value), self.dataset))
+                self.committed_checkpoint = value
         invalidate(store.fs, path)
-        self.next_key, self._count, self._has_checkpoint = last + 1, 0, False
+        self.next_key, self._count = last + 1, 0
+        self._has_checkpoint = callable(self._checkpoint) and self._has_checkpoint
         self.committed.append(datarange)
         if self.on_commit is not None:
             self.on_commit(datarange)
@@ -187,12 +193,13 @@ class DatasetWriter:
             return
         try:
             self.commit()
-            if self._has_checkpoint:  # a checkpoint set after the last datapoint (e.g. an empty file)
+            if self._has_checkpoint:  # progress made after the last datapoint (e.g. an empty file)
+                value = self._checkpoint(self.next_key) if callable(self._checkpoint) else self._checkpoint
                 with self.store.catalog.transaction() as db:
                     self.store.catalog.heartbeat(db, self.dataset, self._token)
                     db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?",
-                               (self.store.dumps(self._checkpoint), self.dataset))
-                self.committed_checkpoint, self._has_checkpoint = self._checkpoint, False
+                               (self.store.dumps(value), self.dataset))
+                self.committed_checkpoint, self._has_checkpoint = value, False
         except BaseException:
             self.abort()
             raise
