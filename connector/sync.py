@@ -164,7 +164,9 @@ class Sync:
                 if isinstance(data, FileNotFoundError):
                     continue  # deleted since listing: not synced, picked up if it comes back
                 if isinstance(data, BaseException):
-                    raise ConnectorError(f"cannot read {ref.url}: {type(data).__name__}: {data}") from data
+                    data = self._refetch(ref, data)
+                    if data is None:
+                        continue
                 current = current.advance(ref)
                 meta = {"last_modified": ref.last_modified.isoformat().replace("+00:00", "Z"), "etag": ref.etag,
                         "source_url": ref.url}
@@ -174,6 +176,19 @@ class Sync:
                 summary.records += 1
                 self.progress(stream, 1)
             start += len(batch)
+
+    def _refetch(self, ref, first_error: BaseException) -> bytes | None:
+        """One object whose batched GET failed: retried with backoff like the source's reads;
+        ``None`` if it vanished since the listing (it is not counted as synced)."""
+        from connector.source.retry import call_with_retry
+
+        try:
+            return call_with_retry(lambda: self.source.fs.cat_file(ref.path), self.source.config.retry_count)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - reported with the object's name
+            raise ConnectorError(f"cannot read {ref.url} after {self.source.config.retry_count} retries: "
+                                 f"{type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 class _FileProgress:
@@ -214,6 +229,11 @@ class _FileProgress:
             if rows:
                 cp["partial"] = {**self._identity(self.ref), "rows": rows}
         return cp
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def tqdm_progress(enabled: bool) -> tuple[Callable[[str, int], None], Callable[[], None]]:
