@@ -918,9 +918,9 @@ CASES: dict[str, Callable[[Ctx], None]] = {
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 1,000 files): a few minutes")
+    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 400 files): under 5 minutes")
     p.add_argument("--rows", type=int, help="rows in the read/write dataset (default 1,000,000; quick 20,000)")
-    p.add_argument("--files", type=int, help="small files to pack/read (default 10,000; quick 1,000)")
+    p.add_argument("--files", type=int, help="small files to pack/read (default 10,000; quick 400)")
     p.add_argument("--repeat", type=int, default=3, help="repeats per case (at least 3 for the published table)")
     p.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma-separated subset of {','.join(ALL_CASES)}")
     p.add_argument("--seed", type=int, default=42)
@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-airbyte", action="store_true", help="skip installing/running airbyte-source-s3")
     args = p.parse_args(argv)
     args.rows = args.rows or (20_000 if args.quick else 1_000_000)
-    args.files = args.files or (1_000 if args.quick else 10_000)
+    args.files = args.files or (400 if args.quick else 10_000)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
     if unknown:
