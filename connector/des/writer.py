@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 import fsspec
+import numpy as np
 
 from connector.des import cache as index_cache
 from connector.des.codecs import check_codec, compress
@@ -84,7 +85,8 @@ class DesWriter:
         self._file = AtomicFile(self.fs, self.path)
         self._hash = hashlib.sha256()
         self._pos = 0
-        self._members: list[MemberInfo] = []
+        self._members: list[MemberInfo | _Run] = []  # in write order
+        self._count = 0
         self._names: set[str] = set()
         self._meta = io.BytesIO()
         self._externals: list[str] = []
@@ -98,7 +100,7 @@ class DesWriter:
     @property
     def count(self) -> int:
         """Members added so far."""
-        return len(self._members)
+        return self._count
 
     @property
     def data_length(self) -> int:
@@ -133,36 +135,51 @@ class DesWriter:
         self._write(stored)
         return self._record(name, offset, len(stored), meta, flags)
 
-    def add_many(self, names: Sequence[str], data: bytes | memoryview, lengths: Sequence[int], *,
-                 check_names: bool = True) -> None:
+    def add_many(self, names: Sequence[str] | np.ndarray, data: bytes | memoryview, lengths: Sequence[int] | np.ndarray,
+                 *, check_names: bool = True) -> None:
         """Add many small members stored back to back in ``data`` (``lengths`` bytes each), in one write.
 
         The fast path for record datapoints: members are stored plain, inside the container, with
         the reference's minimal META ``{"size": n}`` and no per-member hash (the container's own
-        SHA-256 covers them), so the DATA region is exactly ``data``. Names are checked like
-        :meth:`add` unless the caller generated them (``check_names=False``); duplicates are
-        refused either way.
+        SHA-256 covers them), so the DATA region is exactly ``data``. No Python code runs per
+        member when ``names`` is a NumPy ``S`` array of equal-length names: META and INDEX are built
+        with vectorised kernels.
+
+        Names are checked like :meth:`add` (valid, unique) unless ``check_names=False``: then the
+        caller guarantees it (generated names such as ``<key:020d>.json``), and names given as a
+        NumPy array are not remembered for the duplicate check of later :meth:`add` calls.
         """
         self._check_open()
-        if len(names) != len(lengths) or sum(lengths) != len(data):
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(names) != len(lengths) or int(lengths.sum()) != len(data) or (len(lengths) and lengths.min() < 0):
             raise ValueError(f"{self.url}: add_many needs one length per name, summing to len(data)")
-        before = len(self._names)
-        if check_names:
-            for name in names:
-                validate_member_name(name)
-        self._names.update(names)
-        if len(self._names) != before + len(names):
-            self._names.difference_update(names)
-            raise MemberNameError(f"{self.url}: duplicate member name among {names[0]!r}..{names[-1]!r}")
+        if not len(lengths):
+            return
+        if isinstance(names, np.ndarray):
+            if names.dtype.kind != "S":
+                raise TypeError(f"{self.url}: add_many names as an array must be bytes (dtype 'S'), not {names.dtype}")
+            if check_names:
+                names = [n.decode("utf-8") for n in names.tolist()]
+        if isinstance(names, np.ndarray):
+            encoded = names
+        else:
+            names = list(names)
+            if check_names:
+                for name in names:
+                    validate_member_name(name)
+            before = len(self._names)
+            self._names.update(names)
+            if len(self._names) != before + len(names):
+                self._names.difference_update(names)
+                raise MemberNameError(f"{self.url}: duplicate member name among {names[0]!r}..{names[-1]!r}")
+            encoded = [n.encode("utf-8") for n in names]
         offset = self._pos
         self._write(data)
-        append, meta_at = self._members.append, self._meta.tell()
-        metas = [b'{"size":%d}' % length for length in lengths]
-        for name, length, meta in zip(names, lengths, metas):
-            append(MemberInfo(name, offset, length, meta_at, len(meta), 0))
-            offset += length
-            meta_at += len(meta)
-        self._meta.write(b"".join(metas))
+        metas, meta_lengths = _size_metas(lengths)
+        meta_at = self._meta.tell()
+        self._meta.write(metas)
+        self._members.append(_Run(encoded, offset, lengths, meta_at, meta_lengths))
+        self._count += len(lengths)
 
     def add_stream(
         self,
@@ -215,7 +232,7 @@ class DesWriter:
             index_start = self._pos
             index = _pack_index(self._members, meta_start)
             self._write(index)
-            footer = Footer(HEADER_SIZE, data_length, meta_start, index_start - meta_start, index_start, len(index), len(self._members))
+            footer = Footer(HEADER_SIZE, data_length, meta_start, index_start - meta_start, index_start, len(index), self._count)
             self._write(footer.pack())
             self._file.commit()
         except BaseException:
@@ -289,16 +306,78 @@ class DesWriter:
         info = MemberInfo(name, offset, length, self._meta.tell(), len(raw), flags)
         self._meta.write(raw)
         self._members.append(info)
+        self._count += 1
         self._names.add(name)
         return info
 
 
-def _pack_index(members: list[MemberInfo], meta_start: int) -> bytes:
+class _Run:
+    """Members added by one :meth:`DesWriter.add_many` call: contiguous DATA and META."""
+
+    __slots__ = ("names", "offset", "lengths", "meta_offset", "meta_lengths")
+
+    def __init__(self, names: Sequence[bytes] | np.ndarray, offset: int, lengths: np.ndarray, meta_offset: int,
+                 meta_lengths: np.ndarray) -> None:
+        self.names, self.offset, self.lengths = names, offset, lengths
+        self.meta_offset, self.meta_lengths = meta_offset, meta_lengths
+
+    def pack(self, meta_start: int) -> bytes:
+        """INDEX entries of the run; one vectorised pass when every name has the same length."""
+        n = len(self.lengths)
+        offsets = self.offset + _starts(self.lengths)
+        meta_offsets = meta_start + self.meta_offset + _starts(self.meta_lengths)
+        if isinstance(self.names, np.ndarray):
+            width = self.names.dtype.itemsize
+            same = width > 0 and bool((np.char.str_len(self.names) == width).all())
+        else:
+            width = len(self.names[0])
+            same = all(len(name) == width for name in self.names)
+        if not same:
+            pack_len, pack_fixed = NAME_LENGTH_STRUCT.pack, ENTRY_FIXED_STRUCT.pack
+            names = self.names.tolist() if isinstance(self.names, np.ndarray) else self.names
+            return b"".join(pack_len(len(name)) + name + pack_fixed(int(o), int(ln), int(mo), int(ml), 0)
+                            for name, o, ln, mo, ml in zip(names, offsets, self.lengths, meta_offsets, self.meta_lengths))
+        # Same layout as NAME_LENGTH_STRUCT + name + ENTRY_FIXED_STRUCT, packed (no alignment).
+        entry = np.dtype([("name_length", "<u2"), ("name", f"S{width}"), ("offset", "<u8"), ("length", "<u8"),
+                          ("meta_offset", "<u8"), ("meta_length", "<u8"), ("flags", "<u4")])
+        table = np.empty(n, entry)
+        table["name_length"] = width
+        table["name"] = self.names
+        table["offset"] = offsets
+        table["length"] = self.lengths
+        table["meta_offset"] = meta_offsets
+        table["meta_length"] = self.meta_lengths
+        table["flags"] = 0
+        return table.tobytes()
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Offsets of back-to-back items of ``lengths`` bytes, from 0."""
+    out = np.zeros(len(lengths), np.int64)
+    np.cumsum(lengths[:-1], out=out[1:])
+    return out
+
+
+def _size_metas(lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The concatenated META ``{"size":<n>}`` of each length, and each one's byte length."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = pc.binary_join_element_wise('{"size":', pc.cast(pa.array(lengths), pa.string()), "}", "")
+    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
+    data = texts.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    return data, np.diff(offsets).astype(np.int64)
+
+
+def _pack_index(members: list[MemberInfo | _Run], meta_start: int) -> bytes:
     """The INDEX region: entries in write order, META offsets made absolute."""
     pack_len, pack_fixed = NAME_LENGTH_STRUCT.pack, ENTRY_FIXED_STRUCT.pack
     parts: list[bytes] = []
     add = parts.extend
     for m in members:
+        if isinstance(m, _Run):
+            parts.append(m.pack(meta_start))
+            continue
         name = m.name.encode("utf-8")
         add((pack_len(len(name)), name, pack_fixed(m.offset, m.length, m.meta_offset + meta_start, m.meta_length, m.flags)))
     return b"".join(parts)
