@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -59,7 +60,7 @@ def _reader(container: str):
 def _walk(source: str) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
     """(member name, path, fs) of every file under ``source``, names relative to it."""
     fs, path = fsspec.core.url_to_fs(source)
-    path = path.rstrip("/")
+    path = path.rstrip("/") or path
     if not fs.exists(path):
         raise ConnectorError(f"{source}: no such file or folder")
     if fs.isdir(path):
@@ -67,10 +68,39 @@ def _walk(source: str) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
     return [(path.rsplit("/", 1)[-1], path, fs)]
 
 
+def _plan(sources: list[str], output: str) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
+    """Every file to pack, with names checked before anything is written."""
+    from connector.des.names import validate_member_name
+    from connector.errors import MemberNameError
+
+    out_fs, out_path = fsspec.core.url_to_fs(output)
+    items, seen = [], {}
+    for source in sources:
+        for name, path, fs in _walk(source):
+            if type(fs) is type(out_fs) and path == out_path:
+                continue  # packing a folder into a container inside it: not the container itself
+            try:
+                validate_member_name(name)
+            except MemberNameError as exc:
+                raise ConnectorError(f"{source}: cannot pack {path}: {exc}") from None
+            if name in seen:
+                raise ConnectorError(f"member name {name!r} comes from both {seen[name]} and {path}")
+            seen[name] = path
+            items.append((name, path, fs))
+    return items
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from connector.des import DesWriter
 
-    items = [item for source in args.sources for item in _walk(source)]
+    if args.big_file_threshold is not None and args.big_file_threshold < 1:
+        raise ConnectorError(f"--big-file-threshold must be at least 1 byte, not {args.big_file_threshold}")
+    items = _plan(args.sources, args.output)
+    progress = None
+    if sys.stderr.isatty():  # a progress bar for people, nothing for pipes and logs
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(items), unit="file", desc="pack", file=sys.stderr)
     with DesWriter(args.output, compression=args.compress, big_file_threshold=args.big_file_threshold,
                    overwrite=args.overwrite) as w:
         for name, path, fs in items:
@@ -82,6 +112,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
                     w.add(name, f.read(), meta)  # compression works on whole members
                 else:
                     w.add_stream(name, f, meta, size=size)
+            if progress is not None:
+                progress.update()
+    if progress is not None:
+        progress.close()
     print(f"{args.output}: {w.count} members, {w.size} bytes, sha256 {w.sha256}")
     return 0
 
@@ -103,8 +137,9 @@ def cmd_cat(args: argparse.Namespace) -> int:
     for name in args.members:
         if name not in r:
             raise ConnectorError(f"{args.container}: no member named {name!r}")
-    for name, data in r.read_many(args.members).items():
-        sys.stdout.buffer.write(data)
+    data = r.read_many(dict.fromkeys(args.members))  # one read of each, neighbours coalesced
+    for name in args.members:
+        sys.stdout.buffer.write(data[name])
     sys.stdout.buffer.flush()
     return 0
 
@@ -112,13 +147,24 @@ def cmd_cat(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     r = _reader(args.container)
     if args.member:
+        if args.member not in r:
+            raise ConnectorError(f"{args.container}: no member named {args.member!r}")
         m = r.info(args.member)
-        out = {"name": m.name, "offset": m.offset, "length": m.length, "flags": m.flags, "meta": r.meta(args.member)}
+        out = {"name": m.name, "offset": m.offset, "length": m.length, "flags": m.flags,
+               "external": m.external, "compressed": m.compressed, "meta": r.meta(args.member)}
     else:
         f = r.footer
-        out = {"container": r.url, "size": r.size, "members": len(r.names()), "data_start": f.data_start,
-               "data_length": f.data_length, "meta_start": f.meta_start, "meta_length": f.meta_length,
-               "index_start": f.index_start, "index_length": f.index_length, "file_count": f.file_count}
+        members = r.members()
+        out = {"container": r.url, "size": r.size, "version": 1,
+               "members": len(r.names()),
+               "compressed": sum(1 for m in members if m.compressed),
+               "external": sum(1 for m in members if m.external),
+               "deleted": sum(1 for m in members if m.deleted),
+               "stored_bytes": sum(m.length for m in members if not m.external),
+               "external_bytes": sum(m.length for m in members if m.external),
+               "footer": {"data_start": f.data_start, "data_length": f.data_length, "meta_start": f.meta_start,
+                          "meta_length": f.meta_length, "index_start": f.index_start,
+                          "index_length": f.index_length, "file_count": f.file_count}}
     print(json.dumps(out, indent=2))
     return 0
 
@@ -135,10 +181,24 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     r = _reader(args.container)
     names = r.names()
     targets = {name: safe_join(args.output, name) for name in names}  # refuses every unsafe name first
+    folders = {name.rsplit("/", 1)[0] for name in names if "/" in name}
+    folders |= {f.rsplit("/", i)[0] for f in folders for i in range(1, f.count("/") + 1)}
+    clash = sorted(folders.intersection(names))
+    if clash:  # "a" and "a/b": one would be a file and a folder; refuse before writing anything
+        raise ConnectorError(f"{args.container}: member {clash[0]!r} is both a file and a folder of other members")
     for name in names:
         target = targets[name]
+        data = r.read(name)  # checks the member's sha256 before anything is written
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as dst:
-            dst.write(r.read(name))  # read() checks the member's sha256
+        # A member appears complete or not at all: written beside its place, then renamed.
+        temp = f"{target}.{os.getpid()}.partial"
+        try:
+            with open(temp, "xb") as dst:
+                dst.write(data)
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
     print(f"{args.container}: {len(names)} members unpacked into {args.output}")
     return 0

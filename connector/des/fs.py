@@ -133,13 +133,20 @@ class DesFileSystem(AbstractArchiveFileSystem):
 
     def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
         """Many members in few range requests (neighbours are coalesced); one member as bytes."""
-        paths = self.expand_path(path, recursive=recursive)
-        if isinstance(path, str) and len(paths) == 1 and not self.isdir(paths[0]) and not (
-            fsspec.utils.has_magic(path) or recursive
-        ):
-            return self.cat_file(paths[0], **kwargs)
-        names = [p for p in (self._strip_protocol(p) for p in paths) if p in self.reader]
+        paths = [self._strip_protocol(p) for p in self.expand_path(path, recursive=recursive)]
+        if isinstance(path, str) and len(paths) == 1 and paths[0] == self._strip_protocol(path):
+            return self.cat_file(paths[0], **kwargs)  # one plain path: bytes, as fsspec's cat does
         out: dict[str, Any] = {}
+        names: list[str] = []
+        for name in paths:
+            if name in self.reader:
+                names.append(name)
+            elif not self.isdir(name):  # directories (from globs or recursion) have no bytes
+                missing = FileNotFoundError(f"{self.reader.url}: no member named {name!r}")
+                if on_error == "raise":
+                    raise missing
+                if on_error == "return":
+                    out[name] = missing
         try:
             out.update(self.reader.read_many(names))
         except Exception as exc:  # noqa: BLE001 - fsspec's on_error contract

@@ -92,6 +92,7 @@ class DesReader:
             self.url = url_of(self.fs, self.path)
         self._cache = cache
         self._meta_region: bytes | None = None
+        self._expected_size: int | None = None  # the size the footer describes, once known
         self._load()
 
     # -- public API ---------------------------------------------------------------------------
@@ -225,6 +226,7 @@ class DesReader:
             if cached is not None:
                 self._index = cached
                 self._meta_region = cached.meta_region
+                self._expected_size = cached.size
                 return
         else:
             identity = self._identity() if self.fs is not None else self._size
@@ -249,6 +251,7 @@ class DesReader:
             size = footer.end  # writers lay the regions out back to back
             if size < len(tail):
                 raise DesFormatError(f"{self.url}: footer regions end at {size} but the container is larger (corrupt footer)")
+        self._expected_size = size
         tail_start = size - len(tail)
         if tail_start == 0:
             parse_header(tail, self.url)
@@ -295,6 +298,26 @@ class DesReader:
             text = str(exc).strip().splitlines()
             raise OSError(f"{self.url}: {what}: {type(exc).__name__}: {text[0] if text else ''}") from exc
 
+    @contextlib.contextmanager
+    def _size_checked_on_failure(self) -> Iterator[None]:
+        """A failed range read of a remote container whose size was taken from its own footer (no
+        HEAD on open) may mean the object is shorter than the footer says (e.g. cut at the front):
+        S3 answers "range not satisfiable". One size request then tells a corrupt container
+        (:class:`DesFormatError`) from a storage failure (the original OSError)."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, (FileNotFoundError, PermissionError)) or self._expected_size is None:
+                raise
+            try:
+                actual = self.fs.size(self.path) if self.fs is not None else None
+            except Exception:  # noqa: BLE001 - the original failure is the one to report
+                raise exc from None
+            if isinstance(actual, int) and actual != self._expected_size:
+                raise DesFormatError(f"{self.url}: truncated or corrupt: the footer describes a container of "
+                                     f"{self._expected_size} bytes, the object holds {actual}") from exc
+            raise
+
     def _read_suffix(self, n: int) -> bytes:
         assert self.fs is not None
         try:
@@ -324,7 +347,7 @@ class DesReader:
                 data = self._fileobj.read(end - start)
         else:
             assert self.fs is not None
-            with self._storage(f"reading bytes [{start}, {end})"):
+            with self._size_checked_on_failure(), self._storage(f"reading bytes [{start}, {end})"):
                 data = self.fs.cat_file(self.path, start=start, end=end)
         if len(data) != end - start:
             raise DesFormatError(f"{self.url}: truncated: wanted bytes [{start}, {end}), got {len(data)} bytes")
@@ -335,7 +358,7 @@ class DesReader:
             return []
         if self.fs is None or len(ranges) == 1:
             return [self._read_range(s, e) for s, e in ranges]
-        with self._storage(f"reading {len(ranges)} byte ranges"):
+        with self._size_checked_on_failure(), self._storage(f"reading {len(ranges)} byte ranges"):
             blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
             for blob in blobs:
                 if isinstance(blob, BaseException):

@@ -30,7 +30,7 @@ def test_pack_ls_cat_info_verify_unpack_round_trip(tmp_path):
     assert " z " in des("ls", "-l", str(box)).stdout.decode()
     assert des("cat", str(box), "a/x.txt", "b.csv").stdout == b"hello\n" + b"i\n1\n" * 100
     info = json.loads(des("info", str(box)).stdout)
-    assert info["members"] == 2 and info["file_count"] == 2
+    assert info["members"] == 2 and info["footer"]["file_count"] == 2 and info["compressed"] == 1
     assert json.loads(des("info", str(box), "b.csv").stdout)["meta"]["codec"] == "zstd"
     assert des("verify", str(box)).returncode == 0
     out = des("unpack", str(box), "-o", str(tmp_path / "out"))
