@@ -229,7 +229,7 @@ def test_fake_credentials_never_appear_in_any_des_source_output(s3_endpoint, lea
     runs.append(("read with a bad file", read))
     assert read.code == 1 and read.errors() and read.records()  # good stream read, bad one failed
 
-    with fault_proxy(s3_endpoint.endpoint_url, fraction=1.0, seed=3, delay=2) as proxy:
+    with fault_proxy(s3_endpoint.endpoint_url, fraction=1.0, seed=3, kinds=["500", "503", "reset"]) as proxy:
         dead = write_json(tmp_path / "dead.json", fake_config(proxy.url, leak_bucket))
         runs.append(("read, 100% faults", source("read", "--config", dead, "--catalog", catalog)))
     closed = write_json(tmp_path / "closed.json", fake_config("http://127.0.0.1:9", leak_bucket))
