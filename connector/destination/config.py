@@ -22,6 +22,8 @@ def load_spec() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DestinationConfig:
+    """A validated destination config (see ``spec/destination.json``)."""
+
     root_url: str
     storage_options: dict[str, Any]
     catalog_path: str | None
@@ -29,6 +31,7 @@ class DestinationConfig:
     max_datapoints: int
     max_bytes: int
     flush_seconds: float
+    compression: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Any) -> DestinationConfig:
@@ -65,16 +68,29 @@ class DestinationConfig:
                 options["client_kwargs"] = client
             if "access_key_id" in raw:
                 options["key"], options["secret"] = raw["access_key_id"], raw["secret_access_key"]
+            # Bounded retries at one level (botocore standard mode); s3fs's own layer is set to one
+            # attempt in open_store, or attempts multiply and a dead endpoint takes minutes to fail.
+            config_kwargs: dict[str, Any] = {"retries": {"mode": "standard",
+                                                         "total_max_attempts": raw.get("retry_count", 3) + 1}}
+            if "request_timeout" in raw:
+                config_kwargs["connect_timeout"] = config_kwargs["read_timeout"] = raw["request_timeout"]
+            options["config_kwargs"] = config_kwargs
             options["skip_instance_cache"] = True
+        codec = raw.get("compression", "none")
         return cls(root, options, raw.get("catalog_path"), template, raw.get("max_datapoints", 100_000),
-                   raw.get("max_bytes", 256 * 1024 * 1024), float(raw.get("flush_seconds", 60)))
+                   raw.get("max_bytes", 256 * 1024 * 1024), float(raw.get("flush_seconds", 10)),
+                   None if codec == "none" else codec)
 
     def open_store(self) -> Store:
+        """The configured :class:`Store` (a storage failure while opening it propagates)."""
         try:
-            return Store(self.root_url, self.catalog_path, storage_options=self.storage_options,
-                         max_datapoints=self.max_datapoints, max_bytes=self.max_bytes)
+            store = Store(self.root_url, self.catalog_path, storage_options=self.storage_options,
+                          max_datapoints=self.max_datapoints, max_bytes=self.max_bytes, compression=self.compression)
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
+        if type(store.fs).__module__.startswith("s3fs"):
+            store.fs.retries = 1  # an instance attribute s3fs reads; see config_kwargs above
+        return store
 
     def dataset_for(self, stream: str, namespace: str | None) -> str:
         name = self.dataset_name.format(stream=stream, namespace=namespace or "")

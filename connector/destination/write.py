@@ -3,14 +3,20 @@
 Guarantees
 ----------
 - A STATE message is echoed only when every RECORD before it (of every stream) is in a committed
-  container and in the catalog. States are held, not forced: records are committed when a
-  container is full, when a state has waited ``flush_seconds``, and at the end of input.
+  container and in the catalog. States are held, not forced (one tiny container per STATE would
+  ruin the store): a held state is echoed after the next commit that covers it, and commits happen
+  when a container is full (``max_datapoints`` / ``max_bytes``), when the oldest held state has
+  waited ``flush_seconds`` (also while stdin is silent), and at the end of input.
 - Each commit stores, atomically with the datarange, a checkpoint of the stream's input: how many
   of its RECORD lines this input had delivered, a SHA-256 over them, and a hash of the first one.
   Re-running after a crash with the same input skips exactly the committed records: the records up
   to the checkpoint are spooled to a temporary file while their hash is checked; if it matches they
   were committed and are dropped, otherwise (different input) the spool is written as new records.
   A different first record is recognised at once, without spooling.
+- ``overwrite``: the old data is moved aside as version ``0.0.0-overwrite.<ms>`` (a new key space
+  starts at 0) and that version is deleted only when the sync succeeds. A re-run after a failed
+  overwrite finds that version and resumes the new key space exactly like an append resume; if its
+  input turns out to be different, the failed run's partial data is dropped first.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
-import orjson
+import msgspec
 
 from connector.destination.config import DestinationConfig
+from connector.destination.messages import DECODE_ERRORS, InputError, Message, _decode, blocks, classify, valid_utf8
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.writer import DatasetWriter
@@ -32,26 +39,30 @@ from connector.store.writer import DatasetWriter
 log = logging.getLogger("connector.destination")
 
 CHUNK_RECORDS = 4096
-OVERWRITE_VERSION = "0.0.0-overwrite.{stamp}"
+OVERWRITE_PREFIX = "0.0.0-overwrite."
+OVERWRITE_VERSION = OVERWRITE_PREFIX + "{stamp}"
 
-
-class InputError(ConnectorError):
-    """A bad message on stdin (the text names the line)."""
+__all__ = ["InputError", "write_messages"]
 
 
 class _StreamSink:
     """One stream's records on their way into one dataset."""
 
     def __init__(self, store: Store, stream: str, dataset: str, mode: str) -> None:
-        self.stream, self.dataset, self.store = stream, dataset, store
+        self.stream, self.dataset, self.store, self.mode = stream, dataset, store, mode
         store.ensure_dataset(dataset)
-        self.replaced_version: str | None = None
-        if mode == "overwrite" and store.dataranges(dataset):
-            # The old data stays readable as a version until this sync succeeds.
-            self.replaced_version = OVERWRITE_VERSION.format(stamp=int(time.time() * 1000))
-            store.rotate(dataset, self.replaced_version, message="kept while an overwrite sync runs")
-        resume = store.checkpoint(dataset) if mode != "overwrite" else None
-        self.writer: DatasetWriter = store.writer(dataset, "records", on_commit=self._on_commit)
+        # Versions to delete once this sync succeeds: the data an overwrite replaces.
+        self.replaced: list[str] = []
+        resuming = mode != "overwrite"
+        if mode == "overwrite":
+            self.replaced = [v.version for v in store.list_versions(dataset) if v.version.startswith(OVERWRITE_PREFIX)]
+            if self.replaced:
+                resuming = True  # an overwrite failed: its key space holds what it committed
+            elif store.dataranges(dataset):
+                self.replaced = [self._rotate("kept while an overwrite sync runs")]
+        self.writer: DatasetWriter = self._open_writer()
+        # Read under the writer lock, so a concurrent writer's last commit is seen.
+        resume = store.checkpoint(dataset) if resuming else None
         self._seen = 0  # RECORD lines of this stream in this input, counted while not plain
         self.committed = 0  # ... of which committed (in this run or, when resuming, before)
         self.written = 0
@@ -63,6 +74,22 @@ class _StreamSink:
         self._pending: list[bytes] = []
         self._resume = resume if isinstance(resume, dict) and resume.get("records") else None
         self._spool: IO[bytes] | None = None
+
+    def _open_writer(self) -> DatasetWriter:
+        return self.store.writer(self.dataset, "records", on_commit=self._on_commit)
+
+    def _rotate(self, why: str) -> str:
+        version = OVERWRITE_VERSION.format(stamp=int(time.time() * 1000))
+        self.store.rotate(self.dataset, version, message=why)
+        return version
+
+    def _not_resumed(self) -> None:
+        """This input is not the one whose records are committed. For an overwrite, those records
+        (a failed run's partial data) must not stay: they go, before anything of this input."""
+        if self.mode == "overwrite" and self.store.dataranges(self.dataset):
+            self.writer.close()  # nothing pending: records were only spooled so far
+            self.store.delete_version(self.dataset, self._rotate("partial data of a failed overwrite"))
+            self.writer = self._open_writer()
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -91,6 +118,7 @@ class _StreamSink:
         assert resume is not None
         if self._seen == 1 and resume.get("first") != self._first:
             self._resume = None  # new input: nothing of it can be committed yet
+            self._not_resumed()
             self._pending.append(data)
             return
         if self._spool is None:
@@ -111,6 +139,7 @@ class _StreamSink:
     def _release_spool(self) -> None:
         """The spooled records were not committed before (different input): write them."""
         self._resume = None
+        self._not_resumed()
         spool, self._spool = self._spool, None
         if spool is None:
             return
@@ -140,9 +169,10 @@ class _StreamSink:
             self.writer.write_json_lines(piece, checkpoint={"records": self._fed, "sha256": self._hash.hexdigest(),
                                                             "first": self._first})
 
-    def flush(self) -> None:
-        """Commit everything received so far."""
-        if self._resume is not None:
+    def flush(self, final: bool = False) -> None:
+        """Commit everything received so far. Records being spooled while a resume is checked stay
+        spooled unless ``final`` (the input ended before the committed count: different input)."""
+        if final and self._resume is not None:
             self._release_spool()
         self.feed()
         self.writer.commit()
@@ -153,10 +183,11 @@ class _StreamSink:
             self.committed = max(self.committed, int(cp["records"]))
 
     def finish(self) -> None:
-        self.flush()
+        """End of input: commit the rest; an overwrite's replaced data goes now that all is in."""
+        self.flush(final=True)
         self.writer.close()
-        if self.replaced_version:
-            self.store.delete_version(self.dataset, self.replaced_version)
+        for version in self.replaced:
+            self.store.delete_version(self.dataset, version)
 
     def abort(self) -> None:
         if self._spool is not None:
@@ -167,17 +198,35 @@ class _StreamSink:
 def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, str], dict[str, Any]]:
     streams = {}
     for entry in catalog.get("streams") or []:
-        stream = entry.get("stream") or {}
-        name = stream.get("name")
+        stream = entry.get("stream") or {} if isinstance(entry, dict) else {}
+        name = stream.get("name") if isinstance(stream, dict) else None
         if not isinstance(name, str):
             raise ConnectorError("configured catalog: every stream needs stream.name")
         streams[(stream.get("namespace"), name)] = entry
     return streams
 
 
-def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], lines: Iterable[bytes],
+def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], InputError | None]:
+    """The messages of a block the fast decoder refused, line by line, up to the first bad line."""
+    out: list[Message | None] = []
+    utf8 = valid_utf8(block)
+    for i, line in enumerate(block, start=base + 1):
+        try:
+            if not utf8:
+                raise UnicodeError  # msgspec.Raw does not check UTF-8; orjson does
+            out.append(_decode(line))
+        except (*DECODE_ERRORS, UnicodeError):
+            try:
+                out.append(classify(line, i))
+            except InputError as exc:
+                return out, exc
+    return out, None
+
+
+def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source: IO[bytes] | Iterable[bytes],
                    emit: Callable[[bytes], None], *, clock: Callable[[], float] = time.monotonic) -> dict[str, int]:
-    """Consume Airbyte messages from ``lines``; ``emit`` receives each STATE line once it is safe.
+    """Consume Airbyte messages from ``source`` (a binary stream or an iterable of lines); ``emit``
+    receives each STATE line once it is safe.
 
     Returns per-dataset counts of records written. Raises :class:`InputError` naming the line on
     bad input, after committing and acknowledging everything before it.
@@ -186,7 +235,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], lines:
     store = config.open_store()
     sinks: dict[tuple[str | None, str], _StreamSink] = {}
     held: list[tuple[dict[tuple[str | None, str], int], bytes, float]] = []
-    loads, dumps = orjson.loads, orjson.dumps
+    compact = msgspec.json.format
 
     def sink_for(namespace: str | None, stream: str, lineno: int) -> _StreamSink:
         key = (namespace, stream)
@@ -206,68 +255,81 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], lines:
         while held and all(sinks[k].committed >= n for k, n in held[0][0].items()):
             emit(held.pop(0)[1])
 
-    def flush_all() -> None:
+    def flush_all(final: bool = False) -> None:
         for sink in sinks.values():
-            sink.flush()
+            sink.flush(final)
         release_states()
 
+    def idle() -> float | None:
+        """How long stdin may stay silent before held states are flushed."""
+        return max(0.0, config.flush_seconds - (clock() - held[0][2])) if held else None
+
     last_key: tuple[str | None, str] | None = None
-    last_sink: _StreamSink | None = None
+    sink: _StreamSink | None = None
+    lineno = 0
     try:
-        lineno = 0
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
+        for block in blocks(source, idle=idle):
+            if block is None:  # stdin silent for flush_seconds while a state waits
+                flush_all()
                 continue
             try:
-                msg = loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise InputError(f"stdin line {lineno}: not JSON ({exc})") from None
-            if not isinstance(msg, dict):
-                raise InputError(f"stdin line {lineno}: a message must be a JSON object")
-            kind = msg.get("type")
-            if kind == "RECORD":
-                # The hot path: a handful of dict lookups and one orjson.dumps per record.
-                record = msg.get("record")
-                if type(record) is not dict or type(record.get("stream")) is not str:
-                    raise InputError(f"stdin line {lineno}: RECORD without record.stream")
-                data = record.get("data")
-                if type(data) is not dict:
-                    raise InputError(f"stdin line {lineno}: RECORD data of stream {record['stream']!r} is "
-                                     f"{type(data).__name__}, not an object")
-                key = (record.get("namespace"), record["stream"])
-                if key != last_key:
-                    last_key, last_sink = key, sink_for(key[0], key[1], lineno)
-                if last_sink.plain:
-                    pending = last_sink._pending
-                    pending.append(dumps(data))
-                    if len(pending) >= last_sink.chunk:
-                        last_sink.feed()
-                else:
-                    last_sink.add(dumps(data))
-            elif kind == "STATE":
-                needed = {k: s.seen() for k, s in sinks.items()}
-                held.append((needed, dumps(msg) + b"\n", clock()))
-                release_states()
+                if not valid_utf8(block):
+                    raise UnicodeError
+                msgs: list[Message | None] = [_decode(line) for line in block]  # the common case: all good
+                error = None
+            except (*DECODE_ERRORS, UnicodeError):
+                msgs, error = _decode_block(block, lineno)
+            base = lineno
+            for i, msg in enumerate(msgs):
+                if msg is None:
+                    continue
+                kind = msg.type
+                if kind == "RECORD":
+                    # The hot path: no Python objects for the data, only its bytes.
+                    rec = msg.record
+                    if rec is None or (rec.namespace, rec.stream) != last_key:
+                        if rec is None:
+                            classify(block[i], base + i + 1)  # raises the precise InputError
+                        last_key, sink = (rec.namespace, rec.stream), sink_for(rec.namespace, rec.stream, base + i + 1)
+                    data = compact(rec.data, indent=-1)  # C: the input's bytes minus whitespace
+                    if data[0] != 123:  # b"{"
+                        classify(block[i], base + i + 1)
+                        raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
+                    if sink.plain:
+                        pending = sink._pending
+                        pending.append(data)
+                        if len(pending) >= sink.chunk:
+                            sink.feed()
+                    else:
+                        sink.add(data)
+                elif kind == "STATE":
+                    needed = {k: s.seen() for k, s in sinks.items()}
+                    held.append((needed, block[i].strip() + b"\n", clock()))
+                # Other message types (LOG, TRACE, ...) are not for the destination to store.
+            lineno = base + len(block)
+            if error is not None:
+                raise error
+            if held:
+                release_states()  # containers cut inside this block may have covered some
                 if held and clock() - held[0][2] >= config.flush_seconds:
                     flush_all()
-            # Other message types (LOG, TRACE, ...) are not for the destination to store.
-        flush_all()
-        for sink in sinks.values():
-            sink.finish()
+        flush_all(final=True)
+        for s in sinks.values():
+            s.finish()
         release_states()
         return {s.dataset: s.written for s in sinks.values()}
     except InputError:
         try:
             flush_all()  # everything before the bad line is good: commit and acknowledge it
-            for sink in sinks.values():
-                sink.writer.close()
+            for s in sinks.values():
+                s.writer.close()
         except Exception:  # noqa: BLE001 - the input error is the one to report
-            for sink in sinks.values():
-                sink.abort()
+            for s in sinks.values():
+                s.abort()
         raise
     except BaseException:
-        for sink in sinks.values():
-            sink.abort()
+        for s in sinks.values():
+            s.abort()
         raise
     finally:
         store.close()
