@@ -1,0 +1,138 @@
+"""What reading a container in S3 really costs, counted request by request at an HTTP proxy.
+
+Every request s3fs makes (GET, HEAD, LIST...) passes through :class:`CountingProxy`, so these
+tests also catch a stray HEAD or listing, not only extra GETs.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from connector.des import DesFormatError, DesReader, DesWriter, IndexCache
+from connector.des.fs import DesFileSystem
+from connector.des.reader import DEFAULT_TAIL_SIZE
+from tests.support.s3proxy import CountingProxy, Respond, s3_proxy  # noqa: F401 - s3_proxy is a fixture
+
+SMALL = {f"m/{i:04d}.txt": b"row %d\n" % i for i in range(300)}
+BIG = bytes(range(256)) * 8192  # 2 MiB, one plain member
+
+
+@pytest.fixture
+def container(s3_endpoint, s3_bucket):
+    url = f"s3://{s3_bucket}/many.des"
+    with DesWriter(url, fs=s3_endpoint.s3fs()) as w:
+        w.add("a.csv", b"id,name\n1,ada\n2,bo\n")
+        for name, data in SMALL.items():
+            w.add(name, data)
+        w.add("big.bin", BIG)
+    return url
+
+
+def test_cold_read_is_two_gets_warm_is_one_warm_open_is_free(container, s3_endpoint, s3_proxy):
+    so = s3_proxy.storage_options(s3_endpoint)
+    cache = IndexCache()  # private: no other test has warmed it
+    with s3_proxy.window() as cold:
+        assert DesReader(container, storage_options=so, cache=cache).read("m/0007.txt") == SMALL["m/0007.txt"]
+    assert cold.count() == cold.count("GET") == 2, cold
+    assert cold.ranges()[0] == f"bytes=-{DEFAULT_TAIL_SIZE}"  # a suffix range: no HEAD for the size
+
+    with s3_proxy.window() as warm_open:
+        reader = DesReader(container, storage_options=so, cache=cache)
+        fs = DesFileSystem(fo=container, target_options=so, index_cache=cache)
+        assert len(fs.find("m")) == 300
+    assert warm_open.count() == 0, warm_open
+
+    with s3_proxy.window() as warm:
+        assert reader.read("m/0123.txt") == SMALL["m/0123.txt"]
+    assert warm.count() == warm.count("GET") == 1, warm
+
+
+def test_cat_of_100_adjacent_members_cold_is_at_most_three_requests(container, s3_endpoint, s3_proxy):
+    so = s3_proxy.storage_options(s3_endpoint)
+    names = [f"m/{i:04d}.txt" for i in range(100, 200)]
+    with s3_proxy.window() as w:
+        fs = DesFileSystem(fo=container, target_options=so, index_cache=None)
+        assert fs.cat(names) == {n: SMALL[n] for n in names}
+    assert w.count() == w.count("GET") <= 3, w
+    # The members came in one coalesced range, not 100.
+    assert w.count("GET") == 2 and w.sent < DEFAULT_TAIL_SIZE + 2000, w
+
+    with s3_proxy.window() as w:
+        assert fs.cat("m/01[0-4]?.txt") == {f"m/{i:04d}.txt": SMALL[f"m/{i:04d}.txt"] for i in range(100, 150)}
+    assert w.count() == 1, w
+
+
+def test_open_reads_by_range_not_the_whole_member(container, s3_endpoint, s3_proxy):
+    so = s3_proxy.storage_options(s3_endpoint)
+    fs = DesFileSystem(fo=container, target_options=so, index_cache=IndexCache())
+    fs.ls("")  # the open is not what is measured here
+    with s3_proxy.window() as w:
+        with fs.open("big.bin", block_size=64 * 1024) as f:
+            f.seek(1_500_000)
+            assert f.read(100) == BIG[1_500_000:1_500_100]
+            f.seek(-10, 2)
+            assert f.read() == BIG[-10:]
+    assert w.count("GET") == 2 and w.sent <= 2 * 64 * 1024, w
+    with s3_proxy.window() as w:
+        assert fs.cat_file("big.bin", 1000, 1010) == BIG[1000:1010]
+    assert w.count() == w.count("GET") == 1 and w.sent == 10, w
+
+
+def test_pandas_through_des_url_costs_two_gets_cold(container, s3_endpoint, s3_proxy):
+    # A fresh endpoint URL is a fresh cache key: this is a cold open through the process cache.
+    so = s3_proxy.storage_options(s3_endpoint)
+    with s3_proxy.window() as w:
+        df = pd.read_csv(f"des://a.csv::{container}", storage_options={"s3": so})
+    assert df["name"].tolist() == ["ada", "bo"]
+    assert w.count() == w.count("GET") == 2, w
+    with s3_proxy.window() as w:
+        pd.read_csv(f"des://a.csv::{container}", storage_options={"s3": so})
+    assert w.count() == 1, w
+
+
+def test_big_index_costs_a_second_get_unless_tail_size_covers_it(s3_endpoint, s3_bucket, s3_proxy):
+    """The honest case: 10,000 members make a ~650 KiB index, far past the 64 KiB tail."""
+    url = f"s3://{s3_bucket}/ten-thousand.des"
+    names = [f"logs/2024/day-{i:05d}.jsonl" for i in range(10_000)]
+    with DesWriter(url, fs=s3_endpoint.s3fs()) as w:
+        w.add_many(names, b"".join(b"{}\n" for _ in names), [3] * len(names))
+    so = s3_proxy.storage_options(s3_endpoint)
+
+    with s3_proxy.window() as w:
+        r = DesReader(url, storage_options=so, cache=None)
+    assert r.footer.index_length > DEFAULT_TAIL_SIZE and len(r.names()) == 10_000
+    assert w.count() == w.count("GET") == 2, w
+    lo, hi = (int(x) for x in w.ranges()[1].removeprefix("bytes=").split("-"))
+    assert hi + 1 == r.size - DEFAULT_TAIL_SIZE  # the second GET is exactly what the tail lacked
+
+    # The knob: a tail that covers footer + index + META opens in one GET.
+    tail = r.size - r.footer.meta_start
+    with s3_proxy.window() as w:
+        r2 = DesReader(url, storage_options=so, cache=None, tail_size=tail)
+        fs = DesFileSystem(fo=url, target_options=so, index_cache=None, tail_size=tail)
+    assert w.count("GET") == 2 and len(fs.find("logs")) == 10_000, w  # one per open
+    assert r2.read("logs/2024/day-09999.jsonl") == b"{}\n"
+
+
+def test_front_truncated_container_in_s3_is_a_format_error(s3_endpoint, s3_bucket, s3):
+    # The size comes from the footer (no HEAD on open), so S3 answers "range not satisfiable" for
+    # members past the real end; the reader must call that a truncated container, not a network error.
+    with DesWriter(f"s3://{s3_bucket}/whole.des", fs=s3) as w:
+        w.add("a", b"a" * 100_000)
+        w.add("b", b"b" * 10)
+    s3.pipe(f"s3://{s3_bucket}/cut.des", s3.cat(f"s3://{s3_bucket}/whole.des")[5000:])
+    r = DesReader(f"s3://{s3_bucket}/cut.des", fs=s3, cache=None)
+    with pytest.raises(DesFormatError, match="truncated or corrupt.*footer describes a container of 100"):
+        r.read("b")
+
+
+def test_storage_failure_stays_an_oserror_naming_the_container(container, s3_endpoint):
+    # The fault hook: every GET of the container answers 503 after the open.
+    with CountingProxy(s3_endpoint.endpoint_url) as proxy:
+        r = DesReader(container, storage_options=dict(proxy.storage_options(s3_endpoint),
+                                                  config_kwargs={"retries": {"max_attempts": 1}}), cache=None)
+        proxy.fault = lambda req: Respond(503, b"<Error><Code>SlowDown</Code></Error>") if req.method == "GET" else None
+        with pytest.raises(OSError, match="many.des") as info:
+            r.read("a.csv")
+        assert not isinstance(info.value, DesFormatError)
