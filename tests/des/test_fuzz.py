@@ -121,3 +121,102 @@ def test_invalid_utf8_name_and_duplicates():
     dup = data.replace(b"dir/b.json", b"a.txt").replace(struct.pack("<H", 10) + b"a.txt", struct.pack("<H", 5) + b"a.txt")
     with pytest.raises(DesFormatError):
         _exercise(dup)
+
+
+# -- the same through a filesystem: size unknown, tail read as a suffix range ---------------------
+
+_MEMFS = None
+
+
+def _through_fs(data: bytes) -> None:
+    """Exercise ``data`` stored on fsspec's memory filesystem: the reader does not know the size
+    up front (as with S3, where no HEAD is made) and takes it from the footer."""
+    import fsspec
+    import uuid
+
+    global _MEMFS
+    _MEMFS = _MEMFS or fsspec.filesystem("memory")
+    path = f"/fuzz/{uuid.uuid4().hex}.des"
+    _MEMFS.pipe_file(path, data)
+    try:
+        r = DesReader(path, fs=_MEMFS, cache=None, tail_size=FOOTER_SIZE + 64)  # small tail: second reads too
+        names = r.names()
+        for n in names:
+            r.meta(n)
+            r.read(n)
+        r.read_many(names)
+        r.verify()
+    finally:
+        _MEMFS.rm_file(path)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(codec=st.sampled_from([None, "zstd"]), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                           min_size=1, max_size=4),
+       cut=st.integers(0, 10**6), cut_front=st.booleans(), cut_it=st.booleans())
+def test_mutated_or_truncated_on_a_filesystem_give_only_format_errors(codec, edits, cut, cut_front, cut_it):
+    data = bytearray(VALID[codec])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut_it:
+        cut = cut % (len(data) - 1) + 1
+        data = data[cut:] if cut_front else data[:cut]
+    tracemalloc.start()
+    try:
+        _through_fs(bytes(data))
+    except DesFormatError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024
+
+
+# -- forged fields: any value in any footer or index field ----------------------------------------
+
+_FOOTER_FIELDS = ["data_start", "data_length", "meta_start", "meta_length", "index_start", "index_length", "file_count"]
+_ENTRY_FIELDS = ["offset", "length", "meta_offset", "meta_length"]
+_HOSTILE_INTS = st.one_of(
+    st.sampled_from([0, 1, 15, 16, 17, 72, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**62, 2**63 - 1, 2**63, 2**64 - 1]),
+    st.integers(0, 4096),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(footer=st.dictionaries(st.sampled_from(_FOOTER_FIELDS), _HOSTILE_INTS, max_size=3),
+       entries=st.dictionaries(st.tuples(st.sampled_from(["a.txt", "dir/b.json", "c", "z.bin"]),
+                                         st.sampled_from(_ENTRY_FIELDS)), _HOSTILE_INTS, max_size=3),
+       relative=st.booleans(), via_fs=st.booleans())
+def test_forged_fields_give_only_format_errors_and_no_big_allocation(footer, entries, relative, via_fs):
+    data = VALID[None]
+    for (member, field), value in entries.items():
+        data = _forge_entry(data, member, **{field: value})
+    if relative:  # near-miss values: off by a little from the true ones (overlaps, overruns by one)
+        names = _FOOTER_FIELDS
+        current = dict(zip(names, FOOTER_STRUCT.unpack_from(data, len(data) - FOOTER_SIZE)[3:]))
+        footer = {k: max(0, current[k] + (v % 9) - 4) for k, v in footer.items()}
+    data = _forge_footer(data, **footer)
+    tracemalloc.start()
+    try:
+        (_through_fs if via_fs else _exercise)(data)
+    except DesFormatError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, (footer, entries)
+
+
+def test_index_overrunning_its_region_and_count_mismatch_are_named():
+    data = VALID[None]
+    current = dict(zip(_FOOTER_FIELDS, FOOTER_STRUCT.unpack_from(data, len(data) - FOOTER_SIZE)[3:]))
+    with pytest.raises(DesFormatError, match="overruns the index region"):
+        _exercise(_forge_footer(data, index_length=current["index_length"] - 1))
+    with pytest.raises(DesFormatError, match="declares 5 members"):
+        _exercise(_forge_footer(data, file_count=5))
+    with pytest.raises(DesFormatError, match="declares 3 members, index holds 4"):
+        _exercise(_forge_footer(data, file_count=3))
+    with pytest.raises(DesFormatError, match="overlaps"):
+        _exercise(_forge_footer(data, meta_start=current["meta_start"] - 1))
+    with pytest.raises(DesFormatError, match="outside the DATA region"):
+        _exercise(_forge_entry(data, "z.bin", offset=current["data_start"] + current["data_length"] - 10))
