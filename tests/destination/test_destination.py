@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import select
 import signal
 import subprocess
 import sys
@@ -47,8 +49,25 @@ def run(args, stdin: bytes, timeout: float = 60):
 
 
 def ids(tmp: Path, dataset: str = "rows", **kw) -> list[int]:
+    """The ``id`` of every record of ``dataset`` in key order ([] if it does not exist yet)."""
     with Store(str(tmp / "store"), **kw) as store:
-        return store.to_table(dataset).column("id").to_pylist()
+        if dataset not in {d.name for d in store.list_datasets()}:
+            return []
+        table = store.to_table(dataset)
+        return table.column("id").to_pylist() if table.num_rows else []
+
+
+def _visible_containers(folder: Path) -> set[str]:
+    return {os.path.realpath(p) for p in folder.rglob("*.des")} if folder.exists() else set()
+
+
+def _known_containers(tmp: Path, dataset: str = "rows") -> set[str]:
+    """Containers the catalog knows: current dataranges and those kept by versions."""
+    with Store(str(tmp / "store")) as store:
+        if dataset not in {d.name for d in store.list_datasets()}:
+            return set()
+        ranges = list(store.dataranges(dataset)) + [d for v in store.list_versions(dataset) for d in v.dataranges]
+        return {os.path.realpath(d.url) for d in ranges}
 
 
 def test_spec_and_check(tmp_path):
@@ -105,39 +124,117 @@ def test_bad_line_named_committed_data_stays(tmp_path, line, problem):
     assert ids(tmp_path) == [0, 1]
 
 
-def test_killed_mid_stream_then_rerun_is_exactly_once(tmp_path):
-    n = 3000
-    body = b"".join(record("rows", i) + (state(i + 1) if i % 500 == 499 else b"") for i in range(n))
-    cfg = config(tmp_path, max_datapoints=200)
-    cat = catalog(tmp_path)
-    for kill_after in (700, 1900):  # lines fed before SIGKILL, seeded points
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_killed_mid_stream_then_rerun_is_exactly_once(tmp_path, mode):
+    """SIGKILL at seeded moments (some before the first commit, some after several), then re-run
+    the same input: every record once, in order, and no container that is not in the catalog."""
+    n = 1500
+    body = b"".join(record("rows", i) + (state(i + 1) if i % 250 == 249 else b"") for i in range(n))
+    lines = body.splitlines(keepends=True)
+    cfg = config(tmp_path, max_datapoints=150)
+    cat = catalog(tmp_path, mode)
+    old = [-(i + 1) for i in range(5)]
+    rng = random.Random(4 if mode == "append" else 5)
+    points = 3 if mode == "append" else 2
+    for point in range(points):
+        if mode == "overwrite":  # data the overwrite replaces, visible again only if it fails for good
+            run(["write", "--config", cfg, "--catalog", catalog(tmp_path)], b"".join(record("rows", i) for i in old))
+        kill_after, wait = rng.randrange(100, len(lines)), rng.uniform(0.2, 1.0)
         proc = subprocess.Popen(CMD + ["write", "--config", cfg, "--catalog", cat], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        lines = body.splitlines(keepends=True)
         proc.stdin.write(b"".join(lines[:kill_after]))
         proc.stdin.flush()
-        time.sleep(1.0)
+        time.sleep(wait)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        echoed = [json.loads(l) for l in proc.stdout.read().splitlines()]
         proc.stdout.close()
         proc.stdin.close()
-        store_dir = tmp_path / "store" / "rows" / "dataranges"
-        assert not [p for p in os.listdir(store_dir) if p.endswith(".des") and not p[:1].isdigit()]
         got = ids(tmp_path)
-        assert got == list(range(len(got))), "committed records form a prefix, each once"
+        if mode == "append":
+            assert got == list(range(len(got))), "committed records form a prefix, each once"
+        else:
+            assert got == old or got == list(range(len(got)))
+        for m in echoed:  # an echoed state's records are committed
+            assert m["type"] != "STATE" or m["state"]["stream"]["stream_state"]["n"] <= len(got) or got == old
+        assert _visible_containers(tmp_path / "store" / "rows") <= _known_containers(tmp_path), \
+            "no uncommitted container visible"
         code, _, err = run(["write", "--config", cfg, "--catalog", cat], body)
         assert code == 0, err
-        assert ids(tmp_path) == list(range(n))
-        # The same input again: everything is already committed, nothing is added.
-        code, _, err = run(["write", "--config", cfg, "--catalog", cat], body)
-        assert code == 0, err
-        assert ids(tmp_path) == list(range(n))
-        with Store(str(tmp_path / "store")) as store:  # the catalog matches what storage rebuilds
-            before = store.dump_catalog()
-            os.unlink(store.catalog_path)
+        assert ids(tmp_path) == list(range(n)), (point, kill_after, wait)
         with Store(str(tmp_path / "store")) as store:
-            assert store.dump_catalog() == before
-            store.delete_dataset("rows")
+            assert store.list_versions("rows") == []  # the overwrite's kept data went on success
+            if point < points - 1:
+                store.delete_dataset("rows")
+    if mode == "append":
+        # The same input once more is recognised as committed (its checkpoint matches): nothing added.
+        code, _, err = run(["write", "--config", cfg, "--catalog", cat], body)
+        assert code == 0, err
+        assert ids(tmp_path) == list(range(n))
+
+
+def test_failed_overwrite_then_different_input_drops_the_partial_data(tmp_path):
+    run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], b"".join(record("rows", i) for i in range(3)))
+    cfg, cat = config(tmp_path, max_datapoints=10), catalog(tmp_path, "overwrite")
+    # The overwrite fails at a bad line after 25 committed records: the old data is kept aside.
+    body = b"".join(record("rows", i) for i in range(100, 125)) + b"not json\n"
+    code, _, _ = run(["write", "--config", cfg, "--catalog", cat], body)
+    assert code == 1
+    assert ids(tmp_path) == list(range(100, 125))
+    with Store(str(tmp_path / "store")) as store:
+        [kept] = store.list_versions("rows")
+        assert store.to_table("rows", kept.version).column("id").to_pylist() == [0, 1, 2]
+    # Another input: the failed run's records must not stay in front of it.
+    code, _, err = run(["write", "--config", cfg, "--catalog", cat], b"".join(record("rows", i) for i in range(200, 213)))
+    assert code == 0, err
+    assert ids(tmp_path) == list(range(200, 213))
+    with Store(str(tmp_path / "store")) as store:
+        assert store.list_versions("rows") == []
+
+
+def test_held_state_is_flushed_while_stdin_is_silent(tmp_path):
+    proc = subprocess.Popen(CMD + ["write", "--config", config(tmp_path, flush_seconds=0.3), "--catalog", catalog(tmp_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"".join(record("rows", i) for i in range(5)) + state(5))
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "the STATE was not echoed while stdin stayed open"
+        echoed = json.loads(proc.stdout.readline())
+        assert echoed["state"]["stream"]["stream_state"] == {"n": 5}
+        assert ids(tmp_path) == list(range(5))  # committed before the echo
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read().decode()
+
+
+def test_record_data_is_stored_compact_and_faithful(tmp_path):
+    lines = [b'{"type": "RECORD", "record": {"stream": "rows", "data": {"id": 1, "s": "a  b", "big": 123456789012345678901234567890}}}\n',
+             b'{"type":"RECORD","record":{"stream":"rows","data":{ "id" :2 ,"e":"\\u00e9"}, "namespace": null}}\r\n',
+             b"\n",
+             b'{"type":"LOG","log":{"level":"INFO","message":"ignored"}}\n',
+             b'{"type":"RECORD","record":{"stream":"rows","data":{"id":3,"s":"caf\xc3\xa9"}}}\n']
+    code, _, err = run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], b"".join(lines))
+    assert code == 0, err
+    with Store(str(tmp_path / "store")) as store:
+        assert [store.read("rows", k) for k in range(3)] == [
+            b'{"id":1,"s":"a  b","big":123456789012345678901234567890}\n', b'{"id":2,"e":"\\u00e9"}\n',
+            '{"id":3,"s":"café"}\n'.encode()]
+
+
+@pytest.mark.parametrize("line, problem", [
+    (b'{"type":"RECORD","record":{"stream":"rows","data":{"s":"\xff"}}}\n', "line 2: not JSON"),
+    (b'{"type":"RECORD","record":{"stream":"rows","data":{"s":1},"namespace":5}}\n', "line 2: RECORD namespace must be a string"),
+    (b'{"type":"RECORD","record":{"data":{"s":1}}}\n', "line 2: RECORD without record.stream"),
+    (b'{"type":"RECORD","record":{"stream":"rows","data":"x"}}\n', "line 2: RECORD data of stream 'rows' is str"),
+])
+def test_more_bad_lines(tmp_path, line, problem):
+    code, msgs, _ = run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], record("rows", 0) + line)
+    assert code == 1
+    [error] = [m["trace"]["error"]["message"] for m in msgs if m["type"] == "TRACE"]
+    assert problem in error
+    assert ids(tmp_path) == [0]
 
 
 def test_writes_to_s3_root(s3_endpoint, s3_bucket, tmp_path):
