@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import os
 import sys
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compress", choices=("zstd", "gzip"), help="compress members that shrink")
     p.add_argument("--big-file-threshold", type=int, default=None,
                    help="store members of at least this many bytes in _bigFiles/ (default: never)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--glob", action="append", metavar="PATTERN",
+                   help="pack only members whose name matches (shell-style, '*' also crosses '/'; repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing container")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("ls", help="list the members of a container")
@@ -68,8 +71,9 @@ def _walk(source: str) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
     return [(path.rsplit("/", 1)[-1], path, fs)]
 
 
-def _plan(sources: list[str], output: str) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
-    """Every file to pack, with names checked before anything is written."""
+def _plan(sources: list[str], output: str,
+          patterns: list[str] | None = None) -> list[tuple[str, str, fsspec.AbstractFileSystem]]:
+    """Every file to pack (matching one of ``patterns`` if given), names checked before writing."""
     from connector.des.names import validate_member_name
     from connector.errors import MemberNameError
 
@@ -79,6 +83,8 @@ def _plan(sources: list[str], output: str) -> list[tuple[str, str, fsspec.Abstra
         for name, path, fs in _walk(source):
             if type(fs) is type(out_fs) and path == out_path:
                 continue  # packing a folder into a container inside it: not the container itself
+            if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                continue
             try:
                 validate_member_name(name)
             except MemberNameError as exc:
@@ -95,7 +101,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.big_file_threshold is not None and args.big_file_threshold < 1:
         raise ConnectorError(f"--big-file-threshold must be at least 1 byte, not {args.big_file_threshold}")
-    items = _plan(args.sources, args.output)
+    items = _plan(args.sources, args.output, args.glob)
     progress = None
     if sys.stderr.isatty():  # a progress bar for people, nothing for pipes and logs
         from tqdm import tqdm

@@ -177,3 +177,14 @@ def test_pack_from_and_to_s3(tmp_path, s3_endpoint, s3_bucket, s3):
     assert des("cat", url, "sub/b.json", env=env).stdout == b'{"b": 2}\n'
     out = des("unpack", url, "-o", str(tmp_path / "u"), env=env)
     assert out.returncode == 0 and (tmp_path / "u" / "a.csv").read_bytes() == b"id\n1\n"
+
+
+def test_pack_glob_selects_members(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for name in ("a.csv", "b.json", "d/c.csv", "d/e.txt"):
+        (src / name).write_bytes(name.encode())
+    box = tmp_path / "g.des"
+    out = des("pack", str(src), "-o", str(box), "--glob", "*.csv", "--glob", "d/e.*")
+    assert out.returncode == 0, out.stderr
+    assert des("ls", str(box)).stdout.decode().split() == ["a.csv", "d/c.csv", "d/e.txt"]

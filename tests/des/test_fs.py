@@ -127,7 +127,9 @@ def test_entry_point_in_a_fresh_interpreter(tmp_path):
     path = tmp_path / "x.des"
     _container(None, str(path), {"a.csv": CSV})
     code = ("import fsspec, sys\n"
+            "assert 'connector' not in sys.modules\n"
             f"data = fsspec.open('des://a.csv::{path}').open().read()\n"
+            "assert 'connector.des.fs' in sys.modules  # loaded through the fsspec.specs entry point\n"
             "sys.stdout.write(data.decode())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
