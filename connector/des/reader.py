@@ -146,7 +146,9 @@ class DesReader:
         out: dict[str, bytes] = {}
         internal = sorted((e for e in entries if not e.external), key=lambda e: e.offset)
         spans = _coalesce(internal, self.max_gap)
-        blobs = self._read_ranges([(s[0].offset, s[-1].offset + s[-1].length) for s in spans])
+        # A span ends where its furthest member ends: in a hostile index a later-starting member
+        # may end before an earlier, overlapping one.
+        blobs = self._read_ranges([(s[0].offset, max(e.offset + e.length for e in s)) for s in spans])
         for span, blob in zip(spans, blobs):
             base = span[0].offset
             for e in span:
@@ -462,14 +464,16 @@ def _key_names(path: str, key: object) -> bool:
 def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]:
     """Group offset-sorted members into spans whose gaps are at most ``max_gap`` bytes."""
     spans: list[list[MemberInfo]] = []
+    end = 0  # furthest end of the current span
     for e in entries:
         if spans:
             span = spans[-1]
-            end = span[-1].offset + span[-1].length
-            if e.offset - end <= max_gap and e.offset + e.length - span[0].offset <= MAX_COALESCED:
+            if e.offset - end <= max_gap and max(end, e.offset + e.length) - span[0].offset <= MAX_COALESCED:
                 span.append(e)
+                end = max(end, e.offset + e.length)
                 continue
         spans.append([e])
+        end = e.offset + e.length
     return spans
 
 

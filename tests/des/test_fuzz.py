@@ -33,11 +33,13 @@ VALID = {None: _valid(None), "zstd": _valid("zstd")}
 def _exercise(data: bytes) -> None:
     r = DesReader(data, cache=None)
     names = r.names()
+    alone = {}
     for n in names:
         r.info(n)
         r.meta(n)
-        r.read(n)
-    r.read_many(names)
+        alone[n] = r.read(n)
+    # Whatever a hostile index says, a batch read agrees with one-by-one reads.
+    assert r.read_many(names) == alone
     r.verify()
 
 
@@ -141,10 +143,11 @@ def _through_fs(data: bytes) -> None:
     try:
         r = DesReader(path, fs=_MEMFS, cache=None, tail_size=FOOTER_SIZE + 64)  # small tail: second reads too
         names = r.names()
+        alone = {}
         for n in names:
             r.meta(n)
-            r.read(n)
-        r.read_many(names)
+            alone[n] = r.read(n)
+        assert r.read_many(names) == alone
         r.verify()
     finally:
         _MEMFS.rm_file(path)
@@ -220,3 +223,16 @@ def test_index_overrunning_its_region_and_count_mismatch_are_named():
         _exercise(_forge_footer(data, meta_start=current["meta_start"] - 1))
     with pytest.raises(DesFormatError, match="outside the DATA region"):
         _exercise(_forge_entry(data, "z.bin", offset=current["data_start"] + current["data_length"] - 10))
+
+
+def test_overlapping_members_read_the_same_alone_and_in_a_batch():
+    # A hostile index may make members overlap (and drop META so no size check catches it):
+    # read_many must still return each member's full declared bytes, as read() does.
+    data = VALID[None]
+    a = _forge_entry(data, "a.txt", meta_length=0)
+    start = ENTRY_FIXED_STRUCT.unpack_from(a, a.rindex(struct.pack("<H", 5) + b"a.txt") + 7)[0]
+    forged = _forge_entry(a, "dir/b.json", offset=start + 10, meta_length=0)
+    r = DesReader(forged, cache=None)
+    alone = r.read("a.txt")
+    assert len(alone) == 120
+    assert r.read_many(["a.txt", "dir/b.json"]) == {"a.txt": alone, "dir/b.json": r.read("dir/b.json")}
