@@ -22,6 +22,7 @@ from fsspec.core import split_protocol
 
 from connector.des.cache import DEFAULT_CACHE, IndexCache
 from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
+from connector.errors import DesFormatError
 
 
 class DesFileSystem(AbstractArchiveFileSystem):
@@ -99,8 +100,12 @@ class DesFileSystem(AbstractArchiveFileSystem):
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         out = super().info(path, **kwargs)
         if out["type"] == "file" and out["size"] is None:
-            out["size"] = int(self.reader.meta(out["name"]).get("size", 0))
-            self.dir_cache[out["name"]]["size"] = out["size"]  # type: ignore[index]
+            size = self.reader.meta(out["name"]).get("size")
+            if type(size) is not int or size < 0:
+                raise DesFormatError(f"{self.reader.url}: member {out['name']!r} is compressed or external "
+                                     f"but its META has no valid 'size' ({size!r})")
+            out["size"] = size
+            self.dir_cache[out["name"]]["size"] = size  # type: ignore[index]
         return out
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any):

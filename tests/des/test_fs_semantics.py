@@ -109,3 +109,20 @@ def test_errors_name_the_container(tmp_path):
     bad.write_bytes(b"not a container at all" * 10)
     with pytest.raises(ValueError, match="bad.des.*magic"):
         DesFileSystem(fo=str(bad), index_cache=None)
+
+
+def test_compressed_member_without_a_size_is_a_named_format_error(tmp_path):
+    path = tmp_path / "nosize.des"
+    with DesWriter(str(path), compression="zstd") as w:
+        w.add("z.txt", b"z" * 1000)
+    raw = path.read_bytes()
+    forged = raw.replace(b'"size":1000', b'"size":"xx"')  # same length: offsets stay valid
+    assert forged != raw
+    path.write_bytes(forged)
+    from connector.des import DesFormatError
+
+    fs = DesFileSystem(fo=str(path), index_cache=None)
+    with pytest.raises(DesFormatError, match="'z.txt'.*no valid 'size'"):
+        fs.info("z.txt")
+    with pytest.raises(DesFormatError, match="'z.txt'"):
+        fs.cat_file("z.txt")
