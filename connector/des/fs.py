@@ -130,11 +130,11 @@ class DesFileSystem(AbstractArchiveFileSystem):
         entry = self.reader.info(name)
         if start is None and end is None:
             return self.reader.read(name)
-        if entry.compressed or entry.external:
+        if entry.compressed:
             return _slice(self.reader.read(name), start, end)
-        # A plain member: fetch just the requested bytes of it.
+        # A plain member, inside the container or in _bigFiles/: fetch just the requested bytes.
         lo, hi = _bounds(entry.length, start, end)
-        return self.reader.read_range(entry.offset + lo, entry.offset + hi) if hi > lo else b""
+        return self.reader.read_member_range(name, lo, hi)
 
     def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
         """Many members in few range requests (neighbours are coalesced); one member as bytes."""

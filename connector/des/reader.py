@@ -164,6 +164,32 @@ class DesReader:
             raise ValueError(f"{self.url}: range [{start}, {end}) outside the container (size {self.size})")
         return self._read_range(start, end)
 
+    def read_member_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of one member's content (clamped to it), fetching only those.
+
+        Plain members, inside the container or in ``_bigFiles/``, cost one range request and are
+        not checksummed (the hash covers the whole member); compressed ones are read whole.
+        """
+        entry = self.info(name)
+        if entry.compressed or entry.flags & FLAG_ENCRYPTED:
+            return self.read(name)[max(start, 0) : max(end, 0)]
+        lo, hi = min(max(start, 0), entry.length), min(max(end, 0), entry.length)
+        if hi <= lo:
+            return b""
+        if not entry.external:
+            return self._read_range(entry.offset + lo, entry.offset + hi)
+        path = self._external_path(entry)
+        assert self.fs is not None
+        try:
+            with self._storage(f"reading external object {path}"):
+                data = self.fs.cat_file(path, start=lo, end=hi)
+        except FileNotFoundError:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
+        if len(data) != hi - lo:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is shorter than the "
+                                 f"{entry.length} bytes the index says")
+        return data
+
     def open(self, name: str, block_size: int = 1024 * 1024) -> IO[bytes]:
         """A seekable binary file over one member, reading by range (no full download)."""
         entry = self.info(name)

@@ -136,3 +136,22 @@ def test_storage_failure_stays_an_oserror_naming_the_container(container, s3_end
         with pytest.raises(OSError, match="many.des") as info:
             r.read("a.csv")
         assert not isinstance(info.value, DesFormatError)
+
+
+def test_big_file_member_on_s3_through_des_urls(s3_endpoint, s3_bucket, s3_proxy):
+    url = f"s3://{s3_bucket}/withbig.des"
+    csv = b"id,v\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(20_000))
+    with DesWriter(url, fs=s3_endpoint.s3fs(), big_file_threshold=100_000) as w:
+        w.add("small.txt", b"s")
+        w.add("big.csv", csv)
+    assert s3_endpoint.s3fs().cat(f"{s3_bucket}/withbig/_bigFiles/big.csv") == csv
+    so = s3_proxy.storage_options(s3_endpoint)
+    with s3_proxy.window() as w:
+        df = pd.read_csv(f"des://big.csv::{url}", storage_options={"s3": so})
+    assert len(df) == 20_000 and df["v"].iloc[-1] == 19_999**2
+    fs = DesFileSystem(fo=url, target_options=so, index_cache=IndexCache())
+    assert fs.info("big.csv")["size"] == len(csv)
+    with s3_proxy.window() as w:
+        assert fs.cat_file("big.csv", 100_000, 100_050) == csv[100_000:100_050]
+    assert w.count() == 1 and w.sent == 50, w  # a range of the _bigFiles object, not all of it
+    assert fs.cat(["small.txt", "big.csv"]) == {"small.txt": b"s", "big.csv": csv}
