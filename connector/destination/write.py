@@ -12,7 +12,10 @@ Guarantees
   Re-running after a crash with the same input skips exactly the committed records: the records up
   to the checkpoint are spooled to a temporary file while their hash is checked; if it matches they
   were committed and are dropped, otherwise (different input) the spool is written as new records.
-  A different first record is recognised at once, without spooling.
+  A different first record is recognised at once, without spooling. A run that reaches the end of
+  its input stores its checkpoint marked ``complete``: the next run is then a new sync, whose
+  records are all appended (even if identical), not compared. A run that stops at a bad line does
+  not write the records it was still spooling (they may be committed already).
 - ``overwrite``: the old data is moved aside as version ``0.0.0-overwrite.<ms>`` (a new key space
   starts at 0) and that version is deleted only when the sync succeeds. A re-run after a failed
   overwrite finds that version and resumes the new key space exactly like an append resume; if its
@@ -56,6 +59,11 @@ class _StreamSink:
         resuming = mode != "overwrite"
         if mode == "overwrite":
             self.replaced = [v.version for v in store.list_versions(dataset) if v.version.startswith(OVERWRITE_PREFIX)]
+            if self.replaced and _complete(store.checkpoint(dataset)):
+                # That overwrite succeeded; only deleting the data it replaced was cut short.
+                for version in self.replaced:
+                    store.delete_version(dataset, version)
+                self.replaced = []
             if self.replaced:
                 resuming = True  # an overwrite failed: its key space holds what it committed
             elif store.dataranges(dataset):
@@ -72,7 +80,9 @@ class _StreamSink:
         self._spool_hash = hashlib.sha256()
         self._first: str | None = None
         self._pending: list[bytes] = []
-        self._resume = resume if isinstance(resume, dict) and resume.get("records") else None
+        # A run that reached the end of its input marked its checkpoint complete: the next input is a
+        # new sync (appended even if identical), not a re-run of an interrupted one.
+        self._resume = resume if isinstance(resume, dict) and resume.get("records") and not _complete(resume) else None
         self._spool: IO[bytes] | None = None
 
     def _open_writer(self) -> DatasetWriter:
@@ -166,8 +176,10 @@ class _StreamSink:
             self._hash.update(b"\n".join(piece) + b"\n")
             self._fed += len(piece)
             self.written += len(piece)
-            self.writer.write_json_lines(piece, checkpoint={"records": self._fed, "sha256": self._hash.hexdigest(),
-                                                            "first": self._first})
+            self.writer.write_json_lines(piece, checkpoint=self._checkpoint())
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {"records": self._fed, "sha256": self._hash.hexdigest(), "first": self._first}
 
     def flush(self, final: bool = False) -> None:
         """Commit everything received so far. Records being spooled while a resume is checked stay
@@ -185,6 +197,8 @@ class _StreamSink:
     def finish(self) -> None:
         """End of input: commit the rest; an overwrite's replaced data goes now that all is in."""
         self.flush(final=True)
+        if self._first is not None:
+            self.writer.set_checkpoint({**self._checkpoint(), "complete": True})
         self.writer.close()
         for version in self.replaced:
             self.store.delete_version(self.dataset, version)
@@ -193,6 +207,10 @@ class _StreamSink:
         if self._spool is not None:
             self._spool.close()
         self.writer.abort()
+
+
+def _complete(checkpoint: Any) -> bool:
+    return isinstance(checkpoint, dict) and checkpoint.get("complete") is True
 
 
 def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, str], dict[str, Any]]:

@@ -166,11 +166,10 @@ def test_killed_mid_stream_then_rerun_is_exactly_once(tmp_path, mode):
             assert store.list_versions("rows") == []  # the overwrite's kept data went on success
             if point < points - 1:
                 store.delete_dataset("rows")
-    if mode == "append":
-        # The same input once more is recognised as committed (its checkpoint matches): nothing added.
-        code, _, err = run(["write", "--config", cfg, "--catalog", cat], body)
-        assert code == 0, err
-        assert ids(tmp_path) == list(range(n))
+    # The last run finished: the same input again is a new sync, appended (or overwriting) in full.
+    code, _, err = run(["write", "--config", cfg, "--catalog", cat], body)
+    assert code == 0, err
+    assert ids(tmp_path) == list(range(n)) * (2 if mode == "append" else 1)
 
 
 def test_failed_overwrite_then_different_input_drops_the_partial_data(tmp_path):
