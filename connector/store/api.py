@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import socket
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import count as counter
@@ -16,19 +18,22 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from connector.des import DesReader
+from connector.des import DesReader, DesWriter
+from connector.des.cache import invalidate
 from connector.des.target import is_local, resolve, url_of
 from connector.store import versions as vers
-from connector.store.catalog import Catalog
-from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError, VersionError
+from connector.store.catalog import Catalog, _stale
+from connector.store.errors import (DatasetExists, DatasetLocked, DatasetNotFound, RangeError, StoreError,
+                                    VersionError)
 from connector.store.layout import Layout, validate_dataset_name
 from connector.store.model import Dataset, Datarange, Version, WriteResult
-from connector.store.writer import DatasetWriter, OnCommit, record_name
+from connector.store.writer import DatasetWriter, OnCommit, record_name, record_names
 
 STATUSES = ("draft", "active", "archived")
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 CATALOG_NAME = ".des-catalog.sqlite"
+OVERWRITE_VERSION_PREFIX = "0.0.0-overwrite."  # versions kept by begin_overwrite until finish_overwrite
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
 
@@ -99,6 +104,10 @@ class Store:
     def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
 
+    @staticmethod
+    def loads(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
     def spool_dir(self, dataset: str) -> str:
         """Where containers are built before they are published: beside their final place on a
         local root (so publishing is a rename), a temporary folder otherwise."""
@@ -134,19 +143,38 @@ class Store:
     def publish(self, local_file: str, path: str) -> None:
         """Make a finished container visible under ``path`` in one step."""
         if is_local(self.fs):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(local_file, path)
         else:
             self.fs.put_file(local_file, path)
 
-    def list_range_objects(self, dataset: str) -> list[str]:
+    def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False) -> list[str]:
+        """Container objects (and with ``checkpoints``, checkpoint files) of one key space."""
         try:
-            paths = self.fs.ls(self.layout.ranges_dir(dataset), detail=False, refresh=True)
+            paths = self.fs.ls(self.layout.ranges_dir(dataset, epoch), detail=False, refresh=True)
         except FileNotFoundError:
             return []
-        return sorted(p for p in paths if self.layout.parse_range(p.rsplit("/", 1)[-1]))
+        layout = self.layout
+        return sorted(p for p in paths if layout.parse_range(p.rsplit("/", 1)[-1])
+                      or (checkpoints and layout.parse_checkpoint(p.rsplit("/", 1)[-1]) is not None))
+
+    def _epochs(self, dataset: str) -> list[int]:
+        """Key spaces with a folder in storage (0 when ``dataranges/`` holds containers)."""
+        try:
+            entries = self.fs.ls(self.layout.ranges_dir(dataset), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in entries]
+        found = {e for e in map(self.layout.parse_epoch, names) if e is not None}
+        if any(self.layout.parse_range(n) for n in names):
+            found.add(0)
+        return sorted(found)
 
     def _write_json(self, path: str, value: Any) -> None:
-        data = json.dumps(value, indent=2, sort_keys=True).encode()
+        self.write_bytes(path, json.dumps(value, indent=2, sort_keys=True).encode())
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Replace the object ``path`` with ``data`` in one step (never seen half-written)."""
         if is_local(self.fs):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
@@ -233,10 +261,12 @@ class Store:
                        (*fields.values(), time.time(), name))
         self._save_metadata(name)
 
-    def delete_dataset(self, name: str) -> None:
+    def delete_dataset(self, name: str, *, wait: float = 30.0) -> None:
         """Delete a dataset and everything under it: objects first, then catalog rows.
 
-        A crash part-way leaves the catalog rows, so running ``delete`` again finishes the job.
+        Takes the writer lock (waits ``wait`` seconds for a running writer). A crash part-way
+        leaves the catalog rows (and whatever objects remain), so running ``delete`` again
+        finishes the job; a dataset known only to storage (catalog lost) is deleted as well.
         """
         validate_dataset_name(name)
         known = self.catalog.has_dataset(name)
@@ -244,19 +274,24 @@ class Store:
         exists = self.fs.exists(folder)
         if not known and not exists:
             raise DatasetNotFound(f"dataset {name!r} not found")
-        if exists:
-            self.fs.rm(folder, recursive=True)
-        with self.catalog.transaction() as db:
-            for table in ("dataranges", "versions", "locks"):
-                db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
-            db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+        lock = self.catalog.lock(name, wait, "delete") if known else None
+        try:
+            if exists:
+                self.fs.rm(folder, recursive=True)
+            with self.catalog.transaction() as db:
+                for table in ("dataranges", "versions"):
+                    db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
+                db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _save_metadata(self, name: str) -> None:
         d = self.get_dataset(name)
         self._write_json(self.layout.dataset_json(name), {
             "format": "des-connector/dataset/1", "name": d.name, "description": d.description,
             "tags": list(d.tags), "metadata": d.metadata, "status": d.status, "frozen": d.frozen,
-            "created": d.created})
+            "created": d.created, "epoch": d.epoch})
 
     # -- freeze / stats / log ----------------------------------------------------------------------
 
@@ -283,23 +318,55 @@ class Store:
                 "last_write": d.last_write}
 
     def log(self, name: str, op: str, **details: Any) -> None:
-        """Append one entry to the dataset's operation log in storage."""
+        """Append one entry to the dataset's operation log in storage (a JSON Lines segment)."""
         now = time.time()
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z",
-                 "op": op, "pid": os.getpid(), **details}
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
-        path = f"{self.layout.log_dir(name)}/{stamp}-{os.getpid()}-{next(_log_seq):06d}.json"
-        self._write_json(path, entry)
+        entry_id = f"{stamp}-{os.getpid()}-{next(_log_seq):06d}"
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z",
+                 "op": op, "pid": os.getpid(), "id": entry_id, **details}
+        self.write_bytes(f"{self.layout.log_dir(name)}/{entry_id}.jsonl", orjson.dumps(entry) + b"\n")
 
     def log_entries(self, name: str) -> list[dict[str, Any]]:
         """The dataset's operation log, oldest first."""
         validate_dataset_name(name)
+        return [e for _, e in self._log_segments(name)[1]]
+
+    def _log_segments(self, name: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+        """(segment paths, [(id, entry)] in time order, each entry once)."""
+        paths = self._log_paths(name)
+        entries: dict[str, dict[str, Any]] = {}
+        blobs = self.fs.cat(paths) if paths else {}
+        for path in paths:
+            for n, line in enumerate(blobs[path].splitlines()):
+                if line.strip():
+                    entry = json.loads(line)
+                    # A compaction that died before deleting its inputs leaves entries twice.
+                    entries.setdefault(entry.get("id") or f"{path}#{n}", entry)
+        ordered = sorted(entries.items(), key=lambda kv: (kv[1].get("time", ""), kv[0]))
+        return paths, ordered
+
+    def _log_paths(self, name: str) -> list[str]:
         try:
-            paths = sorted(self.fs.ls(self.layout.log_dir(name), detail=False, refresh=True))
+            return sorted(p for p in self.fs.ls(self.layout.log_dir(name), detail=False, refresh=True)
+                          if p.endswith((".jsonl", ".json")))
         except FileNotFoundError:
             return []
-        blobs = self.fs.cat([p for p in paths if p.endswith(".json")])
-        return [json.loads(blobs[p]) for p in sorted(blobs)]
+
+    def compact_log(self, name: str, keep_segments: int = 1) -> int:
+        """Merge the log's segments into one JSON Lines object; returns how many were merged.
+
+        The merged segment is written (named after the newest entry, so later segments sort after
+        it) before the inputs are deleted; entries carry ids, so a crash in between duplicates
+        nothing for readers."""
+        if len(self._log_paths(name)) <= keep_segments:
+            return 0
+        paths, ordered = self._log_segments(name)
+        target = f"{self.layout.log_dir(name)}/{ordered[-1][0]}-compacted.jsonl"
+        self.write_bytes(target, b"".join(orjson.dumps(e) + b"\n" for _, e in ordered))
+        for p in paths:
+            if p != target:
+                _remove(self.fs, p)
+        return len(paths)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -412,33 +479,54 @@ class Store:
 
     # -- aggregate -------------------------------------------------------------------------------
 
-    def aggregate(self, dataset: str, first: int, last: int) -> Datarange:
+    def aggregate(self, dataset: str, first: int, last: int, *, wait: float = 30.0) -> Datarange:
         """Merge the dataranges inside ``[first, last]`` into one container.
 
-        The range must be covered without gaps by whole dataranges. The new container is committed
+        The range must be covered without gaps by whole dataranges. Holds the dataset's writer
+        lock (waits ``wait`` seconds for a running writer). The new container is committed
         (storage, then catalog) before the old ones are deleted, so readers always find every
-        datapoint exactly once; containers a version still references are kept in storage.
+        datapoint exactly once; containers a version still references are kept in storage. A
+        crash after the new container is in storage but before the catalog knows it leaves the
+        old ones in use; restore then prefers the wider container (the old ones are superseded).
         """
-        ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
-        if not ranges:
-            raise RangeError(f"dataset {dataset!r}: no datarange inside [{first}, {last}]")
-        for d in ranges:
-            if d.first < first or d.last > last:
-                raise RangeError(f"dataset {dataset!r}: [{first}, {last}] cuts datarange [{d.first}, {d.last}]")
-        if ranges[0].first != first or ranges[-1].last != last or any(
-                a.last + 1 != b.first for a, b in zip(ranges, ranges[1:])):
-            raise RangeError(f"dataset {dataset!r}: [{first}, {last}] has gaps "
-                             f"(missing: {self._gaps(ranges, first, last)})")
-        if len(ranges) == 1:
-            return ranges[0]
-        kinds = {d.kind for d in ranges}
-        if len(kinds) > 1:
-            raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
-        from connector.des import DesWriter
+        with self.catalog.lock(dataset, wait, "aggregate") as lock:
+            epoch = self.get_dataset(dataset).epoch
+            ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
+            if first > last:
+                raise RangeError(f"dataset {dataset!r}: range [{first}, {last}] is empty (first > last)")
+            if not ranges:
+                raise RangeError(f"dataset {dataset!r}: no datarange inside [{first}, {last}]")
+            for d in ranges:
+                if d.first < first or d.last > last:
+                    raise RangeError(f"dataset {dataset!r}: [{first}, {last}] cuts datarange [{d.first}, {d.last}]; "
+                                     "aggregate whole dataranges only (see `des datasets ranges`)")
+            if ranges[0].first != first or ranges[-1].last != last or any(
+                    a.last + 1 != b.first for a, b in zip(ranges, ranges[1:])):
+                raise RangeError(f"dataset {dataset!r}: [{first}, {last}] has gaps "
+                                 f"(missing: {self._gaps(ranges, first, last)})")
+            if len(ranges) == 1:
+                return ranges[0]
+            if len({d.kind for d in ranges}) > 1:
+                raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
+            path = self.layout.datarange(dataset, first, last, epoch)
+            out = self._merge(dataset, ranges, path)
+            with self.catalog.transaction() as db:
+                lock.check(db)
+                db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
+                           (dataset, first, last))
+                self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
+                                              sum(d.count for d in ranges), ranges[0].kind)
+            invalidate(self.fs, path)
+            referenced = self._referenced_paths(dataset)
+            for d in ranges:
+                p = self.fs._strip_protocol(d.url)
+                if p not in referenced and p != path:
+                    _remove(self.fs, p)
+        self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
+        return self.datarange_for(dataset, first)
 
-        path = self.layout.datarange(dataset, first, last)
-        import tempfile
-
+    def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> DesWriter:
+        """Write the members of ``ranges`` in order into one container published under ``path``."""
         fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
         os.close(fd)
         try:
@@ -448,33 +536,17 @@ class Store:
                     if d.kind == "records":
                         f = reader.footer
                         data = reader.read_range(f.data_start, f.data_start + f.data_length)
-                        members = reader.members()
-                        out.add_many([m.name for m in members], data, [m.length for m in members])
+                        lengths = [m.length for m in reader.members()]
+                        out.add_many(record_names(d.first, d.count), data, lengths, check_names=False)
                     else:
                         for name in reader.names():
                             out.add(name, reader.read(name), {k: v for k, v in reader.meta(name).items()
                                                               if k not in ("size", "sha256", "codec")})
-            lock = f"aggregate-{os.getpid()}-{time.time()}"
-            self.catalog.acquire_lock(dataset, lock, 30.0)
-            try:
-                self.publish(spool, path)
-                with self.catalog.transaction() as db:
-                    db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
-                               (dataset, first, last))
-                    self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
-                                                  sum(d.count for d in ranges), ranges[0].kind)
-            finally:
-                self.catalog.release_lock(dataset, lock)
+            self.publish(spool, path)
         finally:
             if os.path.exists(spool):
                 os.unlink(spool)
-        referenced = self._referenced_paths(dataset)
-        for d in ranges:
-            p = self.fs._strip_protocol(d.url)
-            if p not in referenced and p != path:
-                self.fs.rm_file(p)
-        self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
-        return self.datarange_for(dataset, first)
+        return out
 
     @staticmethod
     def _gaps(ranges: list[Datarange], first: int, last: int) -> list[tuple[int, int]]:
@@ -490,23 +562,37 @@ class Store:
     # -- versions --------------------------------------------------------------------------------
 
     def create_version(self, dataset: str, version: str, message: str = "") -> Version:
-        """Snapshot the current dataranges as ``version`` (semver), manifest stored in storage."""
+        """Snapshot the current dataranges as ``version`` (semver), manifest stored in storage.
+
+        The snapshot is read and recorded in one catalog transaction, so a concurrent aggregate
+        either ran before (the version holds the merged container) or sees the version and keeps
+        the containers it references."""
         vers.check_semver(version)
-        ranges = tuple(self.dataranges(dataset))
-        if self.catalog.query("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)):
-            raise VersionError(f"dataset {dataset!r} already has version {version}")
-        v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges), ranges)
-        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
-        self._insert_version(v)
+        self.get_dataset(dataset)
+        with self.catalog.transaction() as db:
+            if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)).fetchone():
+                raise VersionError(f"dataset {dataset!r} already has version {version}")
+            ranges = tuple(self._datarange(r) for r in db.execute(
+                "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall())
+            v = self._snapshot(dataset, version, message, ranges)
+            self._insert_version(db, v)
         self.log(dataset, "version", version=version, sha256=v.sha256, dataranges=len(ranges))
         return v
 
-    def _insert_version(self, v: Version) -> None:
-        with self.catalog.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
+    def _snapshot(self, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
+        """A version of ``ranges``, its manifest written to storage."""
+        v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
+                    tuple(ranges))
+        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
+        return v
+
+    @staticmethod
+    def _insert_version(db, v: Version) -> None:
+        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
 
     def list_versions(self, dataset: str) -> list[Version]:
+        """Versions of ``dataset`` in semver order."""
         self.get_dataset(dataset)
         rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
         found = [vers.from_manifest(json.loads(r["manifest"])) for r in rows]
@@ -516,6 +602,7 @@ class Store:
         """One version, or the highest (semver order) for ``"latest"``."""
         found = self.list_versions(dataset)
         if version == "latest":
+            found = [v for v in found if not v.version.startswith(OVERWRITE_VERSION_PREFIX)] or found
             if not found:
                 raise VersionError(f"dataset {dataset!r} has no versions")
             return found[-1]
@@ -527,18 +614,17 @@ class Store:
                            f"(versions: {', '.join(v.version for v in found) or 'none'})")
 
     def delete_version(self, dataset: str, version: str) -> None:
-        """Forget ``version`` and delete the containers only it referenced."""
+        """Forget ``version`` and delete the containers that neither the current dataranges nor
+        another version reference."""
         v = self.get_version(dataset, version)
         with self.catalog.transaction() as db:
             db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
         keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
         for d in v.dataranges:
             p = self.fs._strip_protocol(d.url)
-            if p not in keep and self.fs.exists(p):
-                self.fs.rm_file(p)
-        manifest = self.layout.version(dataset, v.version)
-        if self.fs.exists(manifest):
-            self.fs.rm_file(manifest)
+            if p not in keep:
+                _remove(self.fs, p)
+        _remove(self.fs, self.layout.version(dataset, v.version))
         self.log(dataset, "delete-version", version=v.version)
 
     def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
@@ -550,61 +636,129 @@ class Store:
         """One chunk by index or by hash."""
         if (index is None) == (sha256 is None):
             raise ValueError("give exactly one of index and sha256")
-        for c in self.chunks(dataset, version):
+        found = self.chunks(dataset, version)
+        for c in found:
             if c["index"] == index or c["sha256"] == sha256:
                 return c
         raise RangeError(f"dataset {dataset!r} version {version}: no chunk with "
-                         + (f"index {index}" if index is not None else f"sha256 {sha256}"))
+                         + (f"index {index} (it has {len(found)})" if index is not None else f"sha256 {sha256}"))
 
     def _referenced_paths(self, dataset: str) -> set[str]:
         return {self.fs._strip_protocol(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
 
-    def rotate(self, dataset: str, version: str, message: str = "rotate") -> Version:
+    # -- key spaces: rotate, truncate, overwrite -------------------------------------------------
+
+    def rotate(self, dataset: str, version: str | None = None, message: str = "rotate", *,
+               wait: float = 30.0) -> Version:
         """Snapshot the current data as ``version``, then start an empty key space at 0.
 
-        The containers stay where they are, referenced by the version's manifest; new dataranges
-        get keys from 0 again, so the old containers move under ``versions/<version>/`` first to
-        leave their object keys free.
+        ``version`` defaults to the next major version (``1.0.0`` first). Nothing is copied: the
+        containers stay where they are, referenced by the version, and the new key space writes
+        under ``dataranges/epoch-<n>/`` so its keys never reuse their object keys.
         """
-        vers.check_semver(version)
-        current = self.dataranges(dataset)
-        lock = f"rotate-{os.getpid()}-{time.time()}"
-        self.catalog.acquire_lock(dataset, lock, 30.0)
-        try:
-            moved = []
-            for d in current:
-                src = self.fs._strip_protocol(d.url)
-                dst = f"{self.layout.versions_dir(dataset)}/{version}/{src.rsplit('/', 1)[-1]}"
-                self.fs.mv(src, dst) if not is_local(self.fs) else os.makedirs(os.path.dirname(dst), exist_ok=True) or os.replace(src, dst)
-                moved.append(Datarange(d.dataset, d.first, d.last, self.url(dst), d.size, d.sha256, d.count, d.kind))
-            v = Version(dataset, vers.check_semver(version), message, time.time(), vers.content_hash(moved),
-                        sum(d.size for d in moved), tuple(moved))
-            self._write_json(self.layout.version(dataset, version), vers.manifest(v))
-            self._insert_version(v)
+        with self.catalog.lock(dataset, wait, "rotate") as lock:
+            d = self.get_dataset(dataset)
+            version = vers.check_semver(version) if version is not None else self._next_major(dataset)
             with self.catalog.transaction() as db:
-                db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
-                db.execute("UPDATE datasets SET next_key = 0, checkpoint = NULL, updated = ? WHERE name = ?",
-                           (time.time(), dataset))
-        finally:
-            self.catalog.release_lock(dataset, lock)
-        self.log(dataset, "rotate", version=version, dataranges=len(moved))
+                lock.check(db)
+                if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                              (dataset, version)).fetchone():
+                    raise VersionError(f"dataset {dataset!r} already has version {version}")
+                ranges = [self._datarange(r) for r in db.execute(
+                    "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall()]
+                v = self._snapshot(dataset, version, message, ranges)
+                self._insert_version(db, v)
+                self._start_key_space(db, dataset, d.epoch + 1)
+            self._after_new_key_space(dataset, d.epoch, d.next_key)
+        self.log(dataset, "rotate", version=version, dataranges=len(ranges), epoch=d.epoch + 1)
         return v
 
+    def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
+        """Drop the current dataranges and start an empty key space at 0; containers no version
+        references are deleted. Returns how many dataranges were dropped."""
+        with self.catalog.lock(dataset, wait, "truncate") as lock:
+            d = self.get_dataset(dataset)
+            dropped = self.dataranges(dataset)
+            with self.catalog.transaction() as db:
+                lock.check(db)
+                self._start_key_space(db, dataset, d.epoch + 1)
+            self._after_new_key_space(dataset, d.epoch, d.next_key)
+            referenced = self._referenced_paths(dataset)
+            for r in dropped:
+                p = self.fs._strip_protocol(r.url)
+                if p not in referenced:
+                    _remove(self.fs, p)
+        self.log(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1)
+        return len(dropped)
+
+    @staticmethod
+    def _start_key_space(db, dataset: str, epoch: int) -> None:
+        db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
+        db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
+                   (epoch, time.time(), dataset))
+
+    def _after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
+        # dataset.json carries the epoch so that restore starts the new (still empty) key space.
+        self._save_metadata(dataset)
+        _remove(self.fs, self.layout.checkpoint(dataset, old_epoch, old_next_key))
+
+    def _next_major(self, dataset: str) -> str:
+        released = [v for v in self.list_versions(dataset) if not v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        return f"{int(released[-1].version.split('.')[0]) + 1}.0.0" if released else "1.0.0"
+
+    def begin_overwrite(self, dataset: str, *, wait: float = 30.0) -> str | None:
+        """Start replacing the data of ``dataset`` (the destination's overwrite mode).
+
+        The current data becomes a version ``0.0.0-overwrite.<ms>`` (kept, readable) and an empty
+        key space starts. If an earlier overwrite did not finish (its version is still there),
+        the current data is that run's partial output: it is dropped, and the data it was
+        replacing stays kept. Returns the kept version (None when there was nothing to keep);
+        call :meth:`finish_overwrite` once the new data is complete.
+        """
+        self.get_dataset(dataset)
+        pending = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        if pending:
+            self.truncate(dataset, wait=wait)
+            return pending[-1]
+        d = self.get_dataset(dataset)
+        if not self.dataranges(dataset):
+            if d.next_key:
+                self.truncate(dataset, wait=wait)
+            return None
+        return self.rotate(dataset, f"{OVERWRITE_VERSION_PREFIX}{int(time.time() * 1000)}",
+                           "kept while an overwrite runs", wait=wait).version
+
+    def finish_overwrite(self, dataset: str) -> list[str]:
+        """The overwrite succeeded: delete the kept old data (every overwrite version)."""
+        done = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        for version in done:
+            self.delete_version(dataset, version)
+        return done
+
+    # -- verify ------------------------------------------------------------------------------------
+
     def verify(self, dataset: str) -> list[dict[str, Any]]:
-        """Re-hash every container of ``dataset`` (and of its versions); the mismatches (DATA_LOSS)."""
-        seen, bad = set(), []
-        everything = list(self.dataranges(dataset)) + [d for v in self.list_versions(dataset) for d in v.dataranges]
-        for d in everything:
-            if d.url in seen:
+        """Re-hash every container of ``dataset`` and of its versions; the mismatches, each with
+        ``code: DATA_LOSS``, the range, url, where it is used and the problem."""
+        digests: dict[str, str | None] = {}
+        bad, seen = [], set()
+        uses = [("current", d) for d in self.dataranges(dataset)]
+        uses += [(f"version {v.version}", d) for v in self.list_versions(dataset) for d in v.dataranges]
+        for used_by, d in uses:
+            if (d.url, d.sha256) in seen:
                 continue
-            seen.add(d.url)
-            try:
-                digest = _sha256_of(self.fs, self.fs._strip_protocol(d.url))
-                problem = None if digest == d.sha256 else f"sha256 {digest} != recorded {d.sha256}"
-            except FileNotFoundError:
-                problem = "object missing"
-            if problem:
-                bad.append({"first": d.first, "last": d.last, "url": d.url, "problem": problem, "code": "DATA_LOSS"})
+            seen.add((d.url, d.sha256))
+            if d.url not in digests:
+                try:
+                    digests[d.url] = _sha256_of(self.fs, self.fs._strip_protocol(d.url))
+                except FileNotFoundError:
+                    digests[d.url] = None
+            digest = digests[d.url]
+            if digest != d.sha256:
+                problem = "object missing" if digest is None else f"sha256 {digest} != recorded {d.sha256}"
+                bad.append({"first": d.first, "last": d.last, "url": d.url, "used_by": used_by,
+                            "problem": problem, "code": "DATA_LOSS"})
+        self.log(dataset, "verify", containers=len(digests), mismatches=len(bad))
         return bad
 
     # -- restore ---------------------------------------------------------------------------------
@@ -626,22 +780,32 @@ class Store:
         return sorted(names)
 
     def restore(self) -> dict[str, int]:
-        """Rebuild the catalog from storage alone (object keys, container footers, dataset.json and
-        version manifests), in one transaction. A datarange fully covered by a wider one is an
-        aggregation's superseded input and is left out. Containers are hashed by reading them."""
-        datasets = self._storage_datasets()
+        """Rebuild the catalog from storage alone, in one transaction.
+
+        Per dataset: ``dataset.json`` (description, tags, metadata, status, frozen, key space),
+        the containers of the current key space (object keys, footers; hashed by reading them),
+        the writer checkpoint stored beside them and the version manifests. A container fully
+        covered by a wider one is an aggregation's superseded input and is left out. Refuses
+        while a live writer holds a lock.
+        """
         plan = []
-        for name in datasets:
+        for name in self._storage_datasets():
             try:
                 meta = self._read_json(self.layout.dataset_json(name))
             except FileNotFoundError:
                 meta = {}
+            epoch = max([int(meta.get("epoch") or 0), *self._epochs(name)])
+            objects = self.list_range_objects(name, epoch, checkpoints=True)
             ranges = []
-            for first, last, path in _not_superseded(self.list_range_objects(name), self.layout):
+            containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
+            for first, last, path in _not_superseded(containers, self.layout):
                 reader = DesReader(path, fs=self.fs)
                 names = reader.names()
                 kind = "records" if names and names[0] == record_name(first) else "files"
                 ranges.append((first, last, path, reader.size, _sha256_of(self.fs, path), len(names), kind))
+            next_key = max((r[1] for r in ranges), default=-1) + 1
+            checkpoint_path = self.layout.checkpoint(name, epoch, next_key)
+            checkpoint = self.fs.cat_file(checkpoint_path).decode() if checkpoint_path in objects else None
             manifests = []
             try:
                 for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
@@ -649,30 +813,35 @@ class Store:
                         manifests.append(vers.from_manifest(self._read_json(p)))
             except FileNotFoundError:
                 pass
-            plan.append((name, meta, ranges, manifests))
+            plan.append((name, meta, epoch, next_key, checkpoint, ranges, manifests))
         with self.catalog.transaction() as db:
-            for table in ("dataranges", "versions", "datasets"):
+            live = [r for r in db.execute("SELECT * FROM locks").fetchall() if not _stale(r, socket.gethostname())]
+            if live:
+                r = live[0]
+                raise DatasetLocked(f"cannot restore while dataset {r['dataset']!r} is being written "
+                                    f"(pid {r['pid']} on {r['host']})")
+            for table in ("dataranges", "versions", "datasets", "locks"):
                 db.execute(f"DELETE FROM {table}")
-            for name, meta, ranges, manifests in plan:
+            for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
                 status = meta.get("status", "draft")
                 self.catalog.insert_dataset(
                     db, name, description=meta.get("description", ""), tags=meta.get("tags", []),
                     metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
-                    frozen=bool(meta.get("frozen")), created=meta.get("created"),
-                    next_key=max((r[1] for r in ranges), default=-1) + 1)
+                    frozen=bool(meta.get("frozen")), created=meta.get("created"), next_key=next_key,
+                    epoch=epoch, checkpoint=checkpoint)
                 for first, last, path, size, sha, n, kind in ranges:
                     self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind)
                 for v in manifests:
-                    db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
-        return {"datasets": len(plan), "dataranges": sum(len(p[2]) for p in plan),
-                "versions": sum(len(p[3]) for p in plan)}
+                    self._insert_version(db, v)
+        return {"datasets": len(plan), "dataranges": sum(len(p[5]) for p in plan),
+                "versions": sum(len(p[6]) for p in plan)}
 
     def dump_catalog(self) -> dict[str, Any]:
         """The catalog's content without timestamps of catalog operations (for comparisons)."""
         out = {}
         for d in self.list_datasets(limit=1 << 30):
             out[d.name] = {"meta": {k: v for k, v in d.to_dict().items() if k not in ("updated", "last_write")},
+                           "checkpoint": self.checkpoint(d.name),
                            "dataranges": [r.to_dict() for r in self.dataranges(d.name)],
                            "versions": [v.to_dict() for v in self.list_versions(d.name)]}
         return out
@@ -689,6 +858,13 @@ def _not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, st
                              "without being covered by it; remove one of the two objects and restore again")
         kept.append((first, last, path))
     return kept
+
+
+def _remove(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def _sha256_of(fs: fsspec.AbstractFileSystem, path: str) -> str:

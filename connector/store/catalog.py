@@ -13,13 +13,18 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Changes from one schema version to the next, applied in order to older catalogs on open.
+_MIGRATIONS = {
+    2: ["ALTER TABLE datasets ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"],
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -34,7 +39,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     updated     REAL NOT NULL,
     last_write  REAL,
     next_key    INTEGER NOT NULL DEFAULT 0,
-    checkpoint  TEXT
+    checkpoint  TEXT,
+    epoch       INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dataranges (
     dataset  TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
@@ -68,8 +74,10 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
-# A lock whose holder has not written for this long is taken over even from another host.
-LOCK_LEASE_SECONDS = 600.0
+# A lock whose holder has not refreshed it for this long is taken over even from another host;
+# holders refresh it every LOCK_HEARTBEAT_SECONDS from a background thread.
+LOCK_LEASE_SECONDS = 120.0
+LOCK_HEARTBEAT_SECONDS = 15.0
 
 
 class Catalog:
@@ -81,14 +89,26 @@ class Catalog:
         os.makedirs(parent, exist_ok=True)
         self._local = threading.local()
         db = self._db()
-        db.executescript(_SCHEMA)  # idempotent; runs in its own implicit transaction
-        with self.transaction():
-            found = db.execute("SELECT version FROM schema_version").fetchone()
-            if found is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif found[0] > SCHEMA_VERSION:
-                raise StoreError(f"catalog {path} has schema version {found[0]}; this des-connector "
-                                 f"knows up to {SCHEMA_VERSION} (upgrade des-connector)")
+        try:
+            with self.transaction():
+                found = db.execute("SELECT name FROM sqlite_master WHERE name = 'schema_version'").fetchone()
+                version = db.execute("SELECT version FROM schema_version").fetchone() if found else None
+                if version is None:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("DELETE FROM schema_version")
+                    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                elif version[0] > SCHEMA_VERSION:
+                    raise StoreError(f"catalog {path} has schema version {version[0]}; this des-connector "
+                                     f"knows up to {SCHEMA_VERSION} (upgrade des-connector)")
+                else:
+                    for step in range(version[0] + 1, SCHEMA_VERSION + 1):
+                        for statement in _MIGRATIONS[step]:
+                            db.execute(statement)
+                    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"catalog {path} is not a usable SQLite database: {exc}") from None
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -144,13 +164,14 @@ class Catalog:
 
     def insert_dataset(self, db: sqlite3.Connection, name: str, *, description: str = "", tags=(),
                        metadata: dict | None = None, status: str = "draft", frozen: bool = False,
-                       created: float | None = None, next_key: int = 0) -> None:
+                       created: float | None = None, next_key: int = 0, epoch: int = 0,
+                       checkpoint: str | None = None) -> None:
         now = time.time()
         db.execute(
-            "INSERT INTO datasets (name, description, tags, metadata, status, frozen, created, updated, next_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO datasets (name, description, tags, metadata, status, frozen, created, updated, next_key,"
+            " epoch, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, description, json.dumps(list(tags)), json.dumps(metadata or {}), status, int(frozen),
-             created or now, now, next_key))
+             created or now, now, next_key, epoch, checkpoint))
 
     # -- dataranges ------------------------------------------------------------------------------
 
@@ -190,6 +211,10 @@ class Catalog:
                     f"{row['host']}, since {since}); waited {wait:g} s")
             time.sleep(0.1)
 
+    def lock(self, dataset: str, wait: float, purpose: str = "writer") -> DatasetLock:
+        """Take the writer lock of ``dataset`` (see :class:`DatasetLock`)."""
+        return DatasetLock(self, dataset, wait, purpose)
+
     def heartbeat(self, db: sqlite3.Connection, dataset: str, token: str) -> None:
         held = db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
                           (time.time(), dataset, token)).rowcount
@@ -199,6 +224,51 @@ class Catalog:
     def release_lock(self, dataset: str, token: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM locks WHERE dataset = ? AND token = ?", (dataset, token))
+
+
+class DatasetLock:
+    """The writer lock of one dataset, held until :meth:`release`.
+
+    A lock row (token, pid, host, heartbeat) in the catalog; a background thread refreshes the
+    heartbeat so that a long but live holder is never taken for dead. Other processes take the
+    lock over when its holder's pid is gone (same host) or its heartbeat is older than
+    ``LOCK_LEASE_SECONDS`` (another host).
+    """
+
+    def __init__(self, catalog: Catalog, dataset: str, wait: float, purpose: str = "writer") -> None:
+        self.catalog, self.dataset = catalog, dataset
+        self.token = f"{purpose}-{uuid.uuid4().hex}"
+        catalog.acquire_lock(dataset, self.token, wait)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"des-lock-{dataset}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LOCK_HEARTBEAT_SECONDS):
+            try:
+                with self.catalog.transaction() as db:
+                    db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
+                               (time.time(), self.dataset, self.token))
+            except sqlite3.Error:
+                pass  # the next beat (or the holder's own commit) tries again
+        self.catalog.close()  # this thread's connection
+
+    def check(self, db: sqlite3.Connection) -> None:
+        """Refresh the heartbeat inside ``db``'s transaction; :class:`DatasetLocked` if lost."""
+        self.catalog.heartbeat(db, self.dataset, self.token)
+
+    def release(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        self.catalog.release_lock(self.dataset, self.token)
+
+    def __enter__(self) -> DatasetLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def _stale(row: sqlite3.Row, host: str) -> bool:

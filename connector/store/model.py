@@ -19,12 +19,13 @@ class Dataset:
     updated: float = 0.0
     last_write: float | None = None
     next_key: int = 0
+    epoch: int = 0  # key space: 0, then +1 at every rotation (see connector.store.layout)
 
     @classmethod
     def from_row(cls, row) -> Dataset:
         return cls(row["name"], row["description"], tuple(json.loads(row["tags"])), json.loads(row["metadata"]),
                    row["status"], bool(row["frozen"]), row["created"], row["updated"], row["last_write"],
-                   row["next_key"])
+                   row["next_key"], row["epoch"])
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,19 +1,26 @@
 """DatasetWriter: append datapoints to a dataset, cutting and committing DES containers.
 
-A container is built in a local spool file (its object key holds its last key, known only when it
-is cut), then published under its final key (a rename on a local root, one upload on an object
-store, which makes it visible only when complete), and only then recorded in the catalog, in one
-transaction with the dataset's next key and the caller's checkpoint. The catalog row is the commit
-point: a container published but not recorded (a crash in between) is a leftover that the next
-writer of the dataset deletes before it starts.
+Commit protocol of one container (its object key holds its last key, known only when it is cut):
+
+1. the container is built in a local spool file (never visible under the dataset);
+2. when the dataset carries a checkpoint, ``checkpoint-<next key>.json`` is written beside the
+   containers, so that a catalog rebuilt from storage gets the checkpoint back;
+3. the container is published under its final key in one step (a rename on a local root, one
+   upload on an object store, which makes an object visible only when complete);
+4. ONE catalog transaction records the datarange, the dataset's next key and the checkpoint,
+   after checking the lock is still held and the dataset is not frozen. This is the commit point.
+
+A crash between 3 and 4 leaves a container in storage that the catalog does not know, starting at
+the dataset's next key: an uncommitted leftover, which the next writer of the dataset deletes when
+it opens (with checkpoint files past the next key and spool files of dead processes).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
     from connector.store.api import Store
 
 OnCommit = Callable[[Datarange], None]
+_log = logging.getLogger(__name__)
+LOG_SEGMENTS = 100  # a writer merges the operation log into one object when it has more segments
 
 
 def record_name(key: int) -> str:
@@ -66,27 +75,24 @@ class DatasetWriter:
             raise ValueError(f"kind must be 'records' or 'files', not {kind!r}")
         self.store, self.dataset, self.kind = store, dataset, kind
         self.on_commit = on_commit
-        self._token = uuid.uuid4().hex
         catalog = store.catalog
-        row = catalog.dataset(dataset)
-        if row["frozen"]:
-            raise DatasetFrozen(f"dataset {dataset!r} is frozen: unfreeze it to write")
-        catalog.acquire_lock(dataset, self._token, wait)
+        _check_writable(catalog.dataset(dataset))
+        self._lock = catalog.lock(dataset, wait)
         try:
             row = catalog.dataset(dataset)  # re-read under the lock
-            if row["frozen"]:
-                raise DatasetFrozen(f"dataset {dataset!r} is frozen: unfreeze it to write")
-            self.next_key = int(row["next_key"])
+            _check_writable(row)
+            self.next_key, self.epoch = int(row["next_key"]), int(row["epoch"])
+            # The checkpoint in effect: rewritten beside every container so restore finds it.
+            self._in_effect: str | None = row["checkpoint"]
             self._remove_leftovers()
             store.remove_stale_spools(dataset)
         except BaseException:
-            catalog.release_lock(dataset, self._token)
+            self._lock.release()
             raise
         self.committed: list[Datarange] = []
         self.committed_checkpoint: Any = None  # the checkpoint stored by the latest commit
         self._des: DesWriter | None = None
         self._spool: str | None = None
-        self._first = self.next_key
         self._count = 0
         self._checkpoint: Any = None
         self._has_checkpoint = False
@@ -182,25 +188,39 @@ class DatasetWriter:
         first, last = self.next_key, self.next_key + self._count - 1
         des.close()
         store, layout = self.store, self.store.layout
-        path = layout.datarange(self.dataset, first, last)
+        path = layout.datarange(self.dataset, first, last, self.epoch)
+        checkpoint = self._checkpoint_text(last + 1)
         try:
+            if checkpoint is not None:
+                store.write_bytes(layout.checkpoint(self.dataset, self.epoch, last + 1), checkpoint.encode())
             store.publish(spool, path)
         finally:
             if os.path.exists(spool):
                 os.unlink(spool)
-        self._des, self._spool = None, None
+            self._des, self._spool = None, None
         datarange = Datarange(self.dataset, first, last, store.url(path), des.size, des.sha256, self._count,
                               self.kind)
-        with store.catalog.transaction() as db:
-            store.catalog.heartbeat(db, self.dataset, self._token)
-            store.catalog.insert_datarange(db, self.dataset, first, last, path, des.size, des.sha256,
-                                           self._count, self.kind)
-            db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ? WHERE name = ?",
-                       (last + 1, time.time(), time.time(), self.dataset))
-            if self._has_checkpoint:
-                value = self._checkpoint(last + 1) if callable(self._checkpoint) else self._checkpoint
-                db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (store.dumps(value), self.dataset))
-                self.committed_checkpoint = value
+        try:
+            with store.catalog.transaction() as db:
+                self._lock.check(db)
+                _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
+                store.catalog.insert_datarange(db, self.dataset, first, last, path, des.size, des.sha256,
+                                               self._count, self.kind)
+                now = time.time()
+                db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
+                           "WHERE name = ?", (last + 1, now, now, checkpoint, self.dataset))
+        except BaseException:
+            # Never recorded: remove it now rather than leave it to the next writer.
+            _remove_quietly(store, path)
+            if checkpoint is not None:
+                _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, last + 1))
+            self._count = 0
+            raise
+        if self._in_effect is not None:
+            _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, first))  # superseded
+        self._in_effect = checkpoint
+        if self._has_checkpoint:
+            self.committed_checkpoint = store.loads(checkpoint)
         invalidate(store.fs, path)
         self.next_key, self._count = last + 1, 0
         self._has_checkpoint = callable(self._checkpoint) and self._has_checkpoint
@@ -216,12 +236,15 @@ class DatasetWriter:
         try:
             self.commit()
             if self._has_checkpoint:  # progress made after the last datapoint (e.g. an empty file)
-                value = self._checkpoint(self.next_key) if callable(self._checkpoint) else self._checkpoint
+                text = self._checkpoint_text(self.next_key)
+                assert text is not None
+                self.store.write_bytes(self.store.layout.checkpoint(self.dataset, self.epoch, self.next_key),
+                                       text.encode())
                 with self.store.catalog.transaction() as db:
-                    self.store.catalog.heartbeat(db, self.dataset, self._token)
-                    db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?",
-                               (self.store.dumps(value), self.dataset))
-                self.committed_checkpoint, self._has_checkpoint = value, False
+                    self._lock.check(db)
+                    db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (text, self.dataset))
+                self._in_effect = text
+                self.committed_checkpoint, self._has_checkpoint = self.store.loads(text), False
         except BaseException:
             self.abort()
             raise
@@ -275,14 +298,26 @@ class DatasetWriter:
         des.add_many(names, data, lengths, check_names=False)  # generated: unique digits + ".json"
         self._count += len(lengths)
 
+    def _checkpoint_text(self, next_key: int) -> str | None:
+        """The checkpoint to store with a commit reaching ``next_key`` (JSON text), or the one in
+        effect when this commit brings none."""
+        if not self._has_checkpoint:
+            return self._in_effect
+        value = self._checkpoint(next_key) if callable(self._checkpoint) else self._checkpoint
+        return self.store.dumps(value)
+
     def _remove_leftovers(self) -> None:
         """Delete containers at or after the next key that the catalog does not know (a crash
-        between publishing and recording them): they were never committed."""
-        store = self.store
+        between publishing and recording them: never committed), and checkpoint files past it."""
+        store, layout = self.store, self.store.layout
         known = {r["path"] for r in store.catalog.dataranges(self.dataset)}
-        for path in store.list_range_objects(self.dataset):
-            first_last = store.layout.parse_range(path.rsplit("/", 1)[-1])
-            if first_last and first_last[0] >= self.next_key and path not in known:
+        for path in store.list_range_objects(self.dataset, self.epoch, checkpoints=True):
+            base = path.rsplit("/", 1)[-1]
+            first_last = layout.parse_range(base)
+            if first_last is not None:
+                if first_last[0] >= self.next_key and path not in known:
+                    store.fs.rm_file(path)
+            elif (layout.parse_checkpoint(base) or 0) > self.next_key:
                 store.fs.rm_file(path)
 
     def _finish(self) -> None:
@@ -294,5 +329,22 @@ class DatasetWriter:
                                datapoints=last - first + 1, dataranges=len(self.committed),
                                bytes=sum(d.size for d in self.committed),
                                seconds=round(time.time() - self._started, 3))
+                self.store.compact_log(self.dataset, keep_segments=LOG_SEGMENTS)
+        except (OSError, ValueError) as exc:  # the data is committed; a lost log line must not undo that
+            _log.warning("dataset %r: could not append to the operation log: %s", self.dataset, exc)
         finally:
-            self.store.catalog.release_lock(self.dataset, self._token)
+            self._lock.release()
+
+
+def _check_writable(row) -> None:
+    if row is None:
+        raise StoreError("dataset was deleted while being written")
+    if row["frozen"]:
+        raise DatasetFrozen(f"dataset {row['name']!r} is frozen: unfreeze it to write")
+
+
+def _remove_quietly(store: Store, path: str) -> None:
+    try:
+        store.fs.rm_file(path)
+    except (FileNotFoundError, OSError):
+        pass
