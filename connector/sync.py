@@ -157,9 +157,10 @@ class Sync:
                 ref = refs[start + len(batch)]
                 batch.append(ref)
                 size += ref.size
-            # cat_ranges issues only the GETs (fs.cat would first HEAD every path to expand it).
+            # cat_ranges issues only the GETs (fs.cat would first HEAD every path to expand it), and
+            # s3fs's max_concurrency=1 stops its cat_file from a HEAD per object to plan chunked GETs.
             blobs = fs.cat_ranges([r.path for r in batch], [None] * len(batch), [None] * len(batch),
-                                  on_error="return")
+                                  on_error="return", **_single_get(fs))
             for ref, data in zip(batch, blobs):
                 if isinstance(data, FileNotFoundError):
                     continue  # deleted since listing: not synced, picked up if it comes back
@@ -229,6 +230,16 @@ class _FileProgress:
             if rows:
                 cp["partial"] = {**self._identity(self.ref), "rows": rows}
         return cp
+
+
+def _single_get(fs) -> dict[str, Any]:
+    """cat_file options for one plain GET per object (s3fs >= 2024.12 HEADs first otherwise)."""
+    if type(fs).__module__.startswith("s3fs"):
+        import inspect
+
+        if "max_concurrency" in inspect.signature(fs._cat_file).parameters:
+            return {"max_concurrency": 1}
+    return {}
 
 
 def _one_line(exc: BaseException) -> str:
