@@ -178,26 +178,15 @@ class DesReader:
             return b""
         if not entry.external:
             return self._read_range(entry.offset + lo, entry.offset + hi)
-        path = self._external_path(entry)
-        assert self.fs is not None
-        try:
-            with self._storage(f"reading external object {path}"):
-                data = self.fs.cat_file(path, start=lo, end=hi)
-        except FileNotFoundError:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
-        if len(data) != hi - lo:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is shorter than the "
-                                 f"{entry.length} bytes the index says")
-        return data
+        return self._read_external_range(entry, self._external_path(entry), lo, hi)
 
     def open(self, name: str, block_size: int = 1024 * 1024) -> IO[bytes]:
         """A seekable binary file over one member, reading by range (no full download)."""
         entry = self.info(name)
         if entry.compressed or entry.flags & FLAG_ENCRYPTED:
             return io.BytesIO(self.read(name))
-        if entry.external:
-            assert self.fs is not None
-            return self.fs.open(self._external_path(entry), "rb")
+        # Internal and _bigFiles/ members alike: ranged reads of the length the index gives (an
+        # object store's own file would first make a HEAD request for the size).
         return io.BufferedReader(_MemberFile(self, entry), buffer_size=block_size)
 
     def verify(self) -> int:
@@ -413,6 +402,18 @@ class DesReader:
                                  f"the container's {EXTERNAL_FOLDER}/ folder")
         return path
 
+    def _read_external_range(self, entry: MemberInfo, path: str, lo: int, hi: int) -> bytes:
+        assert self.fs is not None
+        try:
+            with self._storage(f"reading external object {path}"):
+                data = self.fs.cat_file(path, start=lo, end=hi)
+        except FileNotFoundError:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
+        if len(data) != hi - lo:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is shorter than the "
+                                 f"{entry.length} bytes the index says")
+        return data
+
     def _read_external(self, entry: MemberInfo) -> bytes:
         path = self._external_path(entry)
         assert self.fs is not None
@@ -504,11 +505,14 @@ def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]
 
 
 class _MemberFile(io.RawIOBase):
-    """Raw, seekable view of one uncompressed internal member; reads become range requests."""
+    """Raw, seekable view of one uncompressed member; reads become range requests (of the
+    container, or of the member's ``_bigFiles/`` object)."""
 
     def __init__(self, reader: DesReader, entry: MemberInfo) -> None:
         self._reader, self._entry, self._pos = reader, entry, 0
         self.name = entry.name
+        # Checked once: the external object must be the container's own _bigFiles/<name>.
+        self._external = reader._external_path(entry) if entry.external else None
 
     def readable(self) -> bool:
         return True
@@ -531,8 +535,11 @@ class _MemberFile(io.RawIOBase):
         n = min(len(b), self._entry.length - self._pos)
         if n <= 0:
             return 0
-        start = self._entry.offset + self._pos
-        data = self._reader._read_range(start, start + n)
+        if self._external is not None:
+            data = self._reader._read_external_range(self._entry, self._external, self._pos, self._pos + n)
+        else:
+            start = self._entry.offset + self._pos
+            data = self._reader._read_range(start, start + n)
         b[:n] = data
         self._pos += n
         return n

@@ -155,3 +155,16 @@ def test_big_file_member_on_s3_through_des_urls(s3_endpoint, s3_bucket, s3_proxy
         assert fs.cat_file("big.csv", 100_000, 100_050) == csv[100_000:100_050]
     assert w.count() == 1 and w.sent == 50, w  # a range of the _bigFiles object, not all of it
     assert fs.cat(["small.txt", "big.csv"]) == {"small.txt": b"s", "big.csv": csv}
+
+
+def test_open_of_a_big_file_member_reads_by_range_without_a_head(s3_endpoint, s3_bucket, s3_proxy):
+    url = f"s3://{s3_bucket}/withbig2.des"
+    with DesWriter(url, fs=s3_endpoint.s3fs(), big_file_threshold=100_000) as w:
+        w.add("big.bin", BIG)
+    fs = DesFileSystem(fo=url, target_options=s3_proxy.storage_options(s3_endpoint), index_cache=IndexCache())
+    fs.ls("")
+    with s3_proxy.window() as w:
+        with fs.open("big.bin", block_size=64 * 1024) as f:
+            f.seek(1_000_000)
+            assert f.read(10) == BIG[1_000_000:1_000_010]
+    assert w.count() == w.count("GET") and w.sent <= 2 * 64 * 1024, w
