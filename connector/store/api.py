@@ -9,7 +9,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import count as counter
 from typing import Any
 
@@ -21,6 +21,7 @@ import pyarrow.json as pajson
 from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
 from connector.des.target import is_local, resolve, url_of
+from connector.store import records
 from connector.store import versions as vers
 from connector.store.catalog import Catalog, _stale
 from connector.store.errors import (DatasetExists, DatasetLocked, DatasetNotFound, RangeError, StoreError,
@@ -36,6 +37,8 @@ CATALOG_NAME = ".des-catalog.sqlite"
 OVERWRITE_VERSION_PREFIX = "0.0.0-overwrite."  # versions kept by begin_overwrite until finish_overwrite
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
+# Big blocks: a container's DATA region is parsed in few, large, multi-threaded pieces.
+_JSON_READ = pajson.ReadOptions(block_size=16 * 1024 * 1024)
 
 
 def default_catalog(fs: fsspec.AbstractFileSystem, root: str) -> str:
@@ -415,7 +418,7 @@ class Store:
 
     def _datarange(self, row) -> Datarange:
         return Datarange(row["dataset"], row["first"], row["last"], self.url(row["path"]), row["size"],
-                         row["sha256"], row["count"], row["kind"])
+                         row["sha256"], row["count"], row["kind"], row["data_length"])
 
     def datarange_for(self, dataset: str, key: int) -> Datarange:
         """The datarange holding ``key``."""
@@ -429,19 +432,55 @@ class Store:
     def _reader(self, datarange: Datarange) -> DesReader:
         return DesReader(self.fs._strip_protocol(datarange.url), fs=self.fs, size=datarange.size)
 
-    def read(self, dataset: str, key: int) -> bytes:
-        """The bytes of datapoint ``key`` (a record's JSON line, or a file's content)."""
-        d = self.datarange_for(dataset, key)
-        reader = self._reader(d)
+    def _ranges_of(self, dataset: str, version: str | None) -> list[Datarange]:
+        return list(self.get_version(dataset, version).dataranges) if version else self.dataranges(dataset)
+
+    def read(self, dataset: str, key: int, version: str | None = None) -> bytes:
+        """The bytes of datapoint ``key`` (a record's JSON line, or a file's content), from the
+        current data or as of ``version``."""
+        if version is None:
+            d = self.datarange_for(dataset, key)
+        else:
+            found = [r for r in self._ranges_of(dataset, version) if r.first <= key <= r.last]
+            if not found:
+                raise RangeError(f"dataset {dataset!r} version {version} has no datapoint {key}")
+            d = found[0]
         if d.kind == "records":
-            return reader.read(record_name(key))
+            found = records.record_at(self.fs, self.fs._strip_protocol(d.url), d.size, key - d.first, record_name(key))
+            if found is not None:
+                return found
+            return self._reader(d).read(record_name(key))
+        reader = self._reader(d)
         return reader.read(reader.names()[key - d.first])
 
-    def read_range(self, dataset: str, first: int, last: int) -> pa.Table:
+    def read_lines(self, dataset: str, first: int = 0, last: int | None = None,
+                   version: str | None = None) -> Iterator[bytes]:
+        """Records ``[first, last]`` as JSON Lines bytes, one chunk per container (one ranged GET
+        of its DATA region each); ``last=None`` reads to the end."""
+        if last is not None and first > last:
+            raise RangeError(f"range [{first}, {last}] is empty (first > last)")
+        for d in self._ranges_of(dataset, version):
+            if d.last < first or (last is not None and d.first > last):
+                continue
+            if d.kind != "records":
+                raise StoreError(f"datarange [{d.first}, {d.last}] of {dataset!r} holds files, not records; "
+                                 "read them one by one")
+            yield self._slice_lines(d, first, last)
+
+    def _slice_lines(self, d: Datarange, first: int | None, last: int | None) -> bytes:
+        data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
+        lo = 0 if first is None else max(first - d.first, 0)
+        hi = d.count if last is None else min(last - d.first + 1, d.count)
+        if (lo, hi) != (0, d.count):
+            lines = data.split(b"\n")[lo:hi]
+            data = b"\n".join(lines) + b"\n"
+        return data
+
+    def read_range(self, dataset: str, first: int, last: int, version: str | None = None) -> pa.Table:
         """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container."""
         if first > last:
             raise RangeError(f"range [{first}, {last}] is empty (first > last)")
-        ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
+        ranges = [d for d in self._ranges_of(dataset, version) if d.last >= first and d.first <= last]
         return self._records_table(ranges, first, last)
 
     def to_table(self, dataset: str, version: str | None = None) -> pa.Table:
@@ -454,16 +493,9 @@ class Store:
         for d in ranges:
             if d.kind != "records":
                 raise StoreError(f"datarange [{d.first}, {d.last}] of {d.dataset!r} holds files, not records")
-            reader = self._reader(d)
-            f = reader.footer
-            data = reader.read_range(f.data_start, f.data_start + f.data_length)
-            lo = 0 if first is None else max(first - d.first, 0)
-            hi = d.count if last is None else min(last - d.first + 1, d.count)
-            if (lo, hi) != (0, d.count):
-                lines = data.split(b"\n")[lo:hi]
-                data = b"\n".join(lines) + b"\n"
+            data = self._slice_lines(d, first, last)
             if data.strip():
-                tables.append(pajson.read_json(io.BytesIO(data)))
+                tables.append(pajson.read_json(io.BytesIO(data), read_options=_JSON_READ))
         if not tables:
             return pa.table({})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -509,13 +541,13 @@ class Store:
             if len({d.kind for d in ranges}) > 1:
                 raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
             path = self.layout.datarange(dataset, first, last, epoch)
-            out = self._merge(dataset, ranges, path)
+            out, data_length = self._merge(dataset, ranges, path)
             with self.catalog.transaction() as db:
                 lock.check(db)
                 db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
                            (dataset, first, last))
                 self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
-                                              sum(d.count for d in ranges), ranges[0].kind)
+                                              sum(d.count for d in ranges), ranges[0].kind, data_length)
             invalidate(self.fs, path)
             referenced = self._referenced_paths(dataset)
             for d in ranges:
@@ -525,28 +557,29 @@ class Store:
         self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
         return self.datarange_for(dataset, first)
 
-    def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> DesWriter:
-        """Write the members of ``ranges`` in order into one container published under ``path``."""
+    def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> tuple[DesWriter, int]:
+        """Write the members of ``ranges`` in order into one container published under ``path``;
+        returns the (closed) writer and the length of its DATA region."""
         fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
         os.close(fd)
         try:
             with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
                 for d in ranges:
-                    reader = self._reader(d)
                     if d.kind == "records":
-                        f = reader.footer
-                        data = reader.read_range(f.data_start, f.data_start + f.data_length)
-                        lengths = [m.length for m in reader.members()]
-                        out.add_many(record_names(d.first, d.count), data, lengths, check_names=False)
+                        data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
+                        out.add_many(record_names(d.first, d.count), data, records.line_lengths(data, d),
+                                     check_names=False)
                     else:
+                        reader = self._reader(d)
                         for name in reader.names():
                             out.add(name, reader.read(name), {k: v for k, v in reader.meta(name).items()
                                                               if k not in ("size", "sha256", "codec")})
+                data_length = out.data_length
             self.publish(spool, path)
         finally:
             if os.path.exists(spool):
                 os.unlink(spool)
-        return out
+        return out, data_length
 
     @staticmethod
     def _gaps(ranges: list[Datarange], first: int, last: int) -> list[tuple[int, int]]:
@@ -802,7 +835,8 @@ class Store:
                 reader = DesReader(path, fs=self.fs)
                 names = reader.names()
                 kind = "records" if names and names[0] == record_name(first) else "files"
-                ranges.append((first, last, path, reader.size, _sha256_of(self.fs, path), len(names), kind))
+                ranges.append((first, last, path, reader.size, _sha256_of(self.fs, path), len(names), kind,
+                               reader.footer.data_length))
             next_key = max((r[1] for r in ranges), default=-1) + 1
             checkpoint_path = self.layout.checkpoint(name, epoch, next_key)
             checkpoint = self.fs.cat_file(checkpoint_path).decode() if checkpoint_path in objects else None
@@ -829,8 +863,8 @@ class Store:
                     metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
                     frozen=bool(meta.get("frozen")), created=meta.get("created"), next_key=next_key,
                     epoch=epoch, checkpoint=checkpoint)
-                for first, last, path, size, sha, n, kind in ranges:
-                    self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind)
+                for first, last, path, size, sha, n, kind, data_length in ranges:
+                    self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind, data_length)
                 for v in manifests:
                     self._insert_version(db, v)
         return {"datasets": len(plan), "dataranges": sum(len(p[5]) for p in plan),

@@ -20,10 +20,11 @@ from typing import Any
 
 from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Changes from one schema version to the next, applied in order to older catalogs on open.
 _MIGRATIONS = {
     2: ["ALTER TABLE datasets ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"],
+    3: ["ALTER TABLE dataranges ADD COLUMN data_length INTEGER"],
 }
 
 _SCHEMA = """
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS dataranges (
     count    INTEGER NOT NULL,
     kind     TEXT NOT NULL DEFAULT 'records',
     created  REAL NOT NULL,
+    data_length INTEGER,
     PRIMARY KEY (dataset, first)
 );
 CREATE TABLE IF NOT EXISTS versions (
@@ -179,7 +181,7 @@ class Catalog:
         return self.query("SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,))
 
     def insert_datarange(self, db: sqlite3.Connection, dataset: str, first: int, last: int, path: str,
-                         size: int, sha256: str, count: int, kind: str) -> None:
+                         size: int, sha256: str, count: int, kind: str, data_length: int | None = None) -> None:
         """Insert one datarange, refusing any overlap with an existing one (same transaction)."""
         clash = db.execute(
             "SELECT first, last FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ? LIMIT 1",
@@ -187,8 +189,9 @@ class Catalog:
         if clash:
             raise RangeError(f"dataset {dataset!r}: datarange [{first}, {last}] overlaps "
                              f"[{clash['first']}, {clash['last']}]")
-        db.execute("INSERT INTO dataranges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (dataset, first, last, path, size, sha256, count, kind, time.time()))
+        db.execute("INSERT INTO dataranges (dataset, first, last, path, size, sha256, count, kind, created, data_length)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (dataset, first, last, path, size, sha256, count, kind, time.time(), data_length))
 
     # -- locks -----------------------------------------------------------------------------------
 

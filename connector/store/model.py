@@ -45,6 +45,7 @@ class Datarange:
     sha256: str
     count: int
     kind: str = "records"
+    data_length: int | None = None  # bytes of the DATA region (which starts at byte 16), if known
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

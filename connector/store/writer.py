@@ -186,6 +186,7 @@ class DatasetWriter:
         des, spool = self._des, self._spool
         assert spool is not None
         first, last = self.next_key, self.next_key + self._count - 1
+        data_length = des.data_length  # before close() adds META, INDEX and footer
         des.close()
         store, layout = self.store, self.store.layout
         path = layout.datarange(self.dataset, first, last, self.epoch)
@@ -199,13 +200,13 @@ class DatasetWriter:
                 os.unlink(spool)
             self._des, self._spool = None, None
         datarange = Datarange(self.dataset, first, last, store.url(path), des.size, des.sha256, self._count,
-                              self.kind)
+                              self.kind, data_length)
         try:
             with store.catalog.transaction() as db:
                 self._lock.check(db)
                 _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
                 store.catalog.insert_datarange(db, self.dataset, first, last, path, des.size, des.sha256,
-                                               self._count, self.kind)
+                                               self._count, self.kind, data_length)
                 now = time.time()
                 db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
                            "WHERE name = ?", (last + 1, now, now, checkpoint, self.dataset))
