@@ -36,28 +36,53 @@ def register(sub: argparse._SubParsersAction) -> None:
         (("--metadata",), {"type": json.loads, "default": None, "metavar": "JSON"}))
     cmd("get", "show one dataset", lambda s, a: s.get_dataset(a.name).to_dict(), name)
     cmd("update", "change description, tags, metadata or status", _update, name, (("--description",), {}),
-        (("--tag",), {"action": "append"}), (("--status",), {}),
+        (("--tag",), {"action": "append", "help": "replaces the tags (repeatable)"}), (("--status",), {}),
         (("--metadata",), {"type": json.loads, "metavar": "JSON", "help": "merged; null removes a key"}))
     cmd("delete", "delete a dataset and all its objects", lambda s, a: s.delete_dataset(a.name) or {"deleted": a.name}, name)
     cmd("ranges", "list dataranges", lambda s, a: [d.to_dict() for d in s.dataranges(a.name)], name)
     cmd("missing", "gaps in the key space", lambda s, a: [list(g) for g in s.missing_ranges(a.name)], name)
     cmd("aggregate", "merge the dataranges inside [first, last] into one", lambda s, a: s.aggregate(a.name, a.first, a.last).to_dict(),
         name, (("first",), {"type": int}), (("last",), {"type": int}))
-    cmd("read", "write datapoint KEY to stdout", _read, name, (("key",), {"type": int}))
+    version_opt = (("--version",), {"default": None, "help": "as of this version (semver or 'latest')"})
+    cmd("read", "write datapoint KEY to stdout (a record's JSON line or a file's bytes)", _read, name,
+        (("key",), {"type": int}), version_opt)
+    cmd("cat", "write records FIRST..LAST (default: all) to stdout as JSON Lines", _cat, name,
+        (("first",), {"type": int, "nargs": "?", "default": 0}),
+        (("last",), {"type": int, "nargs": "?", "default": None}), version_opt)
     cmd("restore", "rebuild the catalog from storage", lambda s, a: s.restore())
-    cmd("version", "snapshot the current dataranges as a version", lambda s, a: s.create_version(a.name, a.version, a.message).to_dict(),
+    cmd("version", "snapshot the current dataranges as a version (same as `versions create`)",
+        lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
         name, (("version",), {"help": "semver, e.g. 1.2.0"}), (("-m", "--message"), {"default": ""}))
-    cmd("versions", "list versions", lambda s, a: [_version_row(v) for v in s.list_versions(a.name)], name)
-    cmd("chunks", "a version's dataranges with index, sha256 and size", lambda s, a: s.chunks(a.name, a.version),
-        name, (("--version",), {"default": "latest"}))
-    cmd("verify", "re-hash every container; exit 1 on a mismatch", _verify, name)
+    versions = cmds.add_parser("versions", help="list, create, get or delete versions",
+                               description="Versions: named snapshots of a dataset's dataranges.")
+    vcmds = versions.add_subparsers(dest="versions_command", metavar="ACTION", required=True,
+                                    parser_class=type(p))
+
+    def vcmd(action: str, help_text: str, func, *args: tuple[tuple, dict]) -> None:
+        c = vcmds.add_parser(action, help=help_text, description=help_text)
+        for a, kw in (name, *args):
+            c.add_argument(*a, **kw)
+        c.set_defaults(func=lambda ns: _run(ns, func))
+
+    vcmd("list", "versions of a dataset, in semver order", lambda s, a: [_version_row(v) for v in s.list_versions(a.name)])
+    vcmd("create", "snapshot the current dataranges", lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
+         (("version",), {"help": "semver, e.g. 1.2.0"}), (("-m", "--message"), {"default": ""}))
+    vcmd("get", "one version with its dataranges", lambda s, a: s.get_version(a.name, a.version).to_dict(),
+         (("version",), {"nargs": "?", "default": "latest", "help": "semver or 'latest' (default)"}))
+    vcmd("delete", "delete a version (and the containers only it kept)",
+         lambda s, a: s.delete_version(a.name, a.version) or {"deleted": a.version}, (("version",), {}))
+    cmd("chunks", "a version's dataranges with index, sha256 and size (one with --index or --sha256)", _chunks,
+        name, (("--version",), {"default": "latest"}), (("--index",), {"type": int}), (("--sha256",), {}))
+    cmd("verify", "re-hash every container; exit 1 on a mismatch (DATA_LOSS)", _verify, name)
     cmd("freeze", "refuse writes until unfrozen", lambda s, a: s.freeze(a.name).to_dict(), name)
     cmd("unfreeze", "allow writes again", lambda s, a: s.unfreeze(a.name).to_dict(), name)
-    cmd("rotate", "snapshot as VERSION, then start an empty key space", lambda s, a: s.rotate(a.name, a.version).to_dict(),
-        name, (("version",), {}))
+    cmd("rotate", "snapshot as VERSION (default: next major), then start an empty key space",
+        lambda s, a: _version_row(s.rotate(a.name, a.version, a.message)), name,
+        (("version",), {"nargs": "?", "default": None}), (("-m", "--message"), {"default": "rotate"}))
+    cmd("truncate", "drop the current data (versions keep theirs) and start an empty key space",
+        lambda s, a: {"dataset": a.name, "dropped_dataranges": s.truncate(a.name)}, name)
     cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: s.stats(a.name), name)
-    cmd("log", "the dataset's operation log", lambda s, a: s.log_entries(a.name), name)
-
+    cmd("log", "the dataset's operation log (JSON Lines with --json)", _log, name)
 
 def _run(args: argparse.Namespace, func) -> int:
     from connector.store import Store
@@ -67,6 +92,8 @@ def _run(args: argparse.Namespace, func) -> int:
     if isinstance(result, bytes):
         sys.stdout.buffer.write(result)
         return 0
+    if isinstance(result, int):  # the command wrote its own output
+        return result
     code = 0
     if isinstance(result, tuple):
         result, code = result
@@ -99,7 +126,31 @@ def _update(store, args):
 
 
 def _read(store, args) -> bytes:
-    return store.read(args.name, args.key)
+    return store.read(args.name, args.key, args.version)
+
+
+def _cat(store, args) -> int:
+    for chunk in store.read_lines(args.name, args.first, args.last, args.version):
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _chunks(store, args):
+    if args.index is not None or args.sha256 is not None:
+        return store.chunk(args.name, args.version, index=args.index, sha256=args.sha256)
+    return [{k: c[k] for k in ("index", "first", "last", "count", "size", "sha256", "url")}
+            for c in store.chunks(args.name, args.version)]
+
+
+def _log(store, args):
+    entries = store.log_entries(args.name)
+    if args.json:
+        for e in entries:
+            print(json.dumps(e))
+        return 0
+    return [{"time": e.get("time"), "op": e.get("op"),
+             "details": {k: v for k, v in e.items() if k not in ("time", "op", "id", "pid")}} for e in entries]
 
 
 def _verify(store, args):
