@@ -8,6 +8,7 @@ import fnmatch
 import json
 import os
 import sys
+import uuid
 
 import fsspec
 
@@ -197,7 +198,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         data = r.read(name)  # checks the member's sha256 before anything is written
         os.makedirs(os.path.dirname(target), exist_ok=True)
         # A member appears complete or not at all: written beside its place, then renamed.
-        temp = f"{target}.{os.getpid()}.partial"
+        temp = f"{target}.{uuid.uuid4().hex[:12]}.partial"
         try:
             with open(temp, "xb") as dst:
                 dst.write(data)
