@@ -188,3 +188,39 @@ def test_pack_glob_selects_members(tmp_path):
     out = des("pack", str(src), "-o", str(box), "--glob", "*.csv", "--glob", "d/e.*")
     assert out.returncode == 0, out.stderr
     assert des("ls", str(box)).stdout.decode().split() == ["a.csv", "d/c.csv", "d/e.txt"]
+
+
+def test_pack_shows_progress_only_on_a_terminal(tmp_path):
+    import pty
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}.txt").write_bytes(b"x")
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real width for the bar
+    try:
+        out = subprocess.run(DES + ["pack", str(src), "-o", str(tmp_path / "p.des")], stdout=subprocess.PIPE,
+                             stderr=slave, timeout=60)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave != -1:
+            os.close(slave)
+        os.close(master)
+    assert out.returncode == 0 and b"3/3" in shown and b"pack" in shown
+    quiet = des("pack", str(src), "-o", str(tmp_path / "q.des"))
+    assert quiet.returncode == 0 and quiet.stderr == b""  # not a terminal: no progress bar
