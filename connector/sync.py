@@ -44,6 +44,18 @@ class StreamSummary:
                 f"{self.bytes} bytes in {self.dataranges} dataranges, {self.seconds:.2f} s")
 
 
+def default_state_path(destination: DestinationConfig) -> str:
+    """Where ``des sync`` keeps its state file without ``--state``: beside a local root
+    (``out/store`` -> ``out/store.state.json``), under the user cache directory for a remote one."""
+    root = destination.root_url
+    if "://" not in root or root.startswith("file://"):
+        return os.path.abspath(root.removeprefix("file://")).rstrip("/") + ".state.json"
+    import hashlib
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "des-connector", "state", hashlib.sha256(root.encode()).hexdigest()[:16] + ".json")
+
+
 def load_state(path: str | None) -> dict[str, Any]:
     if not path or not os.path.exists(path):
         return {}
@@ -108,11 +120,17 @@ class Sync:
                 save_state(self.state_path, self.state)
 
         kind = "records" if self.mode == "records" else "files"
+        other = {d.kind for d in store.dataranges(dataset)} - {kind}
+        if other:
+            raise ConnectorError(f"dataset {dataset!r} holds {', '.join(sorted(other))} datapoints; --mode {self.mode} "
+                                 f"needs a dataset of its own: set 'dataset_name' in the destination config "
+                                 f"(e.g. \"{{stream}}_{kind}\")")
         writer = store.writer(dataset, kind, on_commit=on_commit)
         with writer:
             # Read under the writer lock: a concurrent sync that held it has moved the state on.
             checkpoint = store.checkpoint(dataset)
-            ours = isinstance(checkpoint, dict) and "source_state" in checkpoint
+            ours = (isinstance(checkpoint, dict) and "source_state" in checkpoint
+                    and checkpoint.get("mode", "records") == self.mode)
             state = checkpoint["source_state"] if ours else self.state.get(stream)
             partial = checkpoint.get("partial") if ours else None
             if self.mode == "records":
@@ -172,7 +190,7 @@ class Sync:
                 meta = {"last_modified": ref.last_modified.isoformat().replace("+00:00", "Z"), "etag": ref.etag,
                         "source_url": ref.url}
                 writer.write_file(ref.key, data, {k: v for k, v in meta.items() if v is not None},
-                                  checkpoint={"source_state": current.to_dict()})
+                                  checkpoint={"source_state": current.to_dict(), "mode": "files"})
                 summary.files += 1
                 summary.records += 1
                 self.progress(stream, 1)
@@ -224,7 +242,7 @@ class _FileProgress:
         self.state, self.ref = state, None
 
     def checkpoint(self, next_key: int) -> dict[str, Any]:
-        cp: dict[str, Any] = {"source_state": self.state}
+        cp: dict[str, Any] = {"source_state": self.state, "mode": "records"}
         if self.ref is not None:
             rows = self.skipped + max(0, next_key - self.start_key)
             if rows:

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--destination", required=True, help="destination config JSON (spec/destination.json)")
     p.add_argument("--catalog", help="configured catalog JSON: sync only its streams")
     p.add_argument("--streams", help="comma-separated stream names (default: all)")
-    p.add_argument("--state", help="state file, read at start and rewritten after every commit")
+    p.add_argument("--state", help="state file, read at start and rewritten after every commit "
+                                   "(default: <root>.state.json beside a local root)")
     p.add_argument("--mode", choices=("records", "files"), default="records",
                    help="records: one datapoint per record; files: the source objects themselves")
     p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
@@ -35,15 +36,16 @@ def _load(path: str, what: str):
 
 def run(args: argparse.Namespace) -> int:
     from connector.destination import DestinationConfig
-    from connector.sync import Sync, tqdm_progress
+    from connector.sync import Sync, default_state_path, tqdm_progress
 
     streams = [s for s in args.streams.split(",") if s] if args.streams else None
     if args.catalog:
         catalog = _load(args.catalog, "catalog")
         streams = [s["stream"]["name"] for s in catalog.get("streams", [])]
     update, close = tqdm_progress(sys.stderr.isatty() and not args.no_progress)
-    sync = Sync(_load(args.config, "source config"), DestinationConfig.from_dict(_load(args.destination, "destination config")),
-                state_path=args.state, mode=args.mode, progress=update)
+    destination = DestinationConfig.from_dict(_load(args.destination, "destination config"))
+    sync = Sync(_load(args.config, "source config"), destination,
+                state_path=args.state or default_state_path(destination), mode=args.mode, progress=update)
     try:
         summaries = sync.run(streams)
     finally:

@@ -61,8 +61,7 @@ class _StreamSink:
             self.replaced = [v.version for v in store.list_versions(dataset) if v.version.startswith(OVERWRITE_PREFIX)]
             if self.replaced and _complete(store.checkpoint(dataset)):
                 # That overwrite succeeded; only deleting the data it replaced was cut short.
-                for version in self.replaced:
-                    store.delete_version(dataset, version)
+                store.finish_overwrite(dataset)
                 self.replaced = []
             if self.replaced:
                 resuming = True  # an overwrite failed: its key space holds what it committed
@@ -97,8 +96,8 @@ class _StreamSink:
         """This input is not the one whose records are committed. For an overwrite, those records
         (a failed run's partial data) must not stay: they go, before anything of this input."""
         if self.mode == "overwrite" and self.store.dataranges(self.dataset):
-            self.writer.close()  # nothing pending: records were only spooled so far
-            self.store.delete_version(self.dataset, self._rotate("partial data of a failed overwrite"))
+            self.writer.close()  # nothing pending (records were only spooled so far); frees the lock
+            self.store.truncate(self.dataset)
             self.writer = self._open_writer()
 
     # -- records ---------------------------------------------------------------------------------
@@ -200,8 +199,8 @@ class _StreamSink:
         if self._first is not None:
             self.writer.set_checkpoint({**self._checkpoint(), "complete": True})
         self.writer.close()
-        for version in self.replaced:
-            self.store.delete_version(self.dataset, version)
+        if self.replaced:
+            self.store.finish_overwrite(self.dataset)
 
     def abort(self) -> None:
         if self._spool is not None:

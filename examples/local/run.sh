@@ -17,12 +17,14 @@ des ls out/testdata.des | head -5
 
 echo "== read through des:// with pandas"
 python3 - <<'PY'
-import glob
 import pandas as pd
+
+from connector.store import Store
 
 users = pd.read_csv("des://users/users_2024-01.csv::out/testdata.des")
 print(f"users/users_2024-01.csv from out/testdata.des: {len(users)} rows, columns {list(users.columns)}")
-container = sorted(glob.glob("out/store/orders/dataranges/*.des"))[0]
+with Store("out/store") as store:  # the catalog knows where each datarange container is
+    container = store.dataranges("orders")[0].url
 first = "0".zfill(20) + ".json"
 print(f"record 0 of dataset orders, via des://{first}::{container}:")
 print(pd.read_json(f"des://{first}::{container}", lines=True).to_string(index=False))
