@@ -90,8 +90,8 @@ class Catalog:
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         self._local = threading.local()
-        db = self._db()
         try:
+            db = self._db()
             with self.transaction():
                 found = db.execute("SELECT name FROM sqlite_master WHERE name = 'schema_version'").fetchone()
                 version = db.execute("SELECT version FROM schema_version").fetchone() if found else None

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import threading
 
 import pyarrow as pa
 import pytest
@@ -200,24 +196,3 @@ def test_leftover_container_of_a_crash_is_removed(tmp_path):
         store.write_records("x", [rows(5, 7)])
         assert store.to_table("x").column("id").to_pylist() == list(range(7))
         assert not os.path.exists(orphan) and store.datarange_for("x", 5).last == 6
-
-
-def test_cli_subprocess(tmp_path):
-    root = str(tmp_path / "root")
-    with Store(root) as store:
-        store.write_records("cli", [rows(0, 3)])
-
-    def des(*args):
-        return subprocess.run([sys.executable, "-m", "connector.cli", "datasets", "--root", root, *args],
-                              capture_output=True, text=True, timeout=60)
-
-    out = des("--json", "list")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)[0]["datapoints"] == 3
-    assert des("read", "cli", "1").stdout == '{"id":1,"name":"n1"}\n'
-    assert des("version", "cli", "1.0.0", "-m", "x").returncode == 0
-    out = des("version", "cli", "banana")
-    assert out.returncode == 1 and "not a semantic version" in out.stderr and "Traceback" not in out.stderr
-    out = des("get", "../etc")
-    assert out.returncode == 1 and "path separator" in out.stderr
-    assert "cli" in des("list").stdout

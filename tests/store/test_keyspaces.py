@@ -1,0 +1,272 @@
+"""Key spaces (rotate, truncate, overwrite), checkpoints through restore, locks across processes,
+frozen writers, the catalog schema, the operation log and cascade delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pytest
+
+from connector.store import (DatasetFrozen, DatasetLocked, DatasetNotFound, RangeError, Store, StoreError,
+                             VersionError)
+from connector.store.catalog import SCHEMA_VERSION
+
+
+def rows(lo: int, hi: int) -> pa.Table:
+    return pa.table({"id": list(range(lo, hi))})
+
+
+def ids(store: Store, dataset: str, version: str | None = None) -> list[int]:
+    return store.to_table(dataset, version=version).column("id").to_pylist()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        s = Store(str(tmp_path / "root"), max_datapoints=10)
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("s3_bucket")
+        s = Store(f"s3://{bucket}/ks", str(tmp_path / "cat.sqlite"), storage_options=endpoint.storage_options(),
+                  max_datapoints=10)
+    yield s
+    s.close()
+
+
+def reopen_without_catalog(store: Store) -> Store:
+    """A fresh Store on the same root after the SQLite file is deleted (rebuilt from storage)."""
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(store.catalog_path + suffix):
+            os.unlink(store.catalog_path + suffix)
+    return Store(store.url(store.root), store.catalog_path, storage_options=store.fs.storage_options,
+                 max_datapoints=store.max_datapoints)
+
+
+def test_rotate_after_aggregate_keeps_every_version_readable_and_restorable(store):
+    store.write_records("k", [rows(0, 20)])
+    store.create_version("k", "1.0.0")
+    store.aggregate("k", 0, 19)  # 1.0.0 still references the two inputs, same folder
+    v2 = store.rotate("k")  # default: next major
+    assert v2.version == "2.0.0" and store.get_dataset("k").epoch == 1
+    store.write_records("k", [rows(100, 125)])  # keys 0.. again, in a new key space
+    assert ids(store, "k") == list(range(100, 125))
+    assert ids(store, "k", "1.0.0") == list(range(20)) == ids(store, "k", "2.0.0")
+    assert store.verify("k") == []
+    assert "/dataranges/epoch-1/00000000000000000000-00000000000000000009.des" in store.dataranges("k")[0].url
+    before = store.dump_catalog()
+    again = reopen_without_catalog(store)
+    try:
+        assert again.dump_catalog() == before
+        assert ids(again, "k", "1.0.0") == list(range(20))
+    finally:
+        again.close()
+
+
+def test_overwrite_keeps_old_data_until_finished_and_drops_a_failed_run(store):
+    store.write_records("o", [rows(0, 15)])
+    kept = store.begin_overwrite("o")
+    assert kept.startswith("0.0.0-overwrite.") and store.dataranges("o") == []
+    store.write_records("o", [rows(500, 512)])  # a run that then fails: no finish_overwrite
+    assert store.begin_overwrite("o") == kept  # the re-run drops the partial data, keeps the old
+    assert store.dataranges("o") == [] and ids(store, "o", kept) == list(range(15))
+    store.write_records("o", [rows(700, 703)])
+    old_paths = [store.fs._strip_protocol(d.url) for d in store.get_version("o", kept).dataranges]
+    assert store.finish_overwrite("o") == [kept]
+    assert store.list_versions("o") == [] and ids(store, "o") == [700, 701, 702]
+    assert not any(store.fs.exists(p) for p in old_paths)
+    assert store.begin_overwrite("empty-one") is None if store.ensure_dataset("empty-one") else True
+
+
+def test_checkpoint_is_stored_beside_the_data_and_survives_a_lost_catalog(store):
+    store.create_dataset("c")
+    with store.writer("c") as w:
+        w.write_json_lines([b'{"a":%d}' % i for i in range(12)], checkpoint={"offset": 12})
+        w.write_json_lines([b'{"a":12}'], checkpoint={"offset": 13})
+    with store.writer("c") as w:  # a commit without a checkpoint carries the one in effect
+        w.write_json_lines([b'{"a":13}'])
+    assert store.checkpoint("c") == {"offset": 13}
+    names = [p.rsplit("/", 1)[-1] for p in store.list_range_objects("c", checkpoints=True)]
+    files = [n for n in names if n.startswith("checkpoint-")]
+    assert files == [f"checkpoint-{14:020d}.json"]  # superseded ones are removed
+    again = reopen_without_catalog(store)
+    try:
+        assert again.checkpoint("c") == {"offset": 13} and again.get_dataset("c").next_key == 14
+    finally:
+        again.close()
+
+
+def test_write_to_frozen_dataset_fails_and_writes_nothing(tmp_path):
+    with Store(str(tmp_path / "root"), max_datapoints=5) as store:
+        store.write_records("f", [rows(0, 5)])
+        with store.writer("f") as w:
+            w.write_batch(rows(5, 7))
+            store.freeze("f")  # while the writer is open: its commit must fail
+            with pytest.raises(DatasetFrozen, match="'f' is frozen"):
+                w.commit()
+            w.abort()
+        assert [(d.first, d.last) for d in store.dataranges("f")] == [(0, 4)]
+        assert [p.rsplit("/", 1)[-1] for p in store.list_range_objects("f")] == [
+            "00000000000000000000-00000000000000000004.des"]
+        with pytest.raises(DatasetFrozen):
+            store.writer("f")
+        with pytest.raises(StoreError, match="raw newline"):
+            store.unfreeze("f") and None
+            with store.writer("f") as w:
+                w.write_json_lines([b'{"a":1}', b'{"b":\n2}'])
+        assert store.get_dataset("f").next_key == 5
+
+
+def test_log_is_json_lines_and_compaction_loses_and_duplicates_nothing(tmp_path):
+    with Store(str(tmp_path / "root")) as store:
+        store.create_dataset("l")
+        for i in range(5):
+            store.update_dataset("l", metadata={"n": i})
+        before = store.log_entries("l")
+        assert [e["op"] for e in before] == ["create"] + ["update"] * 5
+        folder = store.layout.log_dir("l")
+        segments = sorted(os.listdir(folder))
+        assert all(s.endswith(".jsonl") for s in segments)
+        # A compaction whose process died before deleting its inputs: entries still appear once.
+        merged = b"".join(open(os.path.join(folder, s), "rb").read() for s in segments)
+        open(os.path.join(folder, "zzzz-compacted.jsonl"), "wb").write(merged)
+        assert store.log_entries("l") == before
+        assert store.compact_log("l") == len(segments) + 1
+        assert len(os.listdir(folder)) == 1 and store.log_entries("l") == before
+
+
+def test_catalog_schema_migration_newer_schema_and_garbage_file(tmp_path):
+    root, cat = str(tmp_path / "root"), str(tmp_path / "c.sqlite")
+    with Store(root, cat) as store:
+        store.write_records("m", [rows(0, 3)])
+    db = sqlite3.connect(cat)  # make it a version 1 catalog, as an older des-connector wrote it
+    db.execute("ALTER TABLE datasets DROP COLUMN epoch")
+    db.execute("ALTER TABLE dataranges DROP COLUMN data_length")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.commit()
+    db.close()
+    with Store(root, cat) as store:
+        assert ids(store, "m") == [0, 1, 2] and store.get_dataset("m").epoch == 0
+        assert store.catalog.query("SELECT version FROM schema_version")[0][0] == SCHEMA_VERSION
+    db = sqlite3.connect(cat)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(root, cat)
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable SQLite database"):
+        Store(root, str(tmp_path / "junk.sqlite"))
+
+
+HOLD_LOCK = """
+import sys, time
+from connector.store import Store
+s = Store(sys.argv[1])
+w = s.writer("x")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_of_a_killed_process_is_taken_over_and_a_live_one_is_named(tmp_path):
+    root = str(tmp_path / "root")
+    with Store(root) as store:
+        store.create_dataset("x")
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, root], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with Store(root) as store:
+            start = time.monotonic()
+            with pytest.raises(DatasetLocked, match=rf"pid {proc.pid} on "):
+                store.writer("x", wait=0.5)
+            assert time.monotonic() - start >= 0.5
+            with pytest.raises(DatasetLocked, match="being written"):
+                store.aggregate("x", 0, 0, wait=0.1)
+            with pytest.raises(DatasetLocked, match="cannot restore"):
+                store.restore()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            with store.writer("x", wait=5) as w:  # the dead holder's lock is taken over
+                w.write_json_lines([b'{"id":1}'])
+            assert ids(store, "x") == [1]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_cascade_delete_finishes_a_half_done_delete(store):
+    store.write_records("d", [rows(0, 25)])
+    store.create_version("d", "1.0.0")
+    # A delete that died part-way: some objects gone, catalog rows still there.
+    store.fs.rm_file(store.layout.dataset_json("d"))
+    store.fs.rm_file(store.fs._strip_protocol(store.dataranges("d")[0].url))
+    store.delete_dataset("d")
+    assert not store.fs.exists(store.layout.dataset_dir("d"))
+    assert [d.name for d in store.list_datasets()] == []
+    # Known only to storage (the rows went first, e.g. a catalog rebuilt elsewhere): still deletable.
+    store.write_records("e", [rows(0, 3)])
+    with store.catalog.transaction() as db:
+        db.execute("DELETE FROM datasets WHERE name = 'e'")
+    store.delete_dataset("e")
+    assert not store.fs.exists(store.layout.dataset_dir("e"))
+
+
+def test_unknown_datasets_and_bad_arguments_have_clear_errors(tmp_path):
+    with Store(str(tmp_path / "root"), max_datapoints=5) as store:
+        for call in (lambda: store.read("ghost", 0), lambda: store.dataranges("ghost"),
+                     lambda: store.aggregate("ghost", 0, 1), lambda: store.list_versions("ghost"),
+                     lambda: store.writer("ghost"), lambda: store.rotate("ghost"), lambda: store.stats("ghost")):
+            with pytest.raises(DatasetNotFound, match="'ghost' not found"):
+                call()
+        store.write_records("b", [rows(0, 12)])
+        with pytest.raises(RangeError, match="first > last"):
+            store.aggregate("b", 5, 1)
+        with pytest.raises(RangeError, match="first > last"):
+            list(store.read_lines("b", 5, 1))
+        with pytest.raises(VersionError, match="has no versions"):
+            store.get_version("b")
+        store.create_version("b", "1.0.0")
+        with pytest.raises(RangeError, match="no chunk with index 7 \\(it has 3\\)"):
+            store.chunk("b", "1.0.0", index=7)
+        with pytest.raises(VersionError, match="no version 2.0.0 \\(versions: 1.0.0\\)"):
+            store.read("b", 0, version="2.0.0")
+        assert b"".join(store.read_lines("b", 3, 6, version="1.0.0")).count(b"\n") == 4
+        # verify notices a container only a version still references going missing.
+        store.aggregate("b", 0, 9)
+        kept = [d for d in store.get_version("b", "1.0.0").dataranges if d.first == 5][0]
+        store.fs.rm_file(store.fs._strip_protocol(kept.url))
+        [bad] = store.verify("b")
+        assert bad["used_by"] == "version 1.0.0" and bad["problem"] == "object missing"
+
+
+def test_cli_versions_cat_and_errors_in_subprocesses(tmp_path):
+    root = str(tmp_path / "root")
+    with Store(root, max_datapoints=4) as store:
+        store.write_records("c", [rows(0, 10)])
+
+    def des(*args):
+        return subprocess.run([sys.executable, "-m", "connector.cli", "datasets", "--root", root, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    out = des("--json", "list")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["datapoints"] == 10
+    assert des("read", "c", "1").stdout == '{"id":1}\n'
+    out = des("cat", "c", "2", "5")
+    assert out.returncode == 0 and [json.loads(x)["id"] for x in out.stdout.splitlines()] == [2, 3, 4, 5]
+    assert des("versions", "create", "c", "1.0.0", "-m", "snap").returncode == 0
+    got = json.loads(des("--json", "versions", "get", "c", "latest").stdout)
+    assert got["version"] == "1.0.0" and len(got["dataranges"]) == 3
+    out = des("aggregate", "c", "0", "5")
+    assert out.returncode == 1 and "cuts datarange [4, 7]" in out.stderr and "Traceback" not in out.stderr
+    out = des("stats", "../etc")
+    assert out.returncode == 1 and "path separator" in out.stderr
