@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mimetypes
 import os
 import socket
 import tempfile
@@ -406,7 +407,7 @@ class Store:
                 base = fs._strip_protocol(relative_to).rstrip("/") + "/" if relative_to else None
                 name = path[len(base):] if base and path.startswith(base) else path.rsplit("/", 1)[-1]
                 meta = {"last_modified": _iso(info), "etag": info.get("ETag") or info.get("etag"),
-                        "content_type": info.get("ContentType")}
+                        "content_type": info.get("ContentType") or mimetypes.guess_type(name)[0]}
                 w.write_file(name, fs.cat_file(path), {k: v for k, v in meta.items() if v is not None})
         return _result(w.committed)
 
