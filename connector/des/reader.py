@@ -10,12 +10,13 @@ requests. Every inconsistency raises :class:`~connector.errors.DesFormatError`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, TypeVar
 
 import fsspec
 
@@ -43,6 +44,22 @@ DEFAULT_MAX_GAP = 1024 * 1024  # like the reference: merge members closer than 1
 MAX_COALESCED = 64 * 1024 * 1024
 META_PREFETCH_LIMIT = 16 * 1024 * 1024  # fetch META with the index when it is at most this big
 _NO_CACHE: Any = object()
+T = TypeVar("T")
+
+
+def _refreshing(method: Callable[..., T]) -> Callable[..., T]:
+    """Retry a read once with a fresh index when it failed on a cached one that turns out stale."""
+
+    @functools.wraps(method)
+    def wrapper(self: DesReader, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (DesFormatError, KeyError):
+            if not self._reload_if_replaced():
+                raise
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class DesReader:
@@ -129,10 +146,12 @@ class DesReader:
             raise KeyError(f"{self.url}: no member named {name!r}")
         return entry
 
+    @_refreshing
     def meta(self, name: str) -> dict[str, Any]:
         """The member's META object (``size``, ``sha256``, ``codec``... and the writer's keys)."""
         return self._meta_of(self.info(name), fetch=True)
 
+    @_refreshing
     def read(self, name: str) -> bytes:
         """The member's bytes: decompressed, fetched from ``_bigFiles/`` if external, verified."""
         entry = self.info(name)
@@ -140,6 +159,7 @@ class DesReader:
             return self._finish(entry, self._read_external(entry))
         return self._finish(entry, self._read_range(entry.offset, entry.offset + entry.length))
 
+    @_refreshing
     def read_many(self, names: Iterable[str]) -> dict[str, bytes]:
         """Read several members, coalescing neighbours into few range requests."""
         entries = [self.info(n) for n in names]
@@ -164,6 +184,7 @@ class DesReader:
             raise ValueError(f"{self.url}: range [{start}, {end}) outside the container (size {self.size})")
         return self._read_range(start, end)
 
+    @_refreshing
     def read_member_range(self, name: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of one member's content (clamped to it), fetching only those.
 
@@ -189,6 +210,7 @@ class DesReader:
         # object store's own file would first make a HEAD request for the size).
         return io.BufferedReader(_MemberFile(self, entry), buffer_size=block_size)
 
+    @_refreshing
     def verify(self) -> int:
         """Re-read every member and check its sha256 and size; return how many were checked.
 
@@ -244,13 +266,27 @@ class DesReader:
                 self._index = cached
                 self._meta_region = cached.meta_region
                 self._expected_size = cached.size
+                self._from_cache = True
                 return
         else:
             identity = self._identity() if self.fs is not None else self._size
+        self._from_cache = False
         self._index = self._read_tail(identity)
         self._meta_region = self._index.meta_region
         if key is not None and self._cache is not None:
             self._cache.put(key, self._index)
+
+    def _reload_if_replaced(self) -> bool:
+        """After an error on an index that came from the cache, read the tail again: True when the
+        container changed under its name (its footer differs; the caller retries once), False
+        when the index was right and the error stands. Remote objects carry no cheap identity on
+        a ranged GET, so this is how a container replaced by another process is noticed."""
+        if not getattr(self, "_from_cache", False) or self._cache is None or self.fs is None or self.path is None:
+            return False
+        old = self._index
+        self._cache.discard(IndexCache.key(self.fs, self.path))
+        self._load()
+        return (self._index.footer, self._index.size) != (old.footer, old.size)
 
     def _read_tail(self, identity: Any) -> CachedIndex:
         size = self._size

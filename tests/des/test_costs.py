@@ -168,3 +168,38 @@ def test_open_of_a_big_file_member_reads_by_range_without_a_head(s3_endpoint, s3
             f.seek(1_000_000)
             assert f.read(10) == BIG[1_000_000:1_000_010]
     assert w.count() == w.count("GET") and w.sent <= 2 * 64 * 1024, w
+
+
+def test_a_container_replaced_under_its_name_is_noticed_by_a_warm_reader(s3_endpoint, s3_bucket, s3_proxy, tmp_path):
+    # Another process replaces the object (no cache invalidation in this process): the cached
+    # index is stale. The first read that fails its checks re-reads the tail once and succeeds.
+    url = f"s3://{s3_bucket}/replaced.des"
+    with DesWriter(url, fs=s3_endpoint.s3fs()) as w:
+        w.add("a.txt", b"old a\n")
+        w.add("b.txt", b"old b\n")
+    so = s3_proxy.storage_options(s3_endpoint)
+    cache = IndexCache()
+    assert DesReader(url, storage_options=so, cache=cache).read("b.txt") == b"old b\n"
+    other = tmp_path / "new.des"
+    with DesWriter(str(other)) as w:
+        w.add("z.txt", b"a new first member, longer\n")
+        w.add("b.txt", b"new b\n")
+        w.add("c.txt", b"new c\n")
+    s3_endpoint.s3fs().pipe(url, other.read_bytes())
+
+    with s3_proxy.window() as w:
+        warm = DesReader(url, storage_options=so, cache=cache)  # free: the stale index
+        assert warm.read("b.txt") == b"new b\n"
+    assert w.count("GET") == 3, w  # the stale member range, the tail again, the member
+    assert warm.names() == ["z.txt", "b.txt", "c.txt"] and warm.read("c.txt") == b"new c\n"
+    assert DesReader(url, storage_options=so, cache=cache).read_many(["b.txt", "c.txt"])["c.txt"] == b"new c\n"
+    with pytest.raises(KeyError):
+        DesReader(url, storage_options=so, cache=cache).read("absent.txt")
+
+    # A real corruption (same footer) is not retried again and again: one tail re-read, then the error.
+    data = bytearray(other.read_bytes())
+    data[data.index(b"new c")] ^= 0x20
+    s3_endpoint.s3fs().pipe(url, bytes(data))
+    with s3_proxy.window() as w, pytest.raises(DesFormatError, match="'c.txt': checksum mismatch"):
+        DesReader(url, storage_options=so, cache=cache).read("c.txt")
+    assert w.count("GET") == 2, w  # the member, the tail (unchanged footer: no retry)
