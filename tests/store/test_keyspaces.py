@@ -270,3 +270,48 @@ def test_cli_versions_cat_and_errors_in_subprocesses(tmp_path):
     assert out.returncode == 1 and "cuts datarange [4, 7]" in out.stderr and "Traceback" not in out.stderr
     out = des("stats", "../etc")
     assert out.returncode == 1 and "path separator" in out.stderr
+
+
+WRITE_FOREVER = """
+import sys
+from connector.store import Store
+store = Store(sys.argv[1], max_datapoints=30)
+store.ensure_dataset("k")
+n = 0
+with store.writer("k") as w:
+    while True:
+        batch = [b'{"id":%d}' % i for i in range(n, n + 7)]
+        n += 7
+        w.write_json_lines(batch, checkpoint={"records": n})
+        if w.committed:
+            print(len(w.committed), flush=True)
+"""
+
+
+@pytest.mark.parametrize("commits", [3, 9])
+def test_sigkill_mid_write_leaves_committed_data_checkpoint_and_storage_consistent(tmp_path, commits):
+    root = str(tmp_path / "root")
+    proc = subprocess.Popen([sys.executable, "-c", WRITE_FOREVER, root], stdout=subprocess.PIPE, text=True)
+    try:
+        while int(proc.stdout.readline() or commits) < commits:
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    with Store(root, max_datapoints=30) as store:
+        got = ids(store, "k")
+        assert got == list(range(len(got))) and len(got) >= 30 * (commits - 1)
+        # The checkpoint names exactly the records committed (calls are never split).
+        assert store.checkpoint("k")["records"] == len(got) == store.get_dataset("k").next_key
+        with store.writer("k", wait=5) as w:  # the killed writer's lock is taken over, leftovers go
+            w.write_json_lines([b'{"id":%d}' % len(got)], checkpoint={"records": len(got) + 1})
+        known = {store.fs._strip_protocol(d.url) for d in store.dataranges("k")}
+        assert set(store.list_range_objects("k")) == known
+        assert not [f for f in os.listdir(os.path.join(root, ".spool")) if f.startswith(("k.", ".k."))]
+        before = store.dump_catalog()
+    again = reopen_without_catalog(Store(root, max_datapoints=30))
+    try:
+        assert again.dump_catalog() == before
+    finally:
+        again.close()
