@@ -34,7 +34,7 @@ from typing import IO, Any
 import msgspec
 
 from connector.destination.config import DestinationConfig
-from connector.destination.messages import DECODE_ERRORS, InputError, Message, _decode, blocks, classify, valid_utf8
+from connector.destination.messages import DECODE_ERRORS, InputError, Message, _decode, blocks, classify, valid_utf8  # noqa: F401
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.writer import DatasetWriter
@@ -281,45 +281,54 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
         """How long stdin may stay silent before held states are flushed."""
         return max(0.0, config.flush_seconds - (clock() - held[0][2])) if held else None
 
-    last_key: tuple[str | None, str] | None = None
+    last_stream: str | None = None
+    last_ns: str | None = None
     sink: _StreamSink | None = None
+    pending: list[bytes] = []
+    plain, chunk = False, 0
     lineno = 0
     try:
         for block in blocks(source, idle=idle):
             if block is None:  # stdin silent for flush_seconds while a state waits
                 flush_all()
                 continue
+            raw = b"\n".join(block)
             try:
-                if not valid_utf8(block):
-                    raise UnicodeError
+                raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
                 msgs: list[Message | None] = [_decode(line) for line in block]  # the common case: all good
                 error = None
             except (*DECODE_ERRORS, UnicodeError):
                 msgs, error = _decode_block(block, lineno)
+            # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
+            loose = b" " in raw or b"\t" in raw or b"\r" in raw
+            if sink is not None:  # a flush between blocks may have replaced its pending list
+                plain, pending = sink.plain, sink._pending
             base = lineno
             for i, msg in enumerate(msgs):
                 if msg is None:
                     continue
-                kind = msg.type
-                if kind == "RECORD":
+                if msg.type == "RECORD":
                     # The hot path: no Python objects for the data, only its bytes.
                     rec = msg.record
-                    if rec is None or (rec.namespace, rec.stream) != last_key:
+                    if rec is None or rec.stream != last_stream or rec.namespace != last_ns or sink is None:
                         if rec is None:
                             classify(block[i], base + i + 1)  # raises the precise InputError
-                        last_key, sink = (rec.namespace, rec.stream), sink_for(rec.namespace, rec.stream, base + i + 1)
-                    data = compact(rec.data, indent=-1)  # C: the input's bytes minus whitespace
+                        last_stream, last_ns = rec.stream, rec.namespace
+                        sink = sink_for(rec.namespace, rec.stream, base + i + 1)
+                        plain, pending, chunk = sink.plain, sink._pending, sink.chunk
+                    data = compact(rec.data, indent=-1) if loose else bytes(rec.data)
                     if data[0] != 123:  # b"{"
                         classify(block[i], base + i + 1)
                         raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
-                    if sink.plain:
-                        pending = sink._pending
+                    if plain:
                         pending.append(data)
-                        if len(pending) >= sink.chunk:
+                        if len(pending) >= chunk:
                             sink.feed()
+                            pending = sink._pending
                     else:
                         sink.add(data)
-                elif kind == "STATE":
+                        plain, pending = sink.plain, sink._pending
+                elif msg.type == "STATE":
                     needed = {k: s.seen() for k, s in sinks.items()}
                     held.append((needed, block[i].strip() + b"\n", clock()))
                 # Other message types (LOG, TRACE, ...) are not for the destination to store.
