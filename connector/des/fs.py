@@ -154,12 +154,17 @@ class DesFileSystem(AbstractArchiveFileSystem):
                     out[name] = missing
         try:
             out.update(self.reader.read_many(names))
-        except Exception as exc:  # noqa: BLE001 - fsspec's on_error contract
+        except Exception:  # noqa: BLE001 - fsspec's on_error contract
             if on_error == "raise":
                 raise
-            if on_error == "return":
-                out.update({n: exc for n in names})
-        return out
+            # One bad member fails the batch: read one by one so the good ones still come back.
+            for name in names:
+                try:
+                    out[name] = self.reader.read(name)
+                except Exception as exc:  # noqa: BLE001
+                    if on_error == "return":
+                        out[name] = exc
+        return {p: out[p] for p in paths if p in out}  # in the order fsspec expanded them
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict | None = None, **kwargs: Any):

@@ -126,3 +126,22 @@ def test_compressed_member_without_a_size_is_a_named_format_error(tmp_path):
         fs.info("z.txt")
     with pytest.raises(DesFormatError, match="'z.txt'"):
         fs.cat_file("z.txt")
+
+
+def test_cat_on_error_keeps_the_good_members(tmp_path):
+    path = tmp_path / "onebad.des"
+    with DesWriter(str(path)) as w:
+        w.add("good1", b"g1" * 10)
+        w.add("bad", b"bb" * 10)
+        w.add("good2", b"g2" * 10)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"bb")] ^= 0x01
+    path.write_bytes(bytes(data))
+    from connector.des import DesFormatError
+
+    fs = DesFileSystem(fo=str(path), index_cache=None)
+    with pytest.raises(DesFormatError, match="'bad'"):
+        fs.cat(["good1", "bad", "good2"])
+    out = fs.cat(["good1", "bad", "good2"], on_error="return")
+    assert out["good1"] == b"g1" * 10 and out["good2"] == b"g2" * 10 and isinstance(out["bad"], DesFormatError)
+    assert fs.cat(["good1", "bad", "good2"], on_error="omit") == {"good1": b"g1" * 10, "good2": b"g2" * 10}
