@@ -83,3 +83,21 @@ def test_bad_configs_fail_clearly(tmp_path):
     write_local(tmp_path / "d", {"s/a.csv": b"i\n1\n"})
     out = sync(tmp_path, {"root_url": str(tmp_path / "d")}, "--streams", "nope")
     assert out.returncode == 1 and "unknown stream(s) nope" in out.stderr
+
+
+def test_default_state_file_and_one_kind_per_dataset(tmp_path):
+    src = tmp_path / "data"
+    write_local(src, {"users/a.csv": b"id,name\n1,ada\n"})
+    (tmp_path / "src.json").write_text(json.dumps({"root_url": str(src)}))
+    (tmp_path / "dst.json").write_text(json.dumps({"root_url": str(tmp_path / "out" / "store")}))
+    base = DES + ["sync", "--config", str(tmp_path / "src.json"), "--destination", str(tmp_path / "dst.json")]
+    out = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    state = json.loads((tmp_path / "out" / "store.state.json").read_text())  # beside the root
+    assert state["users"]["_files_at_cursor"] == ["users/a.csv"]
+    # Whole files into the dataset that holds records: refused, with the way out, nothing written.
+    out = subprocess.run(base + ["--mode", "files"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "dataset 'users' holds records datapoints" in out.stderr and "dataset_name" in out.stderr
+    with Store(str(tmp_path / "out" / "store")) as store:
+        assert [(d.kind, d.count) for d in store.dataranges("users")] == [("records", 1)]
