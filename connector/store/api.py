@@ -199,6 +199,7 @@ class Store:
         validate_dataset_name(name)
         _check_status(status)
         tags = _check_tags(tags)
+        _check_metadata(metadata)
         with self.catalog.transaction() as db:
             if self.catalog.has_dataset(name):
                 raise DatasetExists(f"dataset {name!r} already exists")
@@ -243,6 +244,7 @@ class Store:
         if tags is not None:
             fields["tags"] = json.dumps(_check_tags(tags))
         if metadata is not None:
+            _check_metadata(metadata)
             merged = dict(current.metadata)
             for k, v in metadata.items():
                 if v is None:
@@ -914,6 +916,15 @@ def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     return status
+
+
+def _check_metadata(metadata: Any) -> None:
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise StoreError(f"metadata must be a JSON object (a map of keys to values), not {type(metadata).__name__}")
+    try:
+        json.dumps(dict(metadata or {}))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"metadata must be JSON-serialisable: {exc}") from None
 
 
 def _check_tags(tags: Iterable[str]) -> list[str]:

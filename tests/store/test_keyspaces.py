@@ -315,3 +315,23 @@ def test_sigkill_mid_write_leaves_committed_data_checkpoint_and_storage_consiste
         assert again.dump_catalog() == before
     finally:
         again.close()
+
+
+def test_overlaps_are_refused_by_the_catalog_and_by_restore(tmp_path):
+    import shutil
+
+    with Store(str(tmp_path / "root"), max_datapoints=10) as store:
+        store.write_records("v", [rows(0, 20)])
+        with pytest.raises(RangeError, match=r"datarange \[5, 14\] overlaps \[0, 9\]"):
+            with store.catalog.transaction() as db:
+                store.catalog.insert_datarange(db, "v", 5, 14, "x.des", 1, "0" * 64, 10, "records")
+        assert [(d.first, d.last) for d in store.dataranges("v")] == [(0, 9), (10, 19)]
+        with pytest.raises(StoreError, match="metadata must be a JSON object"):
+            store.update_dataset("v", metadata=[1, 2])
+        # An object that overlaps without covering cannot come from this store: restore names it.
+        src = store.fs._strip_protocol(store.dataranges("v")[0].url)
+        shutil.copy(src, store.layout.datarange("v", 5, 14))
+        with pytest.raises(RangeError, match=r"00000000000000000005-00000000000000000014.des: datarange \[5, 14\] "
+                                              r"overlaps \[0, 9\] without being covered"):
+            store.restore()
+        assert len(store.dataranges("v")) == 2  # the failed restore changed nothing
