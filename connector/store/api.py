@@ -387,6 +387,17 @@ class Store:
         raw = self.catalog.dataset(dataset)["checkpoint"]
         return None if raw is None else json.loads(raw)
 
+    def set_checkpoint(self, dataset: str, value: Any, *, wait: float = 30.0) -> None:
+        """Store ``value`` as the dataset's checkpoint without writing data (under the writer lock;
+        kept beside the containers too, so it survives a lost catalog)."""
+        with self.catalog.lock(dataset, wait, "checkpoint") as lock:
+            d = self.get_dataset(dataset)
+            text = self.dumps(value)
+            self.write_bytes(self.layout.checkpoint(dataset, d.epoch, d.next_key), text.encode())
+            with self.catalog.transaction() as db:
+                lock.check(db)
+                db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?", (text, time.time(), dataset))
+
     def write_records(self, dataset: str, batches: Iterable[pa.RecordBatch | pa.Table | Sequence[Mapping]]) -> WriteResult:
         """Append records (Arrow batches or lists of dicts) to ``dataset`` (created if missing)."""
         self.ensure_dataset(dataset)
