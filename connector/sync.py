@@ -164,9 +164,11 @@ class Sync:
                 progress.done(event.file, event.state)
 
     def _files(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
-        current = StreamState.from_dict(state)
+        progress = _FilesProgress(state)
+        writer.set_checkpoint(progress.checkpoint)
         refs = self.source.files(stream, state)
         fs = self.source.fs
+        options = _single_get(fs)
         start = 0
         while start < len(refs):
             # Fetch a batch concurrently (fsspec's cat gathers the GETs), then write in order.
@@ -178,7 +180,7 @@ class Sync:
             # cat_ranges issues only the GETs (fs.cat would first HEAD every path to expand it), and
             # s3fs's max_concurrency=1 stops its cat_file from a HEAD per object to plan chunked GETs.
             blobs = fs.cat_ranges([r.path for r in batch], [None] * len(batch), [None] * len(batch),
-                                  on_error="return", **_single_get(fs))
+                                  on_error="return", **options)
             for ref, data in zip(batch, blobs):
                 if isinstance(data, FileNotFoundError):
                     continue  # deleted since listing: not synced, picked up if it comes back
@@ -186,11 +188,10 @@ class Sync:
                     data = self._refetch(ref, data)
                     if data is None:
                         continue
-                current = current.advance(ref)
                 meta = {"last_modified": ref.last_modified.isoformat().replace("+00:00", "Z"), "etag": ref.etag,
                         "source_url": ref.url}
-                writer.write_file(ref.key, data, {k: v for k, v in meta.items() if v is not None},
-                                  checkpoint={"source_state": current.to_dict(), "mode": "files"})
+                progress.add(ref, writer.next_key + writer.pending)
+                writer.write_file(ref.key, data, {k: v for k, v in meta.items() if v is not None})
                 summary.files += 1
                 summary.records += 1
                 self.progress(stream, 1)
@@ -248,6 +249,39 @@ class _FileProgress:
             if rows:
                 cp["partial"] = {**self._identity(self.ref), "rows": rows}
         return cp
+
+
+class _FilesProgress:
+    """The source state of files mode, kept incrementally: many objects often share one
+    LastModified second, and rebuilding the state per object would be quadratic in their number.
+    The state is built only when a commit asks for it, for the objects whose keys it covers."""
+
+    def __init__(self, state: Any) -> None:
+        start = StreamState.from_dict(state)
+        self.cursor, self.keys, self.exact = start.cursor, set(start.at_cursor), start.exact
+        self.last_key = -1  # datapoint key of the latest object added
+        self.undo: tuple[Any, set[str], str | None, bool] | None = None  # the state before that object
+
+    def add(self, ref, key: int) -> None:
+        """``ref`` is about to be written as datapoint ``key``."""
+        previous = (self.cursor, self.keys, None, self.exact)
+        if self.cursor is None or ref.last_modified > self.cursor:
+            self.cursor, self.keys, self.exact = ref.last_modified, {ref.key}, True
+        elif ref.last_modified == self.cursor:
+            previous = (self.cursor, self.keys, None if ref.key in self.keys else ref.key, self.exact)
+            self.keys.add(ref.key)
+            self.exact = True
+        else:
+            previous = None  # older than the cursor (a full refresh re-reading old files): nothing moves
+        self.undo, self.last_key = previous, key
+
+    def checkpoint(self, next_key: int) -> dict[str, Any]:
+        """The state once every datapoint below ``next_key`` is committed."""
+        cursor, keys, exact = self.cursor, self.keys, self.exact
+        if next_key <= self.last_key and self.undo is not None:  # a commit cut just before the latest object
+            cursor, keys, added, exact = self.undo
+            keys = keys - {added} if added else keys
+        return {"source_state": StreamState(cursor, frozenset(keys), exact=exact).to_dict(), "mode": "files"}
 
 
 def _single_get(fs) -> dict[str, Any]:
