@@ -101,3 +101,28 @@ def test_default_state_file_and_one_kind_per_dataset(tmp_path):
     assert "dataset 'users' holds records datapoints" in out.stderr and "dataset_name" in out.stderr
     with Store(str(tmp_path / "out" / "store")) as store:
         assert [(d.kind, d.count) for d in store.dataranges("users")] == [("records", 1)]
+
+
+def test_records_into_an_s3_root_resume_from_the_catalog(tmp_path, s3_endpoint, s3_bucket):
+    src = tmp_path / "data"
+    write_local(src, {"users/a.csv": b"id,name\n1,ada\n2,bo\n3,cy\n"})
+    dest = {"bucket_name": s3_bucket, "path_prefix": "store", "endpoint": s3_endpoint.endpoint_url,
+            "region": s3_endpoint.region, "access_key_id": s3_endpoint.key, "secret_access_key": s3_endpoint.secret,
+            "catalog_path": str(tmp_path / "catalog.sqlite"), "max_datapoints": 2}
+    (tmp_path / "src.json").write_text(json.dumps({"root_url": str(src)}))
+    (tmp_path / "dst.json").write_text(json.dumps(dest))
+    argv = DES + ["sync", "--config", str(tmp_path / "src.json"), "--destination", str(tmp_path / "dst.json")]
+    out = subprocess.run(argv + ["--state", str(tmp_path / "state.json")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "users -> users: 1 files, 3 datapoints" in out.stdout and "in 2 dataranges" in out.stdout
+    keys = sorted(o["Key"] for o in s3_endpoint.boto3_client().list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert [k for k in keys if k.endswith(".des")] == [
+        "store/users/dataranges/00000000000000000000-00000000000000000001.des",
+        "store/users/dataranges/00000000000000000002-00000000000000000002.des"]
+    # Without the state file the catalog's state (committed with the data) still says "done".
+    out = subprocess.run(argv + ["--state", str(tmp_path / "other-state.json")], capture_output=True, text=True,
+                         timeout=120)
+    assert "users -> users: 0 files, 0 datapoints" in out.stdout, out.stdout + out.stderr
+    with Store(f"s3://{s3_bucket}/store", str(tmp_path / "catalog.sqlite"),
+               storage_options=s3_endpoint.storage_options()) as store:
+        assert store.to_table("users").column("name").to_pylist() == ["ada", "bo", "cy"]
