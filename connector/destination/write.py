@@ -288,6 +288,10 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     plain, chunk = False, 0
     lineno = 0
     try:
+        # An overwrite replaces the data even when its stream sends no record at all.
+        for (namespace, name), entry in configured.items():
+            if entry.get("destination_sync_mode") == "overwrite":
+                sink_for(namespace, name, 0)
         for block in blocks(source, idle=idle):
             if block is None:  # stdin silent for flush_seconds while a state waits
                 flush_all()

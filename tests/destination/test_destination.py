@@ -172,6 +172,16 @@ def test_killed_mid_stream_then_rerun_is_exactly_once(tmp_path, mode):
     assert ids(tmp_path) == list(range(n)) * (2 if mode == "append" else 1)
 
 
+def test_overwrite_with_no_records_empties_the_dataset(tmp_path):
+    run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], b"".join(record("rows", i) for i in range(3)))
+    code, msgs, err = run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path, "overwrite")], state(0))
+    assert code == 0, err
+    assert [m["type"] for m in msgs].count("STATE") == 1
+    assert ids(tmp_path) == []
+    with Store(str(tmp_path / "store")) as store:
+        assert store.list_versions("rows") == []
+
+
 def test_failed_overwrite_then_different_input_drops_the_partial_data(tmp_path):
     run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], b"".join(record("rows", i) for i in range(3)))
     cfg, cat = config(tmp_path, max_datapoints=10), catalog(tmp_path, "overwrite")
