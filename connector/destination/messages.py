@@ -44,25 +44,9 @@ class Message(msgspec.Struct):
     record: Optional[Record] = None  # noqa: UP007
 
 
-_decode = msgspec.json.Decoder(Message).decode
+#: One line -> :class:`Message`; raises one of ``DECODE_ERRORS`` for anything else (then see :func:`classify`).
+decode_line = msgspec.json.Decoder(Message).decode
 DECODE_ERRORS = (msgspec.MsgspecError, RecursionError)
-
-
-def decode(line: bytes, lineno: int) -> Message | None:
-    """One line -> a :class:`Message` (RECORD with valid object data, STATE, ...), ``None`` for a
-    blank line; :class:`InputError` for a line that is not a valid message."""
-    try:
-        msg = _decode(line)
-    except DECODE_ERRORS:
-        return classify(line, lineno)
-    if msg.type == "RECORD":
-        rec = msg.record
-        if rec is None:
-            raise InputError(f"stdin line {lineno}: RECORD without record.stream")
-        if bytes(rec.data)[:1] != b"{":
-            raise InputError(f"stdin line {lineno}: RECORD data of stream {rec.stream!r} is "
-                             f"{type(orjson.loads(bytes(rec.data))).__name__}, not an object")
-    return msg
 
 
 def classify(line: bytes, lineno: int) -> Message | None:

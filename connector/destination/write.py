@@ -34,7 +34,7 @@ from typing import IO, Any
 import msgspec
 
 from connector.destination.config import DestinationConfig
-from connector.destination.messages import DECODE_ERRORS, InputError, Message, _decode, blocks, classify, valid_utf8  # noqa: F401
+from connector.destination.messages import DECODE_ERRORS, InputError, Message, blocks, classify, decode_line, valid_utf8
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.writer import DatasetWriter
@@ -231,7 +231,7 @@ def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], 
         try:
             if not utf8:
                 raise UnicodeError  # msgspec.Raw does not check UTF-8; orjson does
-            out.append(_decode(line))
+            out.append(decode_line(line))
         except (*DECODE_ERRORS, UnicodeError):
             try:
                 out.append(classify(line, i))
@@ -299,7 +299,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             raw = b"\n".join(block)
             try:
                 raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
-                msgs: list[Message | None] = [_decode(line) for line in block]  # the common case: all good
+                msgs: list[Message | None] = [decode_line(line) for line in block]  # the common case: all good
                 error = None
             except (*DECODE_ERRORS, UnicodeError):
                 msgs, error = _decode_block(block, lineno)
