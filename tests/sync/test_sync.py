@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -126,3 +127,32 @@ def test_records_into_an_s3_root_resume_from_the_catalog(tmp_path, s3_endpoint, 
     with Store(f"s3://{s3_bucket}/store", str(tmp_path / "catalog.sqlite"),
                storage_options=s3_endpoint.storage_options()) as store:
         assert store.to_table("users").column("name").to_pylist() == ["ada", "bo", "cy"]
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    src = tmp_path / "data"
+    write_local(src, {"users/a.csv": b"id\n1\n2\n"})
+    (tmp_path / "src.json").write_text(json.dumps({"root_url": str(src)}))
+    (tmp_path / "dst.json").write_text(json.dumps({"root_url": str(tmp_path / "store")}))
+    argv = DES + ["sync", "--config", str(tmp_path / "src.json"), "--destination", str(tmp_path / "dst.json")]
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr  # no bar into a pipe or file
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 0-column pty shows no bar
+    (tmp_path / "dst.json").write_text(json.dumps({"root_url": str(tmp_path / "store2")}))  # records to write again
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=child)
+    proc.wait(timeout=120)
+    # The slave end stays open here until the output is read: a pty whose last slave closes may
+    # drop what is still unread.
+    seen = b""
+    while select.select([main], [], [], 0.5)[0]:
+        seen += os.read(main, 65536)
+    os.close(child)
+    os.close(main)
+    assert proc.returncode == 0
+    assert b"users" in seen and b"dp" in seen, seen  # tqdm's bar for the stream, on the terminal
