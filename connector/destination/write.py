@@ -249,6 +249,13 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     bad input, after committing and acknowledging everything before it.
     """
     configured = _configured_streams(catalog)
+    targets: dict[str, str] = {}
+    for namespace, name in configured:
+        dataset = config.dataset_for(name, namespace)
+        if dataset in targets:
+            raise ConnectorError(f"streams {targets[dataset]!r} and {name!r} both map to dataset {dataset!r}: "
+                                 f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
+        targets[dataset] = name
     store = config.open_store()
     sinks: dict[tuple[str | None, str], _StreamSink] = {}
     held: list[tuple[dict[tuple[str | None, str], int], bytes, float]] = []
@@ -265,7 +272,13 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             mode = entry.get("destination_sync_mode", "append")
             if mode not in ("append", "overwrite", "append_dedup"):
                 raise ConnectorError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported")
-            sink = sinks[key] = _StreamSink(store, stream, config.dataset_for(stream, namespace), mode)
+            dataset = config.dataset_for(stream, namespace)
+            clash = [s.stream for s in sinks.values() if s.dataset == dataset]
+            if clash:
+                # One writer per dataset, and its exactly-once checkpoint counts one stream's records.
+                raise ConnectorError(f"streams {clash[0]!r} and {stream!r} both map to dataset {dataset!r}: "
+                                     f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
+            sink = sinks[key] = _StreamSink(store, stream, dataset, mode)
         return sink
 
     def release_states() -> None:

@@ -263,3 +263,13 @@ def test_writes_to_s3_root(s3_endpoint, s3_bucket, tmp_path):
         "dest/rows/dataranges/00000000000000000008-00000000000000000009.des"]
     with Store(f"s3://{s3_bucket}/dest", str(tmp_path / "cat.sqlite"), storage_options=s3_endpoint.storage_options()) as store:
         assert store.to_table("rows").column("id").to_pylist() == list(range(10))
+
+
+def test_two_streams_into_one_dataset_is_refused_clearly(tmp_path):
+    body = record("a", 0) + record("b", 1)
+    code, msgs, _ = run(["write", "--config", config(tmp_path, dataset_name="all"), "--catalog",
+                         catalog(tmp_path, streams=("a", "b"))], body, timeout=60)
+    assert code == 1
+    [error] = [m["trace"]["error"]["message"] for m in msgs if m["type"] == "TRACE"]
+    assert "streams 'a' and 'b' both map to dataset 'all'" in error
+    assert ids(tmp_path, "all") == []  # found in the configured catalog, before anything is written
