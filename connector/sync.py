@@ -101,6 +101,13 @@ class Sync:
         unknown = [s for s in chosen if s not in available]
         if unknown:
             raise ConnectorError(f"unknown stream(s) {', '.join(unknown)} (streams: {', '.join(available) or 'none'})")
+        targets: dict[str, str] = {}
+        for stream in chosen:
+            dataset = self.destination.dataset_for(stream, None)
+            if dataset in targets:  # each dataset's checkpoint holds one stream's source state
+                raise ConnectorError(f"streams {targets[dataset]!r} and {stream!r} both map to dataset {dataset!r}: "
+                                     f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
+            targets[dataset] = stream
         with self.destination.open_store() as store:
             return [self._stream(store, s) for s in chosen]
 

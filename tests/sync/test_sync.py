@@ -156,3 +156,12 @@ def test_progress_bars_only_on_a_terminal(tmp_path):
     os.close(main)
     assert proc.returncode == 0
     assert b"users" in seen and b"dp" in seen, seen  # tqdm's bar for the stream, on the terminal
+
+
+def test_two_streams_into_one_dataset_is_refused(tmp_path):
+    src = tmp_path / "data"
+    write_local(src, {"users/a.csv": b"id\n1\n", "orders/o.csv": b"o\n1\n"})
+    out = sync(tmp_path, {"root_url": str(src)}, dest_extra={"dataset_name": "all"})
+    assert out.returncode == 1
+    assert "streams 'orders' and 'users' both map to dataset 'all'" in out.stderr
+    assert not (tmp_path / "store" / "all").exists()
