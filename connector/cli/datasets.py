@@ -81,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         (("version",), {"nargs": "?", "default": None}), (("-m", "--message"), {"default": "rotate"}))
     cmd("truncate", "drop the current data (versions keep theirs) and start an empty key space",
         lambda s, a: {"dataset": a.name, "dropped_dataranges": s.truncate(a.name)}, name)
+    cmd("gc", "delete container objects nothing uses (cut-short aggregations, leftovers, old checkpoints)",
+        lambda s, a: {"dataset": a.name, "deleted": s.gc(a.name)}, name)
     cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: s.stats(a.name), name)
     cmd("log", "the dataset's operation log (JSON Lines with --json)", _log, name)
 

@@ -782,6 +782,25 @@ class Store:
             self.delete_version(dataset, version)
         return done
 
+    def gc(self, dataset: str, *, wait: float = 30.0) -> list[str]:
+        """Delete the objects under the dataset's ``dataranges/`` folders (every key space) that
+        nothing uses: containers that are neither current dataranges nor kept by a version (an
+        aggregation or a rotation cut short, a crash's leftover) and stale checkpoint files.
+        Runs under the writer lock. Returns the deleted paths."""
+        with self.catalog.lock(dataset, wait, "gc"):
+            d = self.get_dataset(dataset)
+            used = self._referenced_paths(dataset) | {self.fs._strip_protocol(r.url) for r in self.dataranges(dataset)}
+            used.add(self.layout.checkpoint(dataset, d.epoch, d.next_key))
+            deleted = []
+            for epoch in sorted(set(self._epochs(dataset)) | {d.epoch}):
+                for path in self.list_range_objects(dataset, epoch, checkpoints=True):
+                    if path not in used:
+                        _remove(self.fs, path)
+                        deleted.append(path)
+        if deleted:
+            self.log(dataset, "gc", deleted=len(deleted))
+        return deleted
+
     # -- verify ------------------------------------------------------------------------------------
 
     def verify(self, dataset: str) -> list[dict[str, Any]]:

@@ -337,3 +337,24 @@ def test_overlaps_are_refused_by_the_catalog_and_by_restore(tmp_path):
                                               r"overlaps \[0, 9\] without being covered"):
             store.restore()
         assert len(store.dataranges("v")) == 2  # the failed restore changed nothing
+
+
+def test_gc_deletes_only_objects_nothing_uses(store):
+    store.write_records("g", [rows(0, 30)])
+    store.create_version("g", "1.0.0")
+    store.aggregate("g", 0, 19)  # inputs kept: 1.0.0 references them
+    store.delete_version("g", "1.0.0")  # ... and now they are gone with it
+    store.rotate("g", "2.0.0")
+    store.write_records("g", [rows(0, 5)])
+    # Orphans: a merged container whose aggregation died before the catalog knew it (old key
+    # space), and a stale checkpoint file.
+    merged = store.fs._strip_protocol(store.get_version("g", "2.0.0").dataranges[0].url)
+    orphan = store.layout.datarange("g", 0, 29)
+    store.fs.copy(merged, orphan)
+    stale = store.layout.checkpoint("g", 1, 3)
+    store.write_bytes(stale, b"{}")
+    before = {d.url for d in store.dataranges("g")}
+    assert sorted(store.gc("g")) == sorted([orphan, stale])
+    assert {d.url for d in store.dataranges("g")} == before and store.verify("g") == []
+    assert ids(store, "g", "2.0.0") == list(range(30)) and ids(store, "g") == list(range(5))
+    assert store.gc("g") == []
