@@ -358,3 +358,21 @@ def test_gc_deletes_only_objects_nothing_uses(store):
     assert {d.url for d in store.dataranges("g")} == before and store.verify("g") == []
     assert ids(store, "g", "2.0.0") == list(range(30)) and ids(store, "g") == list(range(5))
     assert store.gc("g") == []
+
+
+def test_cli_on_s3_root_with_the_default_catalog_rebuilds_it_from_storage(s3_endpoint, s3_bucket, tmp_path):
+    root = f"s3://{s3_bucket}/cli"
+    with Store(root, str(tmp_path / "elsewhere.sqlite"), storage_options=s3_endpoint.storage_options(),
+               max_datapoints=4) as store:
+        store.create_dataset("remote", description="on s3", tags=["t"])
+        store.write_records("remote", [rows(0, 10)])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "connector.cli", "datasets", "--root", root, "--storage-options",
+                          json.dumps(s3_endpoint.storage_options()), "--json", "stats", "remote"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert (stats["datapoints"], stats["dataranges"]) == (10, 3)
+    [catalog] = list((tmp_path / "cache" / "des-connector" / "catalogs").glob("*.sqlite"))
+    with Store(root, str(catalog), storage_options=s3_endpoint.storage_options()) as store:
+        assert store.get_dataset("remote").description == "on s3" and ids(store, "remote") == list(range(10))
