@@ -1,4 +1,9 @@
-"""Store: datasets of numbered datapoints in DES dataranges, over any fsspec root, with a SQLite catalog."""
+"""Store: datasets of numbered datapoints in DES dataranges, over any fsspec root, with a SQLite catalog.
+
+This module holds the core (datasets, writing, reading, the operation log); versions and key
+spaces live in :mod:`connector.store.history`, aggregate/verify/gc/restore in
+:mod:`connector.store.maintenance`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ import io
 import json
 import mimetypes
 import os
-import socket
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import count as counter
@@ -19,23 +22,21 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from connector.des import DesReader, DesWriter
-from connector.des.cache import invalidate
+from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
 from connector.store import records
-from connector.store import versions as vers
-from connector.store.catalog import Catalog, _stale
-from connector.store.errors import (DatasetExists, DatasetLocked, DatasetNotFound, RangeError, StoreError,
-                                    VersionError)
+from connector.store.catalog import Catalog
+from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
+from connector.store.history import HistoryMixin
 from connector.store.layout import Layout, validate_dataset_name
-from connector.store.model import Dataset, Datarange, Version, WriteResult
-from connector.store.writer import DatasetWriter, OnCommit, record_name, record_names
+from connector.store.maintenance import MaintenanceMixin
+from connector.store.model import STATUSES, Dataset, Datarange, WriteResult
+from connector.store.objects import remove_quietly
+from connector.store.writer import DatasetWriter, OnCommit, record_name
 
-STATUSES = ("draft", "active", "archived")
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 CATALOG_NAME = ".des-catalog.sqlite"
-OVERWRITE_VERSION_PREFIX = "0.0.0-overwrite."  # versions kept by begin_overwrite until finish_overwrite
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
 # Big blocks: a container's DATA region is parsed in few, large, multi-threaded pieces.
@@ -52,7 +53,7 @@ def default_catalog(fs: fsspec.AbstractFileSystem, root: str) -> str:
     return os.path.join(base, "des-connector", "catalogs", f"{digest}.sqlite")
 
 
-class Store:
+class Store(HistoryMixin, MaintenanceMixin):
     """Datasets, dataranges and versions under ``root``.
 
     Parameters
@@ -371,7 +372,7 @@ class Store:
         self.write_bytes(target, b"".join(orjson.dumps(e) + b"\n" for _, e in ordered))
         for p in paths:
             if p != target:
-                _remove(self.fs, p)
+                remove_quietly(self.fs, p)
         return len(paths)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -522,425 +523,6 @@ class Store:
                 gaps.append((expected, d.first - 1))
             expected = max(expected, d.last + 1)
         return gaps
-
-    # -- aggregate -------------------------------------------------------------------------------
-
-    def aggregate(self, dataset: str, first: int, last: int, *, wait: float = 30.0) -> Datarange:
-        """Merge the dataranges inside ``[first, last]`` into one container.
-
-        The range must be covered without gaps by whole dataranges. Holds the dataset's writer
-        lock (waits ``wait`` seconds for a running writer). The new container is committed
-        (storage, then catalog) before the old ones are deleted, so readers always find every
-        datapoint exactly once; containers a version still references are kept in storage. A
-        crash after the new container is in storage but before the catalog knows it leaves the
-        old ones in use; restore then prefers the wider container (the old ones are superseded).
-        """
-        with self.catalog.lock(dataset, wait, "aggregate") as lock:
-            epoch = self.get_dataset(dataset).epoch
-            ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
-            if first > last:
-                raise RangeError(f"dataset {dataset!r}: range [{first}, {last}] is empty (first > last)")
-            if not ranges:
-                raise RangeError(f"dataset {dataset!r}: no datarange inside [{first}, {last}]")
-            for d in ranges:
-                if d.first < first or d.last > last:
-                    raise RangeError(f"dataset {dataset!r}: [{first}, {last}] cuts datarange [{d.first}, {d.last}]; "
-                                     "aggregate whole dataranges only (see `des datasets ranges`)")
-            if ranges[0].first != first or ranges[-1].last != last or any(
-                    a.last + 1 != b.first for a, b in zip(ranges, ranges[1:])):
-                raise RangeError(f"dataset {dataset!r}: [{first}, {last}] has gaps "
-                                 f"(missing: {self._gaps(ranges, first, last)})")
-            if len(ranges) == 1:
-                return ranges[0]
-            if len({d.kind for d in ranges}) > 1:
-                raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
-            path = self.layout.datarange(dataset, first, last, epoch)
-            out, data_length = self._merge(dataset, ranges, path)
-            with self.catalog.transaction() as db:
-                lock.check(db)
-                db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
-                           (dataset, first, last))
-                self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
-                                              sum(d.count for d in ranges), ranges[0].kind, data_length)
-            invalidate(self.fs, path)
-            referenced = self._referenced_paths(dataset)
-            for d in ranges:
-                p = self.fs._strip_protocol(d.url)
-                if p not in referenced and p != path:
-                    _remove(self.fs, p)
-        self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
-        return self.datarange_for(dataset, first)
-
-    def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> tuple[DesWriter, int]:
-        """Write the members of ``ranges`` in order into one container published under ``path``;
-        returns the (closed) writer and the length of its DATA region."""
-        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
-        os.close(fd)
-        try:
-            with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
-                for d in ranges:
-                    if d.kind == "records":
-                        data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
-                        out.add_many(record_names(d.first, d.count), data, records.line_lengths(data, d),
-                                     check_names=False)
-                    else:
-                        reader = self._reader(d)
-                        for name in reader.names():
-                            out.add(name, reader.read(name), {k: v for k, v in reader.meta(name).items()
-                                                              if k not in ("size", "sha256", "codec")})
-                data_length = out.data_length
-            self.publish(spool, path)
-        finally:
-            if os.path.exists(spool):
-                os.unlink(spool)
-        return out, data_length
-
-    @staticmethod
-    def _gaps(ranges: list[Datarange], first: int, last: int) -> list[tuple[int, int]]:
-        gaps, expected = [], first
-        for d in ranges:
-            if d.first > expected:
-                gaps.append((expected, d.first - 1))
-            expected = d.last + 1
-        if expected <= last:
-            gaps.append((expected, last))
-        return gaps
-
-    # -- versions --------------------------------------------------------------------------------
-
-    def create_version(self, dataset: str, version: str, message: str = "") -> Version:
-        """Snapshot the current dataranges as ``version`` (semver), manifest stored in storage.
-
-        The snapshot is read and recorded in one catalog transaction, so a concurrent aggregate
-        either ran before (the version holds the merged container) or sees the version and keeps
-        the containers it references."""
-        vers.check_semver(version)
-        self.get_dataset(dataset)
-        with self.catalog.transaction() as db:
-            if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)).fetchone():
-                raise VersionError(f"dataset {dataset!r} already has version {version}")
-            ranges = tuple(self._datarange(r) for r in db.execute(
-                "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall())
-            v = self._snapshot(dataset, version, message, ranges)
-            self._insert_version(db, v)
-        self.log(dataset, "version", version=version, sha256=v.sha256, dataranges=len(ranges))
-        return v
-
-    def _snapshot(self, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
-        """A version of ``ranges``, its manifest written to storage."""
-        v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
-                    tuple(ranges))
-        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
-        return v
-
-    @staticmethod
-    def _insert_version(db, v: Version) -> None:
-        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
-
-    def list_versions(self, dataset: str) -> list[Version]:
-        """Versions of ``dataset`` in semver order."""
-        self.get_dataset(dataset)
-        rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
-        found = [vers.from_manifest(json.loads(r["manifest"])) for r in rows]
-        return sorted(found, key=lambda v: vers.semver_key(v.version))
-
-    def get_version(self, dataset: str, version: str = "latest") -> Version:
-        """One version, or the highest (semver order) for ``"latest"``."""
-        found = self.list_versions(dataset)
-        if version == "latest":
-            found = [v for v in found if not v.version.startswith(OVERWRITE_VERSION_PREFIX)] or found
-            if not found:
-                raise VersionError(f"dataset {dataset!r} has no versions")
-            return found[-1]
-        vers.check_semver(version)
-        for v in found:
-            if v.version == version:
-                return v
-        raise VersionError(f"dataset {dataset!r} has no version {version} "
-                           f"(versions: {', '.join(v.version for v in found) or 'none'})")
-
-    def delete_version(self, dataset: str, version: str) -> None:
-        """Forget ``version`` and delete the containers that neither the current dataranges nor
-        another version reference."""
-        v = self.get_version(dataset, version)
-        with self.catalog.transaction() as db:
-            db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
-        keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
-        for d in v.dataranges:
-            p = self.fs._strip_protocol(d.url)
-            if p not in keep:
-                _remove(self.fs, p)
-        _remove(self.fs, self.layout.version(dataset, v.version))
-        self.log(dataset, "delete-version", version=v.version)
-
-    def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
-        """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""
-        return [{"index": i, **d.to_dict()} for i, d in enumerate(self.get_version(dataset, version).dataranges)]
-
-    def chunk(self, dataset: str, version: str = "latest", *, index: int | None = None,
-              sha256: str | None = None) -> dict[str, Any]:
-        """One chunk by index or by hash."""
-        if (index is None) == (sha256 is None):
-            raise ValueError("give exactly one of index and sha256")
-        found = self.chunks(dataset, version)
-        for c in found:
-            if c["index"] == index or c["sha256"] == sha256:
-                return c
-        raise RangeError(f"dataset {dataset!r} version {version}: no chunk with "
-                         + (f"index {index} (it has {len(found)})" if index is not None else f"sha256 {sha256}"))
-
-    def _referenced_paths(self, dataset: str) -> set[str]:
-        return {self.fs._strip_protocol(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
-
-    # -- key spaces: rotate, truncate, overwrite -------------------------------------------------
-
-    def rotate(self, dataset: str, version: str | None = None, message: str = "rotate", *,
-               wait: float = 30.0) -> Version:
-        """Snapshot the current data as ``version``, then start an empty key space at 0.
-
-        ``version`` defaults to the next major version (``1.0.0`` first). Nothing is copied: the
-        containers stay where they are, referenced by the version, and the new key space writes
-        under ``dataranges/epoch-<n>/`` so its keys never reuse their object keys.
-        """
-        with self.catalog.lock(dataset, wait, "rotate") as lock:
-            d = self.get_dataset(dataset)
-            version = vers.check_semver(version) if version is not None else self._next_major(dataset)
-            with self.catalog.transaction() as db:
-                lock.check(db)
-                if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
-                              (dataset, version)).fetchone():
-                    raise VersionError(f"dataset {dataset!r} already has version {version}")
-                ranges = [self._datarange(r) for r in db.execute(
-                    "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall()]
-                v = self._snapshot(dataset, version, message, ranges)
-                self._insert_version(db, v)
-                self._start_key_space(db, dataset, d.epoch + 1)
-            self._after_new_key_space(dataset, d.epoch, d.next_key)
-        self.log(dataset, "rotate", version=version, dataranges=len(ranges), epoch=d.epoch + 1)
-        return v
-
-    def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
-        """Drop the current dataranges and start an empty key space at 0; containers no version
-        references are deleted. Returns how many dataranges were dropped."""
-        with self.catalog.lock(dataset, wait, "truncate") as lock:
-            d = self.get_dataset(dataset)
-            dropped = self.dataranges(dataset)
-            with self.catalog.transaction() as db:
-                lock.check(db)
-                self._start_key_space(db, dataset, d.epoch + 1)
-            self._after_new_key_space(dataset, d.epoch, d.next_key)
-            referenced = self._referenced_paths(dataset)
-            for r in dropped:
-                p = self.fs._strip_protocol(r.url)
-                if p not in referenced:
-                    _remove(self.fs, p)
-        self.log(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1)
-        return len(dropped)
-
-    @staticmethod
-    def _start_key_space(db, dataset: str, epoch: int) -> None:
-        db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
-        db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
-                   (epoch, time.time(), dataset))
-
-    def _after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
-        # dataset.json carries the epoch so that restore starts the new (still empty) key space.
-        self._save_metadata(dataset)
-        _remove(self.fs, self.layout.checkpoint(dataset, old_epoch, old_next_key))
-
-    def _next_major(self, dataset: str) -> str:
-        released = [v for v in self.list_versions(dataset) if not v.version.startswith(OVERWRITE_VERSION_PREFIX)]
-        return f"{int(released[-1].version.split('.')[0]) + 1}.0.0" if released else "1.0.0"
-
-    def begin_overwrite(self, dataset: str, *, wait: float = 30.0) -> str | None:
-        """Start replacing the data of ``dataset`` (the destination's overwrite mode).
-
-        The current data becomes a version ``0.0.0-overwrite.<ms>`` (kept, readable) and an empty
-        key space starts. If an earlier overwrite did not finish (its version is still there),
-        the current data is that run's partial output: it is dropped, and the data it was
-        replacing stays kept. Returns the kept version (None when there was nothing to keep);
-        call :meth:`finish_overwrite` once the new data is complete.
-        """
-        self.get_dataset(dataset)
-        pending = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
-        if pending:
-            self.truncate(dataset, wait=wait)
-            return pending[-1]
-        d = self.get_dataset(dataset)
-        if not self.dataranges(dataset):
-            if d.next_key:
-                self.truncate(dataset, wait=wait)
-            return None
-        return self.rotate(dataset, f"{OVERWRITE_VERSION_PREFIX}{int(time.time() * 1000)}",
-                           "kept while an overwrite runs", wait=wait).version
-
-    def finish_overwrite(self, dataset: str) -> list[str]:
-        """The overwrite succeeded: delete the kept old data (every overwrite version)."""
-        done = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
-        for version in done:
-            self.delete_version(dataset, version)
-        return done
-
-    def gc(self, dataset: str, *, wait: float = 30.0) -> list[str]:
-        """Delete the objects under the dataset's ``dataranges/`` folders (every key space) that
-        nothing uses: containers that are neither current dataranges nor kept by a version (an
-        aggregation or a rotation cut short, a crash's leftover) and stale checkpoint files.
-        Runs under the writer lock. Returns the deleted paths."""
-        with self.catalog.lock(dataset, wait, "gc"):
-            d = self.get_dataset(dataset)
-            used = self._referenced_paths(dataset) | {self.fs._strip_protocol(r.url) for r in self.dataranges(dataset)}
-            used.add(self.layout.checkpoint(dataset, d.epoch, d.next_key))
-            deleted = []
-            for epoch in sorted(set(self._epochs(dataset)) | {d.epoch}):
-                for path in self.list_range_objects(dataset, epoch, checkpoints=True):
-                    if path not in used:
-                        _remove(self.fs, path)
-                        deleted.append(path)
-        if deleted:
-            self.log(dataset, "gc", deleted=len(deleted))
-        return deleted
-
-    # -- verify ------------------------------------------------------------------------------------
-
-    def verify(self, dataset: str) -> list[dict[str, Any]]:
-        """Re-hash every container of ``dataset`` and of its versions; the mismatches, each with
-        ``code: DATA_LOSS``, the range, url, where it is used and the problem."""
-        digests: dict[str, str | None] = {}
-        bad, seen = [], set()
-        uses = [("current", d) for d in self.dataranges(dataset)]
-        uses += [(f"version {v.version}", d) for v in self.list_versions(dataset) for d in v.dataranges]
-        for used_by, d in uses:
-            if (d.url, d.sha256) in seen:
-                continue
-            seen.add((d.url, d.sha256))
-            if d.url not in digests:
-                try:
-                    digests[d.url] = _sha256_of(self.fs, self.fs._strip_protocol(d.url))
-                except FileNotFoundError:
-                    digests[d.url] = None
-            digest = digests[d.url]
-            if digest != d.sha256:
-                problem = "object missing" if digest is None else f"sha256 {digest} != recorded {d.sha256}"
-                bad.append({"first": d.first, "last": d.last, "url": d.url, "used_by": used_by,
-                            "problem": problem, "code": "DATA_LOSS"})
-        self.log(dataset, "verify", containers=len(digests), mismatches=len(bad))
-        return bad
-
-    # -- restore ---------------------------------------------------------------------------------
-
-    def _storage_datasets(self) -> list[str]:
-        try:
-            entries = self.fs.ls(self.root, detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        names = []
-        for e in entries:
-            base = e["name"].rstrip("/").rsplit("/", 1)[-1]
-            if e["type"] == "directory" and not base.startswith("."):
-                try:
-                    validate_dataset_name(base)
-                except StoreError:
-                    continue
-                names.append(base)
-        return sorted(names)
-
-    def restore(self) -> dict[str, int]:
-        """Rebuild the catalog from storage alone, in one transaction.
-
-        Per dataset: ``dataset.json`` (description, tags, metadata, status, frozen, key space),
-        the containers of the current key space (object keys, footers; hashed by reading them),
-        the writer checkpoint stored beside them and the version manifests. A container fully
-        covered by a wider one is an aggregation's superseded input and is left out. Refuses
-        while a live writer holds a lock.
-        """
-        plan = []
-        for name in self._storage_datasets():
-            try:
-                meta = self._read_json(self.layout.dataset_json(name))
-            except FileNotFoundError:
-                meta = {}
-            epoch = max([int(meta.get("epoch") or 0), *self._epochs(name)])
-            objects = self.list_range_objects(name, epoch, checkpoints=True)
-            ranges = []
-            containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
-            for first, last, path in _not_superseded(containers, self.layout):
-                reader = DesReader(path, fs=self.fs)
-                names = reader.names()
-                kind = "records" if names and names[0] == record_name(first) else "files"
-                ranges.append((first, last, path, reader.size, _sha256_of(self.fs, path), len(names), kind,
-                               reader.footer.data_length))
-            next_key = max((r[1] for r in ranges), default=-1) + 1
-            checkpoint_path = self.layout.checkpoint(name, epoch, next_key)
-            checkpoint = self.fs.cat_file(checkpoint_path).decode() if checkpoint_path in objects else None
-            manifests = []
-            try:
-                for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
-                    if p.endswith(".json"):
-                        manifests.append(vers.from_manifest(self._read_json(p)))
-            except FileNotFoundError:
-                pass
-            plan.append((name, meta, epoch, next_key, checkpoint, ranges, manifests))
-        with self.catalog.transaction() as db:
-            live = [r for r in db.execute("SELECT * FROM locks").fetchall() if not _stale(r, socket.gethostname())]
-            if live:
-                r = live[0]
-                raise DatasetLocked(f"cannot restore while dataset {r['dataset']!r} is being written "
-                                    f"(pid {r['pid']} on {r['host']})")
-            for table in ("dataranges", "versions", "datasets", "locks"):
-                db.execute(f"DELETE FROM {table}")
-            for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
-                status = meta.get("status", "draft")
-                self.catalog.insert_dataset(
-                    db, name, description=meta.get("description", ""), tags=meta.get("tags", []),
-                    metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
-                    frozen=bool(meta.get("frozen")), created=meta.get("created"), next_key=next_key,
-                    epoch=epoch, checkpoint=checkpoint)
-                for first, last, path, size, sha, n, kind, data_length in ranges:
-                    self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind, data_length)
-                for v in manifests:
-                    self._insert_version(db, v)
-        return {"datasets": len(plan), "dataranges": sum(len(p[5]) for p in plan),
-                "versions": sum(len(p[6]) for p in plan)}
-
-    def dump_catalog(self) -> dict[str, Any]:
-        """The catalog's content without timestamps of catalog operations (for comparisons)."""
-        out = {}
-        for d in self.list_datasets(limit=1 << 30):
-            out[d.name] = {"meta": {k: v for k, v in d.to_dict().items() if k not in ("updated", "last_write")},
-                           "checkpoint": self.checkpoint(d.name),
-                           "dataranges": [r.to_dict() for r in self.dataranges(d.name)],
-                           "versions": [v.to_dict() for v in self.list_versions(d.name)]}
-        return out
-
-
-def _not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, str]]:
-    parsed = sorted(((*layout.parse_range(p.rsplit("/", 1)[-1]), p) for p in paths), key=lambda t: (t[0], -t[1]))
-    kept: list[tuple[int, int, str]] = []
-    for first, last, path in parsed:
-        if kept and first <= kept[-1][1]:
-            if last <= kept[-1][1]:
-                continue  # fully covered by a wider container: an aggregation's old input
-            raise RangeError(f"{path}: datarange [{first}, {last}] overlaps [{kept[-1][0]}, {kept[-1][1]}] "
-                             "without being covered by it; remove one of the two objects and restore again")
-        kept.append((first, last, path))
-    return kept
-
-
-def _remove(fs: fsspec.AbstractFileSystem, path: str) -> None:
-    try:
-        fs.rm_file(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sha256_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb", block_size=8 * 1024 * 1024) as f:
-        while chunk := f.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _check_status(status: str) -> str:
     if status not in STATUSES:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+STATUSES = ("draft", "active", "archived")
+
 
 @dataclass(frozen=True)
 class Dataset:

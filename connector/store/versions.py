@@ -10,6 +10,8 @@ from typing import Any
 from connector.store.errors import VersionError
 from connector.store.model import Datarange, Version
 
+OVERWRITE_VERSION_PREFIX = "0.0.0-overwrite."  # versions kept by begin_overwrite until finish_overwrite
+
 # semver.org's own pattern (2.0.0), anchored.
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"

@@ -1,0 +1,198 @@
+"""Versions and key spaces of a dataset: snapshots, chunks, rotate, truncate, overwrite.
+
+Mixed into :class:`connector.store.Store`. A version is a manifest in storage naming the
+containers it snapshotted; they stay until no version and no current datarange uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from connector.store import versions as vers
+from connector.store.errors import RangeError, VersionError
+from connector.store.model import Datarange, Version
+from connector.store.objects import remove_quietly
+from connector.store.versions import OVERWRITE_VERSION_PREFIX
+
+
+class HistoryMixin:
+    """Versions, chunks and key spaces (needs the Store's catalog, layout, fs and dataset API)."""
+
+    # -- versions --------------------------------------------------------------------------------
+
+    def create_version(self, dataset: str, version: str, message: str = "") -> Version:
+        """Snapshot the current dataranges as ``version`` (semver), manifest stored in storage.
+
+        The snapshot is read and recorded in one catalog transaction, so a concurrent aggregate
+        either ran before (the version holds the merged container) or sees the version and keeps
+        the containers it references."""
+        vers.check_semver(version)
+        self.get_dataset(dataset)
+        with self.catalog.transaction() as db:
+            if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)).fetchone():
+                raise VersionError(f"dataset {dataset!r} already has version {version}")
+            ranges = tuple(self._datarange(r) for r in db.execute(
+                "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall())
+            v = self._snapshot(dataset, version, message, ranges)
+            self._insert_version(db, v)
+        self.log(dataset, "version", version=version, sha256=v.sha256, dataranges=len(ranges))
+        return v
+
+    def _snapshot(self, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
+        """A version of ``ranges``, its manifest written to storage."""
+        v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
+                    tuple(ranges))
+        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
+        return v
+
+    @staticmethod
+    def _insert_version(db, v: Version) -> None:
+        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
+
+    def list_versions(self, dataset: str) -> list[Version]:
+        """Versions of ``dataset`` in semver order."""
+        self.get_dataset(dataset)
+        rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
+        found = [vers.from_manifest(json.loads(r["manifest"])) for r in rows]
+        return sorted(found, key=lambda v: vers.semver_key(v.version))
+
+    def get_version(self, dataset: str, version: str = "latest") -> Version:
+        """One version, or the highest (semver order) for ``"latest"``."""
+        found = self.list_versions(dataset)
+        if version == "latest":
+            found = [v for v in found if not v.version.startswith(OVERWRITE_VERSION_PREFIX)] or found
+            if not found:
+                raise VersionError(f"dataset {dataset!r} has no versions")
+            return found[-1]
+        vers.check_semver(version)
+        for v in found:
+            if v.version == version:
+                return v
+        raise VersionError(f"dataset {dataset!r} has no version {version} "
+                           f"(versions: {', '.join(v.version for v in found) or 'none'})")
+
+    def delete_version(self, dataset: str, version: str) -> None:
+        """Forget ``version`` and delete the containers that neither the current dataranges nor
+        another version reference."""
+        v = self.get_version(dataset, version)
+        with self.catalog.transaction() as db:
+            db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
+        keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
+        for d in v.dataranges:
+            p = self.fs._strip_protocol(d.url)
+            if p not in keep:
+                remove_quietly(self.fs, p)
+        remove_quietly(self.fs, self.layout.version(dataset, v.version))
+        self.log(dataset, "delete-version", version=v.version)
+
+    def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
+        """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""
+        return [{"index": i, **d.to_dict()} for i, d in enumerate(self.get_version(dataset, version).dataranges)]
+
+    def chunk(self, dataset: str, version: str = "latest", *, index: int | None = None,
+              sha256: str | None = None) -> dict[str, Any]:
+        """One chunk by index or by hash."""
+        if (index is None) == (sha256 is None):
+            raise ValueError("give exactly one of index and sha256")
+        found = self.chunks(dataset, version)
+        for c in found:
+            if c["index"] == index or c["sha256"] == sha256:
+                return c
+        raise RangeError(f"dataset {dataset!r} version {version}: no chunk with "
+                         + (f"index {index} (it has {len(found)})" if index is not None else f"sha256 {sha256}"))
+
+    def _referenced_paths(self, dataset: str) -> set[str]:
+        return {self.fs._strip_protocol(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
+
+    # -- key spaces: rotate, truncate, overwrite -------------------------------------------------
+
+    def rotate(self, dataset: str, version: str | None = None, message: str = "rotate", *,
+               wait: float = 30.0) -> Version:
+        """Snapshot the current data as ``version``, then start an empty key space at 0.
+
+        ``version`` defaults to the next major version (``1.0.0`` first). Nothing is copied: the
+        containers stay where they are, referenced by the version, and the new key space writes
+        under ``dataranges/epoch-<n>/`` so its keys never reuse their object keys.
+        """
+        with self.catalog.lock(dataset, wait, "rotate") as lock:
+            d = self.get_dataset(dataset)
+            version = vers.check_semver(version) if version is not None else self._next_major(dataset)
+            with self.catalog.transaction() as db:
+                lock.check(db)
+                if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                              (dataset, version)).fetchone():
+                    raise VersionError(f"dataset {dataset!r} already has version {version}")
+                ranges = [self._datarange(r) for r in db.execute(
+                    "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall()]
+                v = self._snapshot(dataset, version, message, ranges)
+                self._insert_version(db, v)
+                self._start_key_space(db, dataset, d.epoch + 1)
+            self._after_new_key_space(dataset, d.epoch, d.next_key)
+        self.log(dataset, "rotate", version=version, dataranges=len(ranges), epoch=d.epoch + 1)
+        return v
+
+    def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
+        """Drop the current dataranges and start an empty key space at 0; containers no version
+        references are deleted. Returns how many dataranges were dropped."""
+        with self.catalog.lock(dataset, wait, "truncate") as lock:
+            d = self.get_dataset(dataset)
+            dropped = self.dataranges(dataset)
+            with self.catalog.transaction() as db:
+                lock.check(db)
+                self._start_key_space(db, dataset, d.epoch + 1)
+            self._after_new_key_space(dataset, d.epoch, d.next_key)
+            referenced = self._referenced_paths(dataset)
+            for r in dropped:
+                p = self.fs._strip_protocol(r.url)
+                if p not in referenced:
+                    remove_quietly(self.fs, p)
+        self.log(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1)
+        return len(dropped)
+
+    @staticmethod
+    def _start_key_space(db, dataset: str, epoch: int) -> None:
+        db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
+        db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
+                   (epoch, time.time(), dataset))
+
+    def _after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
+        # dataset.json carries the epoch so that restore starts the new (still empty) key space.
+        self._save_metadata(dataset)
+        remove_quietly(self.fs, self.layout.checkpoint(dataset, old_epoch, old_next_key))
+
+    def _next_major(self, dataset: str) -> str:
+        released = [v for v in self.list_versions(dataset) if not v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        return f"{int(released[-1].version.split('.')[0]) + 1}.0.0" if released else "1.0.0"
+
+    def begin_overwrite(self, dataset: str, *, wait: float = 30.0) -> str | None:
+        """Start replacing the data of ``dataset`` (the destination's overwrite mode).
+
+        The current data becomes a version ``0.0.0-overwrite.<ms>`` (kept, readable) and an empty
+        key space starts. If an earlier overwrite did not finish (its version is still there),
+        the current data is that run's partial output: it is dropped, and the data it was
+        replacing stays kept. Returns the kept version (None when there was nothing to keep);
+        call :meth:`finish_overwrite` once the new data is complete.
+        """
+        self.get_dataset(dataset)
+        pending = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        if pending:
+            self.truncate(dataset, wait=wait)
+            return pending[-1]
+        d = self.get_dataset(dataset)
+        if not self.dataranges(dataset):
+            if d.next_key:
+                self.truncate(dataset, wait=wait)
+            return None
+        return self.rotate(dataset, f"{OVERWRITE_VERSION_PREFIX}{int(time.time() * 1000)}",
+                           "kept while an overwrite runs", wait=wait).version
+
+    def finish_overwrite(self, dataset: str) -> list[str]:
+        """The overwrite succeeded: delete the kept old data (every overwrite version)."""
+        done = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        for version in done:
+            self.delete_version(dataset, version)
+        return done
