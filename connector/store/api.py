@@ -86,7 +86,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         self.catalog_path = catalog or default_catalog(self.fs, self.root)
         self.catalog = Catalog(self.catalog_path)
         if self.catalog.is_empty() and self._storage_datasets():
-            self.restore()
+            self.restore(only_if_empty=True)
 
     def close(self) -> None:
         self.catalog.close()

@@ -171,14 +171,15 @@ class MaintenanceMixin:
                 names.append(base)
         return sorted(names)
 
-    def restore(self) -> dict[str, int]:
+    def restore(self, *, only_if_empty: bool = False) -> dict[str, int]:
         """Rebuild the catalog from storage alone, in one transaction.
 
         Per dataset: ``dataset.json`` (description, tags, metadata, status, frozen, key space),
         the containers of the current key space (object keys, footers; hashed by reading them),
         the writer checkpoint stored beside them and the version manifests. A container fully
         covered by a wider one is an aggregation's superseded input and is left out. Refuses
-        while a live writer holds a lock.
+        while a live writer holds a lock. ``only_if_empty`` (used on open) does nothing if another
+        process filled the catalog meanwhile.
         """
         plan = []
         for name in self._storage_datasets():
@@ -208,6 +209,8 @@ class MaintenanceMixin:
                 pass
             plan.append((name, meta, epoch, next_key, checkpoint, ranges, manifests))
         with self.catalog.transaction() as db:
+            if only_if_empty and db.execute("SELECT 1 FROM datasets LIMIT 1").fetchone():
+                return {"datasets": 0, "dataranges": 0, "versions": 0}
             live = [r for r in db.execute("SELECT * FROM locks").fetchall() if not _stale(r, socket.gethostname())]
             if live:
                 r = live[0]
