@@ -36,6 +36,7 @@ from connector.store.writer import DatasetWriter, OnCommit, record_name
 
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+READ_ATTEMPTS = 10  # a read that finds a container gone (replaced by aggregate) lists again
 CATALOG_NAME = ".des-catalog.sqlite"
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
@@ -453,6 +454,16 @@ class Store(HistoryMixin, MaintenanceMixin):
     def read(self, dataset: str, key: int, version: str | None = None) -> bytes:
         """The bytes of datapoint ``key`` (a record's JSON line, or a file's content), from the
         current data or as of ``version``."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._read_one(dataset, key, version)
+            except FileNotFoundError:
+                # An aggregate replaced the container after we looked it up: look again.
+                if version is not None or attempt == READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_one(self, dataset: str, key: int, version: str | None) -> bytes:
         if version is None:
             d = self.datarange_for(dataset, key)
         else:
@@ -471,16 +482,29 @@ class Store(HistoryMixin, MaintenanceMixin):
     def read_lines(self, dataset: str, first: int = 0, last: int | None = None,
                    version: str | None = None) -> Iterator[bytes]:
         """Records ``[first, last]`` as JSON Lines bytes, one chunk per container (one ranged GET
-        of its DATA region each); ``last=None`` reads to the end."""
+        of its DATA region each); ``last=None`` reads to the end.
+
+        Atomic against a concurrent ``aggregate``: a container deleted after the dataranges were
+        listed means a merged one replaced it, so the listing is read again and the read goes on
+        from the first key not yet returned (every datapoint is returned once)."""
         if last is not None and first > last:
             raise RangeError(f"range [{first}, {last}] is empty (first > last)")
-        for d in self._ranges_of(dataset, version):
-            if d.last < first or (last is not None and d.first > last):
-                continue
-            if d.kind != "records":
-                raise StoreError(f"datarange [{d.first}, {d.last}] of {dataset!r} holds files, not records; "
-                                 "read them one by one")
-            yield self._slice_lines(d, first, last)
+        next_key = first
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                for d in self._ranges_of(dataset, version):
+                    if d.last < next_key or (last is not None and d.first > last):
+                        continue
+                    if d.kind != "records":
+                        raise StoreError(f"datarange [{d.first}, {d.last}] of {dataset!r} holds files, not "
+                                         "records; read them one by one")
+                    chunk = self._slice_lines(d, next_key, last)
+                    next_key = (d.last if last is None else min(d.last, last)) + 1
+                    yield chunk
+                return
+            except FileNotFoundError:
+                if version is not None or attempt == READ_ATTEMPTS - 1:
+                    raise
 
     def _slice_lines(self, d: Datarange, first: int | None, last: int | None) -> bytes:
         data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
@@ -493,27 +517,11 @@ class Store(HistoryMixin, MaintenanceMixin):
 
     def read_range(self, dataset: str, first: int, last: int, version: str | None = None) -> pa.Table:
         """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container."""
-        if first > last:
-            raise RangeError(f"range [{first}, {last}] is empty (first > last)")
-        ranges = [d for d in self._ranges_of(dataset, version) if d.last >= first and d.first <= last]
-        return self._records_table(ranges, first, last)
+        return _table(self.read_lines(dataset, first, last, version))
 
     def to_table(self, dataset: str, version: str | None = None) -> pa.Table:
         """Every record of ``dataset`` (as of ``version``, if given) as one table."""
-        ranges = self.get_version(dataset, version).dataranges if version else self.dataranges(dataset)
-        return self._records_table(list(ranges), None, None)
-
-    def _records_table(self, ranges: list[Datarange], first: int | None, last: int | None) -> pa.Table:
-        tables = []
-        for d in ranges:
-            if d.kind != "records":
-                raise StoreError(f"datarange [{d.first}, {d.last}] of {d.dataset!r} holds files, not records")
-            data = self._slice_lines(d, first, last)
-            if data.strip():
-                tables.append(pajson.read_json(io.BytesIO(data), read_options=_JSON_READ))
-        if not tables:
-            return pa.table({})
-        return pa.concat_tables(tables, promote_options="permissive")
+        return _table(self.read_lines(dataset, 0, None, version))
 
     def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
         """Gaps in the key space from 0 to the largest key, as ``(first, last)`` pairs."""
@@ -523,6 +531,14 @@ class Store(HistoryMixin, MaintenanceMixin):
                 gaps.append((expected, d.first - 1))
             expected = max(expected, d.last + 1)
         return gaps
+
+def _table(chunks: Iterable[bytes]) -> pa.Table:
+    """JSON Lines chunks (one per container) parsed by pyarrow.json into one table."""
+    tables = [pajson.read_json(io.BytesIO(c), read_options=_JSON_READ) for c in chunks if c.strip()]
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables, promote_options="permissive")
+
 
 def _check_status(status: str) -> str:
     if status not in STATUSES:

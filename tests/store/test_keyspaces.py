@@ -376,3 +376,31 @@ def test_cli_on_s3_root_with_the_default_catalog_rebuilds_it_from_storage(s3_end
     [catalog] = list((tmp_path / "cache" / "des-connector" / "catalogs").glob("*.sqlite"))
     with Store(root, str(catalog), storage_options=s3_endpoint.storage_options()) as store:
         assert store.get_dataset("remote").description == "on s3" and ids(store, "remote") == list(range(10))
+
+
+def test_readers_see_every_datapoint_exactly_once_while_aggregates_run(tmp_path):
+    import threading
+
+    with Store(str(tmp_path / "root"), max_datapoints=4) as store:
+        store.write_records("a", [rows(0, 96)])
+        errors: list[BaseException] = []
+
+        def merge_until_one() -> None:
+            try:
+                while len(ranges := store.dataranges("a")) > 1:
+                    for a, b in list(zip(ranges[::2], ranges[1::2])):
+                        store.aggregate("a", a.first, b.last)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        worker = threading.Thread(target=merge_until_one)
+        worker.start()
+        reads = 0
+        while worker.is_alive() or reads == 0:
+            assert ids(store, "a") == list(range(96))
+            assert store.read("a", 50 + reads % 40) == b'{"id":%d}\n' % (50 + reads % 40)
+            reads += 1
+        worker.join()
+        assert not errors, errors
+        assert [(d.first, d.last) for d in store.dataranges("a")] == [(0, 95)] and reads > 1
+        assert store.list_range_objects("a") == [store.layout.datarange("a", 0, 95)]
