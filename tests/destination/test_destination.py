@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.destination import DestinationConfig, write_messages
+from connector.destination.messages import InputError
 from connector.store import Store
 
 CMD = [sys.executable, "-m", "connector.airbyte.destination_main"]
@@ -239,11 +242,21 @@ def test_record_data_is_stored_compact_and_faithful(tmp_path):
     (b'{"type":"RECORD","record":{"stream":"rows","data":"x"}}\n', "line 2: RECORD data of stream 'rows' is str"),
 ])
 def test_more_bad_lines(tmp_path, line, problem):
-    code, msgs, _ = run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], record("rows", 0) + line)
-    assert code == 1
-    [error] = [m["trace"]["error"]["message"] for m in msgs if m["type"] == "TRACE"]
-    assert problem in error
-    assert ids(tmp_path) == [0]
+    """In process (the subprocess path to a TRACE is covered above), from lines and from a binary
+    stream: the named error, raised after the good record before it is committed and its STATE echoed."""
+    cfg = DestinationConfig.from_dict({"root_url": str(tmp_path / "store")})
+    cat = json.loads(Path(catalog(tmp_path)).read_text())
+    echoed: list[bytes] = []
+    for source in ([record("rows", 0) + state(1) + line], None):  # as lines, and as a binary stream
+        if source is None:
+            source = (tmp_path / "stdin").open("wb+")
+            source.write(record("rows", 0) + state(1) + line)
+            source.seek(0)
+        with pytest.raises(InputError, match=re.escape(problem.replace("line 2", "line 3"))):
+            write_messages(cfg, cat, source if not isinstance(source, list) else b"".join(source).splitlines(True),
+                           echoed.append)
+    # The second run is a re-run of the interrupted first: its committed record is not added again.
+    assert ids(tmp_path) == [0] and len(echoed) == 2
 
 
 def test_writes_to_s3_root(s3_endpoint, s3_bucket, tmp_path):
