@@ -63,7 +63,9 @@ def test_ten_percent_faults_land_the_same_data(s3_endpoint, bucket, tmp_path, mo
     assert base.returncode == 0, base.stderr
     expected = _content(tmp_path, "base", mode)
     assert sum(len(v) for v in expected.values()) == (3 * 3 * 30 if mode == "records" else 9)
-    with fault_proxy(s3_endpoint.endpoint_url, fraction=0.1, seed=3, delay=2.5) as proxy:
+    # The schedule is a pure function of (seed, request number). Seed 6 faults requests 0, 1, 6 and 8
+    # (delays past the timeout, a reset), so both modes meet faults however few requests they need.
+    with fault_proxy(s3_endpoint.endpoint_url, fraction=0.1, seed=6, delay=2.5) as proxy:
         out, _ = _sync(tmp_path, "faulty", proxy.url, bucket, mode)
         print(f"{mode}: {proxy.stats['requests']} requests, {proxy.faults} faults injected: {dict(proxy.stats)}")
     assert out.returncode == 0, out.stderr
