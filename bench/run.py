@@ -221,23 +221,23 @@ def case_source_read(ctx: Ctx) -> None:
     """des-source read vs airbyte-source-s3 read, full refresh, same objects, records/s and peak RSS."""
     r = ctx.results
     rows = ctx.args.rows
-    for fmt in FORMATS:
-        case = f"source read {fmt.upper() if fmt != 'jsonl' else 'JSONL'}"
-        ours_cfg = ctx.write_json(f"ours-read-{fmt}.json", ctx.our_source_config(fmt, fmt))
+    for file_format in FORMATS:
+        case = f"source read {file_format.upper() if file_format != 'jsonl' else 'JSONL'}"
+        ours_cfg = ctx.write_json(f"ours-read-{file_format}.json", ctx.our_source_config(file_format, file_format))
         disc = ctx.run_ours("discover", "--config", ours_cfg)
         if not disc.ok() or not disc.catalog:
             r.skip(case, "des-source", f"discover failed: {disc.error()}")
             ours_cat = None
         else:
-            ours_cat = ctx.write_json(f"ours-read-{fmt}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
+            ours_cat = ctx.write_json(f"ours-read-{file_format}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
         ab_cat = None
         if ctx.airbyte:
-            ab_cfg = ctx.write_json(f"ab-read-{fmt}.json", ctx.airbyte_config([("rows", f"{fmt}/rows/*", fmt)]))
+            ab_cfg = ctx.write_json(f"ab-read-{file_format}.json", ctx.airbyte_config([("rows", f"{file_format}/rows/*", file_format)]))
             disc = ctx.run_airbyte("discover", "--config", ab_cfg)
             if not disc.catalog:
                 r.skip(case, "airbyte-source-s3", f"discover failed: {disc.error()}")
             else:
-                ab_cat = ctx.write_json(f"ab-read-{fmt}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
+                ab_cat = ctx.write_json(f"ab-read-{file_format}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
         else:
             r.skip(case, "airbyte-source-s3", ctx.airbyte_error)
         for i in range(ctx.args.repeat):

@@ -223,6 +223,16 @@ def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, st
     return streams
 
 
+def _same_stream_records(msgs: list[Message | None], stream: str | None, namespace: str | None) -> bool:
+    """True if every message is a RECORD of ``(stream, namespace)`` (checked with whole-list passes)."""
+    if not msgs or None in msgs:
+        return False
+    records = [m.record for m in msgs]
+    if None in records or {m.type for m in msgs} != {"RECORD"}:
+        return False
+    return {r.stream for r in records} == {stream} and {r.namespace for r in records} == {namespace}
+
+
 def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], InputError | None]:
     """The messages of a block the fast decoder refused, line by line, up to the first bad line."""
     out: list[Message | None] = []
@@ -321,6 +331,16 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             if sink is not None:  # a flush between blocks may have replaced its pending list
                 plain, pending = sink.plain, sink._pending
             base = lineno
+            if plain and error is None and _same_stream_records(msgs, last_stream, last_ns):
+                # The common block: only RECORDs of the current stream. Whole-block passes in C.
+                datas = ([compact(m.record.data, indent=-1) for m in msgs] if loose
+                         else [bytes(m.record.data) for m in msgs])
+                if not any(d[0] != 123 for d in datas):  # every data is an object (b"{")
+                    pending.extend(datas)
+                    if len(pending) >= chunk:
+                        sink.feed()
+                        pending = sink._pending
+                    msgs = []  # all taken: only the end-of-block work (held states, flush timer) is left
             for i, msg in enumerate(msgs):
                 if msg is None:
                     continue
