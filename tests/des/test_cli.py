@@ -40,14 +40,19 @@ def test_pack_ls_cat_info_verify_unpack_round_trip(tmp_path):
     assert out.returncode == 1 and b"no member named 'missing'" in out.stderr
 
 
+def container_with_a_flipped_bit(path, good: str, bad: str):
+    """A container of two 50-byte members, ``good`` then ``bad``, with one bit of ``bad``'s bytes flipped."""
+    with DesWriter(str(path)) as w:
+        w.add(good, b"g" * 50)
+        w.add(bad, b"b" * 50)
+    data = bytearray(path.read_bytes())
+    data[16 + 60] ^= 0x01  # DATA starts after the 16-byte header: byte 10 of the second member
+    path.write_bytes(bytes(data))
+    return path
+
+
 def test_verify_names_the_corrupted_member(tmp_path):
-    box = tmp_path / "c.des"
-    with DesWriter(str(box)) as w:
-        w.add("good", b"g" * 50)
-        w.add("bad", b"b" * 50)
-    data = bytearray(box.read_bytes())
-    data[16 + 60] ^= 0x01  # inside the second member's bytes
-    box.write_bytes(bytes(data))
+    box = container_with_a_flipped_bit(tmp_path / "c.des", "good", "bad")
     out = des("verify", str(box))
     assert out.returncode == 1 and b"'bad'" in out.stderr and b"Traceback" not in out.stderr
 
@@ -100,13 +105,7 @@ def test_unpack_refuses_a_member_that_is_also_a_folder(tmp_path):
 
 
 def test_unpack_never_leaves_a_half_written_member(tmp_path):
-    box = tmp_path / "c.des"
-    with DesWriter(str(box)) as w:
-        w.add("ok.txt", b"o" * 50)
-        w.add("bad.txt", b"b" * 50)
-    data = bytearray(box.read_bytes())
-    data[16 + 60] ^= 0x01  # inside bad.txt
-    box.write_bytes(bytes(data))
+    box = container_with_a_flipped_bit(tmp_path / "c.des", "ok.txt", "bad.txt")
     out = des("unpack", str(box), "-o", str(tmp_path / "out"))
     assert out.returncode == 1 and b"'bad.txt'" in out.stderr and b"checksum" in out.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.txt"]  # no bad.txt, no .partial

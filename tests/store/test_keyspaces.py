@@ -27,19 +27,6 @@ def ids(store: Store, dataset: str, version: str | None = None) -> list[int]:
     return store.to_table(dataset, version=version).column("id").to_pylist()
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        s = Store(str(tmp_path / "root"), max_datapoints=10)
-    else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = request.getfixturevalue("s3_bucket")
-        s = Store(f"s3://{bucket}/ks", str(tmp_path / "cat.sqlite"), storage_options=endpoint.storage_options(),
-                  max_datapoints=10)
-    yield s
-    s.close()
-
-
 def reopen_without_catalog(store: Store) -> Store:
     """A fresh Store on the same root after the SQLite file is deleted (rebuilt from storage)."""
     store.close()

@@ -15,19 +15,6 @@ def rows(lo: int, hi: int) -> pa.Table:
     return pa.table({"id": list(range(lo, hi)), "name": [f"n{i}" for i in range(lo, hi)]})
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        s = Store(str(tmp_path / "root"), max_datapoints=10)
-    else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = request.getfixturevalue("s3_bucket")
-        s = Store(f"s3://{bucket}/store", str(tmp_path / "cat.sqlite"), storage_options=endpoint.storage_options(),
-                  max_datapoints=10)
-    yield s
-    s.close()
-
-
 def test_datasets_crud_filters_and_names(store):
     store.create_dataset("a", description="first", tags=["x", "y"], metadata={"owner": "me"}, status="active")
     store.create_dataset("b", tags=["y"])

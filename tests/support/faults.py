@@ -22,21 +22,16 @@ requests arrive. :attr:`FaultProxy.stats` counts requests and injected faults pe
 
 from __future__ import annotations
 
-import http.client
 import random
-import socket
-import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+
+from tests.support.http_proxy import ProxyHandler, ProxyServer
 
 ALL_KINDS = ("500", "503", "reset", "delay", "truncate")
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-               "content-length"}
 
 _ERROR_XML = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
@@ -54,7 +49,7 @@ def fault_for(seed: int, n: int, fraction: float, kinds: Sequence[str]) -> str |
     return kinds[rng.randrange(len(kinds))]
 
 
-class FaultProxy:
+class FaultProxy(ProxyServer):
     """The proxy; start with :meth:`start` (or use :func:`fault_proxy`), point clients at :attr:`url`.
 
     ``fraction`` (0..1) of requests get a fault drawn from ``kinds``; ``delay`` is how long a
@@ -69,43 +64,29 @@ class FaultProxy:
         unknown = set(kinds) - set(ALL_KINDS) - {"lost"}
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
-        parts = urlsplit(upstream)
-        self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
+        super().__init__(upstream)
         self.fraction, self.seed, self.kinds, self.delay, self.when = fraction, seed, tuple(kinds), delay, when
         self.stats: Counter[str] = Counter()
         self.log: list[tuple[int, str, str, str]] = []  # (n, method, path, fault) of each injected fault
         self._lock = threading.Lock()
         self._n = 0
         self._closing = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "proxy not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(_Handler):
             owner = proxy
+            upstream = proxy.upstream
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
+        self._serve(Handler, "fault-proxy")
         return self
 
     def stop(self) -> None:
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._closing.set()  # a "delay" fault in progress ends now
+        super().stop()
 
     # -- schedule -------------------------------------------------------------------------------
 
@@ -133,38 +114,8 @@ class FaultProxy:
         return self.stats["faults"]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ProxyHandler):
     owner: FaultProxy
-    protocol_version = "HTTP/1.1"  # keep-alive, like S3: clients pool connections
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence per-request logging
-        pass
-
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _reset(self) -> None:
-        # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self.close_connection = True
-        try:
-            self.connection.close()
-        except OSError:
-            pass
 
     def _error(self, kind: str) -> None:
         status, reason, code, message = _ERROR_XML[kind]
@@ -177,59 +128,30 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=60)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            headers["Content-Length"] = str(len(body))
-            conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
-                         headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, resp.reason, resp.getheaders(), data
-        finally:
-            conn.close()
-
     def _handle(self) -> None:
-        body = self._body()
+        body = self.read_body()
         fault = self.owner.next_fault(self.command, self.path)
         if fault in ("500", "503"):
             self._error(fault)
             return
         if fault == "reset":
-            self._reset()
+            self.reset_connection()
             return
         if fault == "delay":
             self.owner._closing.wait(self.owner.delay)
-            self._reset()
+            self.reset_connection()
             return
-        status, reason, headers, data = self._forward(body)
+        status, reason, headers, data = self.forward(body)
         if fault == "lost":
-            self._reset()
+            self.reset_connection()
             return
-        self.send_response(status, reason)
-        declared = None
-        for name, value in headers:
-            low = name.lower()
-            if low == "content-length":
-                declared = value
-            if low in _HOP_BY_HOP or low in ("date", "server"):
-                continue
-            self.send_header(name, value)
-        # HEAD answers declare the object's length without carrying it.
-        self.send_header("Content-Length", declared if self.command == "HEAD" and declared else str(len(data)))
-        self.end_headers()
+        self.send_head(status, reason, headers, data)
         if self.command == "HEAD":
             return
         if fault == "truncate" and len(data) >= 2:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
-            # A clean close (FIN, not RST) so the half body is delivered before the end of stream.
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            self.end_stream()
             return
         self.wfile.write(data)
 

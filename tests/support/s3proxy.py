@@ -23,22 +23,15 @@ can be a pure function of it. The ``s3_proxy`` fixture below gives a test a star
 
 from __future__ import annotations
 
-import http.client
-import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import pytest
 
-# Headers that describe one hop, not the message: never copied across the proxy.
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-               "content-length"}
+from tests.support.http_proxy import ProxyHandler, ProxyServer
 
 
 @dataclass(frozen=True)
@@ -118,24 +111,16 @@ class Window:
         return "Window(\n  " + "\n  ".join(lines) + "\n)"
 
 
-class CountingProxy:
+class CountingProxy(ProxyServer):
     """Forwarding, logging HTTP proxy; use as a context manager or call :meth:`start`/:meth:`stop`."""
 
     def __init__(self, upstream: str, fault: FaultHook | None = None) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        super().__init__(upstream)
         self.fault = fault  # may be replaced while the proxy runs
         self.log: list[Exchange] = []
         self._lock = threading.Lock()
         self._n = 0
         self._windows: list[Window] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "proxy not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def storage_options(self, endpoint: Any) -> dict[str, Any]:
         """s3fs options of the test ``S3Endpoint`` ``endpoint``, pointed at this proxy."""
@@ -148,17 +133,10 @@ class CountingProxy:
 
         class Handler(_Handler):
             proxy = owner
+            upstream = owner.upstream
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="s3-counting-proxy", daemon=True).start()
+        self._serve(Handler, "s3-counting-proxy")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def __enter__(self) -> CountingProxy:
         return self.start() if self._server is None else self
@@ -192,90 +170,33 @@ class CountingProxy:
                 w.exchanges.append(exchange)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ProxyHandler):
     proxy: CountingProxy
-    protocol_version = "HTTP/1.1"  # keep-alive, as S3 clients expect
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - no per-request noise
-        pass
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _forward(self, request: Request) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(*self.proxy.upstream, timeout=60)
-        try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-            headers["Content-Length"] = str(len(request.body))
-            conn.request(request.method, request.path, body=request.body or None, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.reason, resp.getheaders(), resp.read()
-        finally:
-            conn.close()
-
-    def _reset(self) -> None:
-        # SO_LINGER 0 makes close() send RST: the client sees "connection reset by peer".
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self.close_connection = True
-        try:
-            self.connection.close()
-        except OSError:
-            pass
 
     def _handle(self) -> None:
         request = Request(self.proxy._number(), self.command, self.path, dict(self.headers.items()),
-                          self._read_body())
+                          self.read_body())
         hook = self.proxy.fault
         action = hook(request) if hook is not None else None
         if action == RESET:
             self.proxy._record(Exchange(request, None, 0, action))
-            self._reset()
+            self.reset_connection()
             return
         if isinstance(action, Respond):
             status, reason, headers, body = action.status, None, list(action.headers), action.body
         else:
-            status, reason, headers, body = self._forward(request)
-        self.send_response(status, reason)
-        declared = None
-        for name, value in headers:
-            low = name.lower()
-            if low == "content-length":
-                declared = value
-            if low in _HOP_BY_HOP or low in ("date", "server"):
-                continue
-            self.send_header(name, value)
-        # A HEAD answer declares the object's length without carrying it.
-        self.send_header("Content-Length", declared if self.command == "HEAD" and declared else str(len(body)))
-        self.end_headers()
+            status, reason, headers, body = self.forward(request.body)
+        self.send_head(status, reason, headers, body)
         if self.command == "HEAD":
             body = b""
         if isinstance(action, Truncate):
             body = body[: action.keep]
-            self.close_connection = True
         # Logged before the client can see the answer, so a window closed right after it counts it.
         self.proxy._record(Exchange(request, status, len(body), action))
         self.wfile.write(body)
         self.wfile.flush()
         if isinstance(action, Truncate):
-            # FIN, not RST, so the short body is delivered before the end of stream.
-            try:
-                self.connection.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            self.end_stream()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
 
