@@ -205,15 +205,6 @@ def configured_catalog(catalog: dict, mode: str) -> dict:
     return {"streams": streams}
 
 
-def landed(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 # -- cases -----------------------------------------------------------------------------------
 
 
@@ -424,20 +415,13 @@ def case_destination(ctx: Ctx) -> None:
     catalog = ctx.write_json("dest-catalog.json", {"streams": [{
         "stream": {"name": "rows", "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh", "incremental"]},
         "sync_mode": "full_refresh", "destination_sync_mode": "append"}]})
-    have_ours = landed("connector.airbyte.destination_main")
-    if not have_ours:
-        r.skip(case, "des-destination", "not landed yet (connector.airbyte.destination_main missing)")
-    dest_cfg = None
-    if have_ours:
-        dest_cfg = ctx.write_json("dest-ours.json", _our_destination_config(ctx, "dest-ours"))
+    dest_cfg = ctx.write_json("dest-ours.json", _our_destination_config(ctx, "dest-ours"))
     for i in range(ctx.args.repeat):
         order = ["des-destination", "s3fs JSONL writer"]
         if i % 2:
             order.reverse()
         for tool in order:
             if tool == "des-destination":
-                if not have_ours:
-                    continue
                 ctx.delete_prefix("dest-ours")
                 _reset_catalog(ctx)
                 ctx.server.reset()
@@ -540,10 +524,8 @@ def _clear_des_cache() -> None:
     try:
         import fsspec
 
-        for cls in (fsspec.get_filesystem_class("s3"),):
-            cls.clear_instance_cache()
-        if landed("connector.des.fs"):
-            fsspec.get_filesystem_class("des").clear_instance_cache()
+        for protocol in ("s3", "des"):
+            fsspec.get_filesystem_class(protocol).clear_instance_cache()
     except Exception:  # noqa: BLE001
         pass
 
@@ -571,13 +553,9 @@ def case_random_read(ctx: Ctx) -> None:
     names = sorted(ctx.small)
     cold_n, warm_n = (5, 20) if ctx.args.quick else (10, 50)
     tools: dict[str, tuple[Callable[[], Any], Callable[[Any, str], bytes]]] = {}
-    if landed("connector.des.fs"):
-        ours = "des:// over s3fs"
-        tools[ours] = (lambda: _des_fs(ctx), lambda fs, n: fs.cat_file(n))
-        tools["DesReader"] = (lambda: _des_reader(ctx), lambda rd, n: rd.read(n))
-    else:
-        ours = "DesReader (des:// not landed)"
-        tools[ours] = (lambda: _des_reader(ctx), lambda rd, n: rd.read(n))
+    ours = "des:// over s3fs"
+    tools[ours] = (lambda: _des_fs(ctx), lambda fs, n: fs.cat_file(n))
+    tools["DesReader"] = (lambda: _des_reader(ctx), lambda rd, n: rd.read(n))
     tools["DesReader, tail_size=4 MiB (not the default)"] = (lambda: _des_reader(ctx, tail_size=4 << 20), lambda rd, n: rd.read(n))
     tools.update({
         "zip:// over s3fs": (lambda: _archive_fs(ctx, "zip"), lambda fs, n: fs.cat_file(n)),
@@ -740,17 +718,11 @@ def case_pack(ctx: Ctx) -> None:
                     tar.addfile(info, io.BytesIO(data))
         return "pack-tar/"
 
-    tools: dict[str, Callable[[], str] | None] = {"des sync --mode files": None,
-                                                   "boto3 get+put loop (sequential)": boto3_loop,
-                                                   "tar via s3fs (streamed, concurrent GETs)": tar_s3fs}
-    if not landed("connector.cli.sync"):
-        r.skip(case, "des sync --mode files", "not landed yet (`des sync` / connector.cli.sync missing)")
-    else:
-        tools["des sync --mode files"] = lambda: _des_sync_files(ctx)
+    tools: dict[str, Callable[[], str]] = {"des sync --mode files": lambda: _des_sync_files(ctx),
+                                           "boto3 get+put loop (sequential)": boto3_loop,
+                                           "tar via s3fs (streamed, concurrent GETs)": tar_s3fs}
     for i in range(ctx.args.repeat):
         for tool, fn in tools.items():
-            if fn is None:
-                continue
             for p in ("pack-boto3", "pack-tar", "pack-des"):
                 ctx.delete_prefix(p)
             _reset_catalog(ctx)
