@@ -12,9 +12,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector.source.scalars import string_array
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
-_TRUE = {"true", "t", "yes", "y"}
-_FALSE = {"false", "f", "no", "n"}
+_TRUE = string_array(["true", "t", "yes", "y"])
+_FALSE = string_array(["false", "f", "no", "n"])
 
 
 def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
@@ -27,11 +29,11 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
         return pa.nulls(len(values))
     if pa.types.is_boolean(target):
         lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
-        is_true = pc.is_in(lowered, pa.array(sorted(_TRUE)))
-        is_false = pc.is_in(lowered, pa.array(sorted(_FALSE)))
+        is_true = pc.is_in(lowered, _TRUE)
+        is_false = pc.is_in(lowered, _FALSE)
         if not pc.all(pc.or_kleene(pc.or_(is_true, is_false), pc.is_null(values))).as_py():
             raise pa.ArrowInvalid("not a boolean")
-        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), is_true)
+        return pc.if_else(pc.is_null(values), pa.nulls(len(values), pa.bool_()), is_true)
     if pa.types.is_timestamp(target):
         return parse_timestamps(values)
     return pc.cast(values, target)
@@ -52,7 +54,7 @@ def parse_timestamps(values: pa.Array) -> pa.Array:
         pass
     # Both forms in one column: cast each part separately and recombine.
     zoned = pc.match_substring_regex(values, r"\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?)$")
-    none = pa.scalar(None, values.type)
+    none = pa.nulls(len(values), values.type)
     with_zone = pc.cast(pc.if_else(zoned, values, none), TIMESTAMP)
     naive = pc.cast(pc.cast(pc.if_else(zoned, none, values), pa.timestamp("us")), TIMESTAMP)
     return pc.coalesce(with_zone, naive)

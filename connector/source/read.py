@@ -26,6 +26,7 @@ from connector.source.errors import BadDataError, FileVanishedError, TransientEr
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
+from connector.source.scalars import string_scalar, timestamp_us_utc
 from connector.source.state import StreamState
 
 log = logging.getLogger("connector.source")
@@ -59,8 +60,8 @@ class FileDone:
 def add_file_columns(batch: pa.RecordBatch, ref: FileRef) -> pa.RecordBatch:
     """``batch`` plus ``_last_modified_time`` (timestamp UTC) and ``_file`` (the key) columns."""
     n = batch.num_rows
-    modified = pa.repeat(pa.scalar(ref.last_modified, pa.timestamp("us", tz="UTC")), n)
-    key = pa.repeat(pa.scalar(ref.key, pa.string()), n)
+    modified = pa.repeat(timestamp_us_utc(ref.last_modified), n)
+    key = pa.repeat(string_scalar(ref.key), n)
     names = [name for name in batch.schema.names if name not in ("_last_modified_time", "_file")]
     columns = [batch.column(name) for name in names]
     return pa.RecordBatch.from_arrays(columns + [modified, key], names=names + ["_last_modified_time", "_file"])

@@ -8,25 +8,31 @@ field except for nested/binary columns, which fall back to orjson per value.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector.source.scalars import string_array, string_scalar
+
+# Every literal handed to a kernel is a prebuilt scalar: a Python str argument would be converted
+# per call (and the first conversion imports pandas).
+_NULL, _TRUE, _FALSE = string_scalar("null"), string_scalar("true"), string_scalar("false")
+_QUOTE, _ZULU_QUOTE, _EMPTY = string_scalar('"'), string_scalar('Z"'), string_scalar("")
 
 
-@functools.cache
-def _null() -> pa.Scalar:
-    # Built on first use: converting a Python value makes pyarrow import pandas (~0.25 s), which
-    # the destination's start-up, which never needs it, should not pay.
-    return pa.scalar("null")
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+def _utf8_bytes(column: pa.Array) -> np.ndarray:
+    """Every byte of a string array's values, back to back, as a NumPy view (no copy). Null slots
+    may add bytes of their own; that only sends the column down a slower, still exact, path."""
+    _, offsets, data = column.buffers()
+    if data is None or len(column) == 0:
+        return np.zeros(0, np.uint8)
+    bounds = np.frombuffer(offsets, np.int32)
+    return np.frombuffer(data, np.uint8)[bounds[column.offset]:bounds[column.offset + len(column)]]
 
 
 def _quoted(text: pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise('"', text, '"', "")
+    return pc.binary_join_element_wise(_QUOTE, text, _QUOTE, _EMPTY)
 
 
 def _escape(text: pa.Array) -> pa.Array:
@@ -38,9 +44,8 @@ def _escape(text: pa.Array) -> pa.Array:
 def _per_value(column: pa.Array) -> pa.Array:
     """orjson per value: the slow path, for nested and unusual types only."""
     dumps = orjson.dumps
-    out = [None if v is None else dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
-           for v in column.to_pylist()]
-    return pa.array(out, pa.string())
+    return string_array(["null" if v is None else dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+                         for v in column.to_pylist()])
 
 
 def _default(value):
@@ -60,18 +65,20 @@ def json_texts(column: pa.Array) -> pa.Array:
         column = column.dictionary_decode()
         t = column.type
     if pa.types.is_null(t):
-        return pa.repeat(_null(), len(column))
+        return pa.repeat(_NULL, len(column))
     if pa.types.is_integer(t) or pa.types.is_decimal(t):
         texts = pc.cast(column, pa.string())
     elif pa.types.is_floating(t):
         # NaN and infinities are not JSON numbers: they become null.
-        finite = pc.if_else(pc.is_finite(column), column, pa.scalar(None, t))
-        texts = pc.cast(finite, pa.string())
+        texts = pc.if_else(pc.is_finite(column), pc.cast(column, pa.string()), _NULL)
     elif pa.types.is_boolean(t):
-        texts = pc.if_else(column, "true", "false")
+        texts = pc.if_else(column, _TRUE, _FALSE)
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         column = column.cast(pa.string()) if pa.types.is_large_string(t) else column
-        if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+        raw = _utf8_bytes(column)
+        if not np.any((raw < 0x20) | (raw == 0x22) | (raw == 0x5C)):  # no '"', '\\' or control character
+            texts = _quoted(column)
+        elif np.any((raw < 0x20) & (raw != 0x0A) & (raw != 0x0D) & (raw != 0x09)):
             texts = _per_value(column)  # rare control characters need \\u00XX escapes: let orjson do it
         else:
             texts = _quoted(_escape(column))
@@ -80,12 +87,12 @@ def json_texts(column: pa.Array) -> pa.Array:
         # a zoned timestamp goes through the tz database per value (40x slower).
         naive = column.cast(pa.timestamp(t.unit)) if t.tz else column
         text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
-        texts = pc.binary_join_element_wise('"', text, 'Z"', "")
+        texts = pc.binary_join_element_wise(_QUOTE, text, _ZULU_QUOTE, _EMPTY)
     elif pa.types.is_date(t):
         texts = _quoted(pc.cast(column, pa.string()))
     else:
         texts = _per_value(column)
-    return pc.fill_null(texts, _null())
+    return pc.fill_null(texts, _NULL)
 
 
 def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int) -> bytes:
@@ -98,12 +105,12 @@ def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int) -> bytes:
     parts: list = []
     for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
         key = (b"" if i == 0 else b",") + orjson.dumps(name) + b":"
-        parts.append(head.decode() + key.decode() if i == 0 else key.decode())
+        parts.append(string_scalar(head.decode() + key.decode() if i == 0 else key.decode()))
         parts.append(json_texts(column))
     if not parts:
-        parts.append(head.decode())
-    parts.append("}}}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
+        parts.append(string_scalar(head.decode()))
+    parts.append(string_scalar("}}}\n"))
+    lines = pc.binary_join_element_wise(*parts, _EMPTY)
     # No nulls: the data buffer between the first and last offsets is exactly the joined lines.
     _, offsets, data = lines.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)
@@ -118,12 +125,12 @@ def object_lines(batch: pa.RecordBatch | pa.Table) -> tuple[bytes, np.ndarray]:
         return b"", np.zeros(0, dtype=np.int64)
     parts: list = []
     for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
-        parts.append(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":")
+        parts.append(string_scalar(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":"))
         parts.append(json_texts(column))
     if not parts:
-        parts.append("{")
-    parts.append("}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
+        parts.append(string_scalar("{"))
+    parts.append(string_scalar("}\n"))
+    lines = pc.binary_join_element_wise(*parts, _EMPTY)
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
     _, offsets, data = lines.buffers()

@@ -59,3 +59,49 @@ def test_des_discover_cli(capsys):
     assert "users  (3 files" in out and "signup_at" in out and "date-time" in out
     assert main(["discover", "--json", "testdata"]) == 0
     assert [s["name"] for s in orjson.loads(capsys.readouterr().out)] == ["events", "orders", "users"]
+
+
+def test_string_columns_take_the_right_path_in_slices():
+    """Plain strings are only quoted; '"', '\\' and \n/\r/\t are escaped; other control characters
+    go through orjson. Each decision looks at the slice's own bytes, not its parent's."""
+    values = ['plain', 'say "hi"', "back\\slash", "line\nbreak\r\ttab", "bell\x07", None, "last"]
+    whole = pa.array(values, pa.string())
+    for lo in range(len(values)):
+        for hi in range(lo + 1, len(values) + 1):
+            batch = pa.RecordBatch.from_arrays([whole.slice(lo, hi - lo)], names=["s"])
+            assert [r["s"] for r in decode(record_lines('s"1', batch, 7))] == values[lo:hi]
+
+
+def test_scalars_from_buffers_match_pyarrow_conversion():
+    from connector.source.scalars import string_scalar, timestamp_us_utc
+
+    for moment in (datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc), datetime(1950, 1, 1, 0, 0, 0, 1),
+                   datetime(2024, 1, 1, 12, tzinfo=timezone(__import__("datetime").timedelta(hours=-5)))):
+        expected = pa.scalar(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc),
+                             pa.timestamp("us", tz="UTC"))
+        assert timestamp_us_utc(moment) == expected
+    assert string_scalar("h\u00e9 \"x\"").as_py() == "h\u00e9 \"x\"" and string_scalar("").as_py() == ""
+
+
+def test_reading_and_encoding_never_imports_pandas(tmp_path):
+    # pandas costs ~0.25 s to import; the read path builds its constants without it.
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from connector.source import Source
+from connector.source.records import record_lines
+source = Source({{"root_url": "file://{tmp_path}", "file_format": "auto"}})
+for stream in source.streams():
+    for event in source.read(stream):
+        if hasattr(event, "batch"):
+            record_lines(stream, event.batch, 1)
+assert "pandas" not in sys.modules, "pandas was imported"
+print("ok")
+"""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.csv").write_text("i,f,b,t,s\n1,1.5,true,2024-01-01T00:00:00Z,x\n2,,false,,\"q\"\"\"\n")
+    (tmp_path / "s" / "b.jsonl").write_text('{"i": 1, "f": 2.5, "s": "a\\nb", "n": {"x": 1}}\n')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
