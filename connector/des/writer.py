@@ -363,7 +363,12 @@ def _size_metas(lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    texts = pc.binary_join_element_wise('{"size":', pc.cast(pa.array(lengths), pa.string()), "}", "")
+    from connector.scalars import string_scalar
+
+    # Built from buffers: a Python-object conversion would make pyarrow import pandas (~0.25 s).
+    sizes = pa.Array.from_buffers(pa.int64(), len(lengths), [None, pa.py_buffer(np.ascontiguousarray(lengths, np.int64))])
+    texts = pc.binary_join_element_wise(string_scalar('{"size":'), pc.cast(sizes, pa.string()), string_scalar("}"),
+                                        string_scalar(""))
     offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
     data = texts.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
     return data, np.diff(offsets).astype(np.int64)

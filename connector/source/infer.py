@@ -12,7 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connector.source.scalars import string_array
+from connector.scalars import string_array
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _TRUE = string_array(["true", "t", "yes", "y"])

@@ -26,7 +26,7 @@ from connector.source.errors import BadDataError, FileVanishedError, TransientEr
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
-from connector.source.scalars import string_scalar, timestamp_us_utc
+from connector.scalars import string_scalar, timestamp_us_utc
 from connector.source.state import StreamState
 
 log = logging.getLogger("connector.source")

@@ -13,7 +13,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connector.source.scalars import string_array, string_scalar
+from connector.scalars import string_array, string_scalar
 
 # Every literal handed to a kernel is a prebuilt scalar: a Python str argument would be converted
 # per call (and the first conversion imports pandas).

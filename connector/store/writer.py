@@ -55,7 +55,10 @@ def record_names(first: int, count: int) -> np.ndarray:
     built without a Python loop (the writer's hot path)."""
     keys = np.arange(first, first + count, dtype=np.uint64)
     out = np.empty((count, 25), np.uint8)
-    out[:, :20] = (keys[:, None] // _POWERS[None, :]) % 10 + 48
+    # Only the digit positions the largest key reaches vary; the leading ones are all "0".
+    width = len(str(first + count - 1)) if count else 1
+    out[:, :20 - width] = 48
+    out[:, 20 - width:20] = (keys[:, None] // _POWERS[None, 20 - width:]) % 10 + 48
     out[:, 20:] = _SUFFIX
     return out.view("S25").ravel()
 

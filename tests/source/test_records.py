@@ -73,7 +73,7 @@ def test_string_columns_take_the_right_path_in_slices():
 
 
 def test_scalars_from_buffers_match_pyarrow_conversion():
-    from connector.source.scalars import string_scalar, timestamp_us_utc
+    from connector.scalars import string_scalar, timestamp_us_utc
 
     for moment in (datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc), datetime(1950, 1, 1, 0, 0, 0, 1),
                    datetime(2024, 1, 1, 12, tzinfo=timezone(__import__("datetime").timedelta(hours=-5)))):

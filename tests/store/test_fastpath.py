@@ -21,6 +21,10 @@ def test_record_names_match_the_scalar_format():
     for k in keys:
         assert record_names(k, 1)[0].decode() == record_name(k)
     assert [n.decode() for n in record_names(98, 4)] == [record_name(k) for k in range(98, 102)]
+    # Runs whose keys cross a power of ten (the number of varying digits changes inside the run).
+    for first, count in [(0, 12), (9, 3), (995, 10), (10**19 - 5, 5), (0, 100_001)]:
+        assert [n.decode() for n in record_names(first, count)] == [record_name(k) for k in range(first, first + count)]
+    assert len(record_names(5, 0)) == 0
 
 
 @pytest.mark.parametrize("as_array", [True, False])
