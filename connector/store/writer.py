@@ -10,6 +10,11 @@ Commit protocol of one container (its object key holds its last key, known only 
 4. ONE catalog transaction records the datarange, the dataset's next key and the checkpoint,
    after checking the lock is still held and the dataset is not frozen. This is the commit point.
 
+Steps 2-4 of a container cut because it reached the size limits run in a background thread while
+the next container fills (the upload overlaps the encoding); at most one container is in flight,
+so commits stay in key order. An explicit :meth:`DatasetWriter.commit` (and ``close``) returns
+only once everything written is committed.
+
 A crash between 3 and 4 leaves a container in storage that the catalog does not know, starting at
 the dataset's next key: an uncommitted leftover, which the next writer of the dataset deletes when
 it opens (with checkpoint files past the next key and spool files of dead processes).
@@ -22,6 +27,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,6 +70,22 @@ def record_names(first: int, count: int) -> np.ndarray:
     return out.view("S25").ravel()
 
 
+@dataclass(frozen=True)
+class _Sealed:
+    """A finished container in its spool file, waiting to be published and recorded."""
+
+    first: int
+    last: int
+    spool: str
+    size: int
+    sha256: str
+    count: int
+    data_length: int
+    checkpoint: str | None  # JSON text stored with this commit
+    supersedes: bool  # a checkpoint file at ``first`` exists and is replaced by this commit's
+    carries_checkpoint: bool  # the checkpoint was set by the writer's caller (not just kept)
+
+
 class DatasetWriter:
     """Appends records or files to one dataset; use :meth:`Store.writer` to get one.
 
@@ -70,6 +93,11 @@ class DatasetWriter:
     ``checkpoint`` given with a call is stored (with the commit that contains the call's last
     datapoint) exactly when everything of that call is committed. ``write_batch`` fills containers
     to the limits and may split a batch.
+
+    ``on_commit(datarange)`` is called once per committed container, in key order; for containers
+    cut at the size limits it runs in the writer's commit thread. An error of a background commit
+    is raised by the first writer call after it ends (at the latest by ``commit`` or ``close``);
+    the writer then takes no more data.
     """
 
     def __init__(self, store: Store, dataset: str, kind: str, *, wait: float = 30.0,
@@ -94,6 +122,9 @@ class DatasetWriter:
             raise
         self.committed: list[Datarange] = []
         self.committed_checkpoint: Any = None  # the checkpoint stored by the latest commit
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight: Future | None = None
+        self._failed: BaseException | None = None
         self._des: DesWriter | None = None
         self._spool: str | None = None
         self._count = 0
@@ -106,7 +137,7 @@ class DatasetWriter:
 
     @property
     def pending(self) -> int:
-        """Datapoints written but not yet committed."""
+        """Datapoints in the open container (its first key is :attr:`next_key`)."""
         return self._count
 
     def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -121,7 +152,7 @@ class DatasetWriter:
             n = min(room, fits, len(lengths))
             if n == 0:
                 if self._count:
-                    self.commit()
+                    self._cut()
                     continue
                 n = 1  # one record larger than max_bytes gets a container of its own
             size = int(lengths[:n].sum())
@@ -129,7 +160,7 @@ class DatasetWriter:
             start += size
             lengths = lengths[n:]
             if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
-                self.commit()
+                self._cut()
 
     def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None) -> None:
         """Append records given as compact JSON objects (no trailing newline), all in one container."""
@@ -147,11 +178,11 @@ class DatasetWriter:
         lengths = np.diff(ends, prepend=-1)
         if self._count and (self._count + len(lines) > self.store.max_datapoints
                             or self._des.data_length + len(data) > self.store.max_bytes):
-            self.commit()
+            self._cut()
         self._add_records(data, lengths)
         self._set_checkpoint(checkpoint)
         if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
-            self.commit()
+            self._cut()
 
     def write_file(self, name: str, data: bytes | IO[bytes], meta: dict[str, Any] | None = None, *,
                    size: int | None = None, checkpoint: Any = None) -> int:
@@ -160,7 +191,7 @@ class DatasetWriter:
         length = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else size
         if self._count and (self._count + 1 > self.store.max_datapoints
                             or (length or 0) + self._des.data_length > self.store.max_bytes):
-            self.commit()
+            self._cut()
         des = self._open()
         if isinstance(data, (bytes, bytearray, memoryview)):
             des.add(name, data, meta)
@@ -170,7 +201,7 @@ class DatasetWriter:
         self._count += 1
         self._set_checkpoint(checkpoint)
         if self._count >= self.store.max_datapoints or des.data_length >= self.store.max_bytes:
-            self.commit()
+            self._cut()
         return key
 
     def set_checkpoint(self, checkpoint: Any) -> None:
@@ -183,55 +214,17 @@ class DatasetWriter:
         self._set_checkpoint(checkpoint)
 
     def commit(self) -> Datarange | None:
-        """Seal the open container, publish it, record it; ``None`` if nothing is pending."""
-        if self._des is None or self._count == 0:
+        """Seal the open container and return once it, and any container still in flight, is
+        committed; the open container's datarange, or ``None`` if nothing was open."""
+        self._join()
+        sealed = self._seal()
+        if sealed is None:
             return None
-        des, spool = self._des, self._spool
-        assert spool is not None
-        first, last = self.next_key, self.next_key + self._count - 1
-        data_length = des.data_length  # before close() adds META, INDEX and footer
-        des.close()
-        store, layout = self.store, self.store.layout
-        path = layout.datarange(self.dataset, first, last, self.epoch)
-        checkpoint = self._checkpoint_text(last + 1)
         try:
-            if checkpoint is not None:
-                store.write_bytes(layout.checkpoint(self.dataset, self.epoch, last + 1), checkpoint.encode())
-            store.publish(spool, path)
-        finally:
-            if os.path.exists(spool):
-                os.unlink(spool)
-            self._des, self._spool = None, None
-        datarange = Datarange(self.dataset, first, last, store.url(path), des.size, des.sha256, self._count,
-                              self.kind, data_length)
-        try:
-            with store.catalog.transaction() as db:
-                self._lock.check(db)
-                _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
-                store.catalog.insert_datarange(db, self.dataset, first, last, path, des.size, des.sha256,
-                                               self._count, self.kind, data_length)
-                now = time.time()
-                db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
-                           "WHERE name = ?", (last + 1, now, now, checkpoint, self.dataset))
-        except BaseException:
-            # Never recorded: remove it now rather than leave it to the next writer.
-            _remove_quietly(store, path)
-            if checkpoint is not None:
-                _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, last + 1))
-            self._count = 0
+            return self._record(sealed)
+        except BaseException as exc:
+            self._failed = exc  # its keys are spent: later data must not leave a gap before it
             raise
-        if self._in_effect is not None:
-            _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, first))  # superseded
-        self._in_effect = checkpoint
-        if self._has_checkpoint:
-            self.committed_checkpoint = store.loads(checkpoint)
-        invalidate(store.fs, path)
-        self.next_key, self._count = last + 1, 0
-        self._has_checkpoint = callable(self._checkpoint) and self._has_checkpoint
-        self.committed.append(datarange)
-        if self.on_commit is not None:
-            self.on_commit(datarange)
-        return datarange
 
     def close(self) -> None:
         """Commit what is pending, log the session, release the lock."""
@@ -255,9 +248,14 @@ class DatasetWriter:
         self._finish()
 
     def abort(self) -> None:
-        """Drop the open container (nothing of it becomes visible); committed ones stay."""
+        """Drop the open container (nothing of it becomes visible); committed ones stay, and so
+        does a container already handed to the commit thread once its commit ends."""
         if self._closed:
             return
+        try:
+            self._join()
+        except Exception as exc:  # noqa: BLE001 - aborting anyway; the caller has its own error
+            _log.warning("dataset %r: a background commit failed: %s", self.dataset, exc)
         if self._des is not None:
             self._des.abort()
             if self._spool and os.path.exists(self._spool):
@@ -279,12 +277,102 @@ class DatasetWriter:
     def _need(self, kind: str) -> None:
         if self._closed:
             raise StoreError(f"dataset {self.dataset!r}: writer is closed")
+        if self._in_flight is not None and self._in_flight.done():
+            self._join()  # surface a background commit's error at the first call after it
+        if self._failed is not None:
+            raise StoreError(f"dataset {self.dataset!r}: an earlier commit failed ({self._failed}); "
+                             "this writer takes no more data") from self._failed
         if self.kind != kind:
             raise StoreError(f"dataset {self.dataset!r}: this writer takes {self.kind}, not {kind}")
 
     def _set_checkpoint(self, checkpoint: Any) -> None:
         if checkpoint is not None:
             self._checkpoint, self._has_checkpoint = checkpoint, True
+
+    def _cut(self) -> None:
+        """The open container reached a limit: seal it and commit it in the commit thread while
+        the next one fills (after the previous one in flight is committed: commits stay in order)."""
+        self._join()
+        sealed = self._seal()
+        if sealed is not None:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"des-commit-{self.dataset}")
+            self._in_flight = self._committer.submit(self._record, sealed)
+
+    def _join(self) -> None:
+        """Wait for the container in flight; re-raise its commit's error."""
+        future, self._in_flight = self._in_flight, None
+        if future is None:
+            return
+        try:
+            future.result()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    def _seal(self) -> _Sealed | None:
+        """Finish the open container in its spool file; the keys after it go to the next one."""
+        if self._failed is not None:
+            raise StoreError(f"dataset {self.dataset!r}: an earlier commit failed ({self._failed})") from self._failed
+        if self._des is None or self._count == 0:
+            return None
+        des, spool = self._des, self._spool
+        assert spool is not None
+        self._des, self._spool = None, None
+        first, last = self.next_key, self.next_key + self._count - 1
+        data_length = des.data_length  # before close() adds META, INDEX and footer
+        try:
+            des.close()
+            checkpoint = self._checkpoint_text(last + 1)
+        except BaseException:
+            if os.path.exists(spool):
+                os.unlink(spool)
+            self._count = 0
+            raise
+        sealed = _Sealed(first, last, spool, des.size, des.sha256, self._count, data_length, checkpoint,
+                         self._in_effect is not None, self._has_checkpoint)
+        self._in_effect = checkpoint
+        self.next_key, self._count = last + 1, 0
+        self._has_checkpoint = callable(self._checkpoint) and self._has_checkpoint
+        return sealed
+
+    def _record(self, s: _Sealed) -> Datarange:
+        """Publish a sealed container and record it in the catalog (steps 2-4 of the protocol)."""
+        store, layout = self.store, self.store.layout
+        path = layout.datarange(self.dataset, s.first, s.last, self.epoch)
+        try:
+            if s.checkpoint is not None:
+                store.write_bytes(layout.checkpoint(self.dataset, self.epoch, s.last + 1), s.checkpoint.encode())
+            store.publish(s.spool, path)
+        finally:
+            if os.path.exists(s.spool):
+                os.unlink(s.spool)
+        datarange = Datarange(self.dataset, s.first, s.last, store.url(path), s.size, s.sha256, s.count,
+                              self.kind, s.data_length)
+        try:
+            with store.catalog.transaction() as db:
+                self._lock.check(db)
+                _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
+                store.catalog.insert_datarange(db, self.dataset, s.first, s.last, path, s.size, s.sha256,
+                                               s.count, self.kind, s.data_length)
+                now = time.time()
+                db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
+                           "WHERE name = ?", (s.last + 1, now, now, s.checkpoint, self.dataset))
+        except BaseException:
+            # Never recorded: remove it now rather than leave it to the next writer.
+            _remove_quietly(store, path)
+            if s.checkpoint is not None:
+                _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, s.last + 1))
+            raise
+        if s.supersedes:
+            _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, s.first))
+        if s.carries_checkpoint:
+            self.committed_checkpoint = store.loads(s.checkpoint)
+        invalidate(store.fs, path)
+        self.committed.append(datarange)
+        if self.on_commit is not None:
+            self.on_commit(datarange)
+        return datarange
 
     def _open(self) -> DesWriter:
         if self._des is None:
@@ -326,6 +414,8 @@ class DatasetWriter:
 
     def _finish(self) -> None:
         self._closed = True
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         try:
             if self.committed:
                 first, last = self.committed[0].first, self.committed[-1].last

@@ -1,5 +1,5 @@
 """Key spaces (rotate, truncate, overwrite), checkpoints through restore, locks across processes,
-frozen writers, the catalog schema, the operation log and cascade delete."""
+frozen writers, background commits, the catalog schema, the operation log and cascade delete."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pyarrow as pa
@@ -25,6 +26,11 @@ def rows(lo: int, hi: int) -> pa.Table:
 
 def ids(store: Store, dataset: str, version: str | None = None) -> list[int]:
     return store.to_table(dataset, version=version).column("id").to_pylist()
+
+
+def spools(store: Store, dataset: str) -> list[str]:
+    """This process's spool files of ``dataset`` (containers being built or waiting to publish)."""
+    return [n for n in os.listdir(store.spool_dir(dataset)) if n.lstrip(".").startswith(store.spool_prefix(dataset))]
 
 
 def reopen_without_catalog(store: Store) -> Store:
@@ -111,6 +117,46 @@ def test_write_to_frozen_dataset_fails_and_writes_nothing(tmp_path):
             with store.writer("f") as w:
                 w.write_json_lines([b'{"a":1}', b'{"b":\n2}'])
         assert store.get_dataset("f").next_key == 5
+
+
+def test_containers_cut_at_the_limit_commit_in_the_background_in_key_order(store):
+    store.create_dataset("p")
+    seen = []
+
+    def on_commit(d):
+        # Called once the catalog holds the datarange, from the commit thread for cut containers.
+        seen.append((d.first, d.last, store.get_dataset("p").next_key,
+                     threading.current_thread() is threading.main_thread()))
+
+    with store.writer("p", on_commit=on_commit) as w:
+        w.write_batch(rows(0, 35))  # three containers cut at 10 datapoints, five rows left open
+        assert (w.next_key, w.pending) == (30, 5)
+        w.write_json_lines([b'{"id":35}'], checkpoint={"n": 36})
+    assert [s[:3] for s in seen] == [(0, 9, 10), (10, 19, 20), (20, 29, 30), (30, 35, 36)]
+    assert [s[3] for s in seen] == [False, False, False, True]  # the last one, by close, in the caller's
+    assert ids(store, "p") == list(range(36)) and store.checkpoint("p") == {"n": 36}
+    assert [f"{d.first}-{d.last}" for d in store.dataranges("p")] == ["0-9", "10-19", "20-29", "30-35"]
+    assert not spools(store, "p")
+
+
+def test_a_failed_background_commit_stops_the_writer_and_leaves_no_trace(tmp_path):
+    with Store(str(tmp_path / "root"), max_datapoints=5) as store:
+        store.write_records("f", [rows(0, 5)])
+        w = store.writer("f")
+        store.freeze("f")  # the commit thread's transaction will find the dataset frozen
+        w.write_batch(rows(5, 12))  # 5..9 cut and handed to the commit thread; 10, 11 stay open
+        with pytest.raises(DatasetFrozen, match="'f' is frozen"):
+            w.commit()
+        with pytest.raises(StoreError, match="an earlier commit failed .*'f' is frozen"):
+            w.write_batch(rows(12, 13))
+        w.abort()
+        assert [(d.first, d.last) for d in store.dataranges("f")] == [(0, 4)]
+        assert [p.rsplit("/", 1)[-1] for p in store.list_range_objects("f", checkpoints=True)] == [
+            "00000000000000000000-00000000000000000004.des"]
+        assert store.get_dataset("f").next_key == 5 and not spools(store, "f")
+        store.unfreeze("f")
+        store.write_records("f", [rows(5, 8)])  # a new writer carries on at the committed key
+        assert ids(store, "f") == list(range(8))
 
 
 def test_log_is_json_lines_and_compaction_loses_and_duplicates_nothing(tmp_path):
