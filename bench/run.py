@@ -5,7 +5,7 @@
 Starts moto's S3 server (with a request counter) on 127.0.0.1, loads seeded data, runs every case
 ``--repeat`` times (at least 3), and writes ``bench/RESULTS.md``: ratios and targets first,
 absolute figures (median and min-max spread) second. Nothing here is run by CI's test command.
-Cases: source_read, discover, incremental, destination, random_read, batch_read, pack.
+Cases: source_read, discover, incremental, destination, sync, random_read, batch_read, pack.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ from procs import Run, last_states, run_connector  # noqa: E402
 from s3server import S3Server  # noqa: E402
 
 BUCKET = "bench"
-ALL_CASES = ["source_read", "discover", "incremental", "destination", "random_read", "batch_read", "pack"]
+ALL_CASES = ["source_read", "discover", "incremental", "destination", "sync", "random_read", "batch_read", "pack"]
 FORMATS = ["csv", "jsonl", "parquet"]
 
 
@@ -451,6 +452,67 @@ def case_destination(ctx: Ctx) -> None:
     r.ratios.append({"case": case, "what": "des-destination records/s (absolute target)",
                      "value": fmt(fig.median) + " rec/s" if fig else "not run", "target": ">= 200,000 rec/s",
                      "met": None if not fig else fig.median >= 200_000})
+
+
+def case_sync(ctx: Ctx) -> None:
+    """S3 -> store on S3: ``des sync`` (one process, Arrow batches) vs the same two connectors
+    piped through the Airbyte protocol (``des-source read | des-destination write``)."""
+    r = ctx.results
+    rows = ctx.args.rows
+    dest = _our_destination_config(ctx, "sync-des")
+    dest_cfg = ctx.write_json("sync-dest.json", dest)
+    env = {**ctx.env, "PYTHONPATH": str(REPO)}
+    state = WORK / "cfg" / "sync-state.json"
+    for file_format in FORMATS:
+        case = f"sync {file_format.upper() if file_format != 'jsonl' else 'JSONL'} {rows:,} rows, S3 -> S3"
+        src_cfg = ctx.write_json(f"sync-src-{file_format}.json", ctx.our_source_config(file_format, file_format))
+        disc = ctx.run_ours("discover", "--config", src_cfg)
+        if not disc.ok() or not disc.catalog:
+            r.skip(case, "all", f"discover failed: {disc.error()}")
+            continue
+        cat = ctx.write_json(f"sync-{file_format}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
+        commands = {
+            "des sync": [sys.executable, "-c", "import sys; from connector.cli import main; sys.exit(main())",
+                         "sync", "--config", src_cfg, "--destination", dest_cfg, "--state", str(state)],
+            "des-source piped to des-destination": ["bash", "-c", "set -o pipefail; " + " ".join(shlex.quote(a) for a in [
+                sys.executable, "-m", "connector.airbyte.source_main", "read", "--config", src_cfg, "--catalog", cat])
+                + " | " + " ".join(shlex.quote(a) for a in [
+                sys.executable, "-m", "connector.airbyte.destination_main", "write", "--config", dest_cfg,
+                "--catalog", cat])],
+        }
+        for i in range(ctx.args.repeat):
+            order = list(commands) if i % 2 == 0 else list(reversed(commands))
+            for tool in order:
+                ctx.delete_prefix("sync-des")
+                _reset_catalog(ctx)
+                state.unlink(missing_ok=True)  # a full sync each time, not an incremental one
+                ctx.server.reset()
+                run = run_connector(commands[tool], cwd=REPO, env=env)
+                counts = ctx.server.counts()
+                landed = _datapoints(ctx, dest, "rows")
+                if run.rc != 0 or landed != rows:
+                    why = run.error() if run.rc != 0 else f"{landed} records landed, expected {rows}"
+                    r.add(case, tool, "errors", 1, note=why)
+                    log(f"  {case} {tool}: {why}")
+                    continue
+                r.add(case, tool, "records/s", rows / run.seconds, "rec/s")
+                r.add(case, tool, "seconds", run.seconds, "s", higher_is_better=False)
+                r.add(case, tool, "peak RSS", run.max_rss_mb, "MiB", higher_is_better=False,
+                      note="" if tool == "des sync" else "the larger of the two processes")
+                r.add(case, tool, "S3 requests", counts.get("total", 0), "", higher_is_better=False)
+                log(f"  {case} {tool}: {rows / run.seconds:,.0f} rec/s, {counts.get('total', 0)} requests")
+        ratio(r, case, "records/s", "des sync", "des-source piped to des-destination")
+
+
+def _datapoints(ctx: Ctx, dest: dict, dataset: str) -> int:
+    """Records committed to ``dataset`` of the store a destination config points at (0 if none)."""
+    from connector.store import Store
+
+    with Store(dest["root_url"], dest["catalog_path"], storage_options=ctx.server.storage_options()) as store:
+        try:
+            return int(store.stats(dataset)["datapoints"])
+        except Exception:  # noqa: BLE001 - no dataset: nothing landed
+            return 0
 
 
 def _dest_spec() -> dict:
@@ -883,7 +945,7 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
 
 CASES: dict[str, Callable[[Ctx], None]] = {
     "source_read": case_source_read, "discover": case_discover, "incremental": case_incremental,
-    "destination": case_destination, "random_read": case_random_read, "batch_read": case_batch_read,
+    "destination": case_destination, "sync": case_sync, "random_read": case_random_read, "batch_read": case_batch_read,
     "pack": case_pack,
 }
 
@@ -922,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.airbyte_error = "--no-airbyte given"
 
     log(f"generating data ({args.rows:,} rows, {args.files:,} small files, seed {args.seed})")
-    row_files = datagen.row_files(data, args.rows, args.seed) if {"source_read", "destination"} & set(cases) else {}
+    row_files = datagen.row_files(data, args.rows, args.seed) if {"source_read", "destination", "sync"} & set(cases) else {}
     ctx.small = datagen.small_files(data, args.files, args.seed) if {"random_read", "batch_read", "pack"} & set(cases) else {}
     ctx.server.start()
     log(f"moto S3 server at {ctx.server.endpoint_url}")
