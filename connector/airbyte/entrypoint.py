@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import traceback
@@ -21,22 +22,54 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 class Output:
-    """Thread-safe writer of message lines to the real stdout (worker threads log too)."""
+    """Thread-safe writer of message lines to the real stdout (worker threads log too).
+
+    The writes happen in a writer thread fed by a short queue: a write to a pipe blocks until the
+    reader has drained it, and meanwhile the caller can encode its next batch of records. Lines
+    come out in the order of the calls; :meth:`flush` returns once everything handed over is
+    written. A failed write (the reader went away) is raised by the next call.
+    """
+
+    DEPTH = 2  # buffers waiting for the pipe; each is one encoded batch (tens of MiB at most)
 
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
-        self._lock = threading.Lock()
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=self.DEPTH)
+        self._error: BaseException | None = None
+        self._writer: threading.Thread | None = None
+        self._start = threading.Lock()
 
     def message(self, msg: dict[str, Any]) -> None:
         self.raw(messages.dumps(msg))
 
     def raw(self, data: bytes) -> None:
-        with self._lock:
-            self._out.write(data)
+        self._raise_error()
+        if self._writer is None:
+            with self._start:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write, name="stdout-writer", daemon=True)
+                    self._writer.start()
+        self._queue.put(data)
 
     def flush(self) -> None:
-        with self._lock:
-            self._out.flush()
+        self._queue.join()
+        self._raise_error()
+        self._out.flush()
+
+    def _write(self) -> None:
+        while True:
+            data = self._queue.get()
+            try:
+                if self._error is None:
+                    self._out.write(data)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class LogHandler(logging.Handler):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from airbyte_protocol.models import AirbyteMessage, ConfiguredAirbyteCatalog
 
+from connector.airbyte.entrypoint import Output
 from tests.source.helpers import put, s3_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +136,66 @@ def test_check_on_empty_root_fails(tmp_path):
 def test_examples_local_config_reads_testdata():
     code, messages, _ = run("discover", "--config", "examples/local/source.json")
     assert code == 0 and [s["name"] for s in messages[0]["catalog"]["streams"]] == ["events", "orders", "users"]
+
+
+class _SlowSink(io.RawIOBase):
+    """A pipe whose reader is slow: each write takes a moment, so the writer thread falls behind."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.chunks: list[bytes] = []
+        self.fail_after = fail_after
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.fail_after is not None and len(self.chunks) >= self.fail_after:
+            raise BrokenPipeError(32, "Broken pipe")
+        time.sleep(0.002)
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+def test_output_writes_in_call_order_and_flush_waits_for_the_pipe():
+    sink = _SlowSink()
+    out = Output(sink)
+    threads = [threading.Thread(target=lambda t=t: [out.raw(b"%d:%d\n" % (t, i)) for i in range(50)])
+               for t in range(3)]
+    for th in threads:
+        th.start()
+    out.message({"type": "LOG", "log": {"level": "INFO", "message": "main"}})
+    for th in threads:
+        th.join()
+    out.flush()
+    lines = b"".join(sink.chunks).splitlines()
+    assert len(lines) == 151
+    for t in range(3):  # each thread's lines in its own order, none lost or doubled
+        assert [ln for ln in lines if ln.startswith(b"%d:" % t)] == [b"%d:%d" % (t, i) for i in range(50)]
+
+
+def test_output_raises_a_failed_write_on_the_next_call():
+    out = Output(_SlowSink(fail_after=2))
+    for i in range(3):
+        out.raw(b"x\n")
+    with pytest.raises(BrokenPipeError):
+        out.flush()
+    with pytest.raises(BrokenPipeError):
+        out.raw(b"more\n")
+
+
+def test_read_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    root = tmp_path / "data" / "s"
+    root.mkdir(parents=True)
+    (root / "a.jsonl").write_bytes(b"".join(b'{"id":%d,"text":"%s"}\n' % (i, b"x" * 50) for i in range(200_000)))
+    config = write(tmp_path, "config.json", {"root_url": str(root.parent)})
+    _, messages, _ = run("discover", "--config", config)
+    catalog = write(tmp_path, "catalog.json", catalog_for(messages[0]["catalog"]["streams"]))
+    proc = subprocess.Popen([sys.executable, "-m", "connector.airbyte.source_main", "read", "--config", config,
+                             "--catalog", catalog], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    assert json.loads(first)["type"] == "TRACE"
+    assert proc.wait(timeout=60) == 0
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr, stderr
