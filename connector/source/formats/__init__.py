@@ -34,6 +34,12 @@ from connector.source.retry import is_transient
 
 #: Bytes of (decoded) text parsed per CSV/JSON block; bounds memory per file being read.
 BLOCK_SIZE = 4 << 20
+#: Raw bytes fetched per request while sampling a CSV/JSON file for its schema: the sample, not the
+#: object (s3fs's default block, 50 MiB, would download whole files at discover).
+SAMPLE_BLOCK = BLOCK_SIZE + (64 << 10)
+#: Raw bytes fetched per request while reading CSV/JSON data: the first batch does not wait for a
+#: whole object, and each file being read holds at most one block.
+READ_BLOCK = 8 << 20
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import pyarrow.csv as pacsv
 
 from connector.source.compression import decompressed
 from connector.source.errors import BadDataError
-from connector.source.formats import FileStats, FormatOptions, Prefixed, data_errors, open_raw, read_head, slices
+from connector.source.formats import (READ_BLOCK, SAMPLE_BLOCK, FileStats, FormatOptions, Prefixed, data_errors,
+                                      open_raw, read_head, slices)
 from connector.source.infer import cast_strings, infer_string_column, merge_types
 from connector.source.listing import FileRef
 
@@ -86,8 +87,9 @@ class _Reader:
         self.raw, self.reader, self.names, self.bad_rows = raw, reader, names, bad_rows
 
 
-def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats | None) -> _Reader:
-    raw = open_raw(fs, ref)
+def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats | None,
+          block_size: int) -> _Reader:
+    raw = open_raw(fs, ref, block_size=block_size)
     stream = decompressed(raw, ref.compression)
     head, found = _find_header(stream, options)
     if found is None:
@@ -151,7 +153,7 @@ def _next(reader: _Reader, ref: FileRef) -> pa.RecordBatch | None:
 def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
     """Column types from the first ``max_rows`` rows (see :func:`infer_string_column`)."""
     with data_errors(ref):
-        reader = _open(fs, ref, options, FileStats())
+        reader = _open(fs, ref, options, FileStats(), SAMPLE_BLOCK)
     with reader.raw:
         if reader.reader is None:
             return pa.schema([])
@@ -189,7 +191,7 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
             stats: FileStats) -> Iterator[pa.RecordBatch]:
     """Every row of the file, in order, typed per ``schema``."""
     with data_errors(ref):
-        reader = _open(fs, ref, options, stats)
+        reader = _open(fs, ref, options, stats, READ_BLOCK)
     with reader.raw:
         if reader.reader is None:
             return

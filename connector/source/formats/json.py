@@ -24,7 +24,8 @@ import pyarrow.json as pajson
 
 from connector.source.compression import decompressed
 from connector.source.errors import BadDataError
-from connector.source.formats import FileStats, FormatOptions, data_errors, open_raw, read_head, slices
+from connector.source.formats import (READ_BLOCK, SAMPLE_BLOCK, FileStats, FormatOptions, data_errors, open_raw,
+                                      read_head, slices)
 from connector.source.infer import TIMESTAMP, merge_types, parse_timestamps
 from connector.source.listing import FileRef
 
@@ -324,7 +325,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
     """Schema of the first ``max_rows`` objects (tolerant: unparsable lines are left to the read)."""
-    with data_errors(ref), open_raw(fs, ref) as raw:
+    with data_errors(ref), open_raw(fs, ref, block_size=SAMPLE_BLOCK) as raw:
         stream = decompressed(raw, ref.compression)
         head = read_head(stream, max_rows)
         kind = _kind(head)
@@ -353,7 +354,7 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
 def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
             stats: FileStats) -> Iterator[pa.RecordBatch]:
     """Every object of the file, in order."""
-    with data_errors(ref), open_raw(fs, ref) as raw:
+    with data_errors(ref), open_raw(fs, ref, block_size=READ_BLOCK) as raw:
         stream = decompressed(raw, ref.compression)
         head = read_head(stream, 1)
         kind = _kind(head)

@@ -1,0 +1,51 @@
+"""What sampling and reading a large CSV/JSON object costs on S3, counted at a proxy in front of
+the test server: schema inference fetches the sample, not the object, and a read fetches bounded
+blocks (the first batch does not wait for the whole object)."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.source import FileBatch, Source
+from connector.source.formats import BLOCK_SIZE, READ_BLOCK, SAMPLE_BLOCK
+from tests.source.helpers import put, s3_config
+from tests.support.s3proxy import CountingProxy
+
+ROWS = 600_000
+
+
+PAD = b"x" * 40
+
+
+def _object(fmt: str) -> tuple[str, bytes]:
+    if fmt == "jsonl":
+        return "costs/jsonl/rows/a.jsonl", b"".join(b'{"id":%d,"name":"row %d %s","ok":true}\n' % (i, i, PAD)
+                                                     for i in range(ROWS))
+    return "costs/csv/rows/a.csv", b"id,name,ok\n" + b"".join(b"%d,row %d %s,true\n" % (i, i, PAD) for i in range(ROWS))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_inference_fetches_the_sample_and_reads_fetch_bounded_blocks(fmt, s3_endpoint, s3_bucket):
+    key, body = _object(fmt)
+    assert len(body) > 4 * READ_BLOCK  # a few blocks, far more than a sample
+    put(s3_endpoint, s3_bucket, {key: body})
+    with CountingProxy(s3_endpoint.endpoint_url) as proxy:
+        config = s3_config(s3_endpoint, s3_bucket, path_prefix=f"costs/{fmt}", file_format="auto")
+        config["endpoint"] = proxy.url
+        source = Source(config)
+        with proxy.window() as sampling:
+            schema = source.schema("rows")
+        assert schema.names[:3] == ["id", "name", "ok"]
+        # One sample block (plus, for CSV, the block Arrow's streaming reader reads ahead).
+        assert sampling.sent <= 3 * SAMPLE_BLOCK < len(body) / 2, sampling
+
+        with proxy.window() as reading:
+            ids = [i for ev in source.read("rows", sync_mode="full_refresh") if isinstance(ev, FileBatch)
+                   for i in ev.batch.column("id").to_pylist()]
+        assert ids == list(range(ROWS))
+        gets = [e for e in reading.exchanges if e.request.method == "GET" and e.request.range]
+        # s3fs's read-ahead fetches what a parse block asks for plus one READ_BLOCK: never the object.
+        assert len(gets) >= 3 and max(e.sent for e in gets) <= BLOCK_SIZE + READ_BLOCK < len(body) / 2, reading
+        # Each byte fetched once by the read; Arrow's CSV reader may still be reading ahead for the
+        # sample when the read starts, so that block can land in either window.
+        assert sampling.sent + reading.sent <= len(body) + 3 * SAMPLE_BLOCK
