@@ -82,6 +82,24 @@ LOCK_LEASE_SECONDS = 120.0
 LOCK_HEARTBEAT_SECONDS = 15.0
 
 
+BUSY_SECONDS = 60.0  # how long a connection waits for another one's lock before giving up
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out other connections doing the same. Two processes opening a new
+    catalog at once can get SQLITE_BUSY here without SQLite's busy handler being called (it would
+    deadlock), so the wait is ours."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Catalog:
     """Thin, typed access to the SQLite file. One connection per thread."""
 
@@ -117,12 +135,12 @@ class Catalog:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=60000")
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
             self._local.db = db
         return db
 

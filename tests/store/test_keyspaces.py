@@ -4,6 +4,7 @@ frozen writers, background commits, the catalog schema, the operation log and ca
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -157,6 +158,33 @@ def test_a_failed_background_commit_stops_the_writer_and_leaves_no_trace(tmp_pat
         store.unfreeze("f")
         store.write_records("f", [rows(5, 8)])  # a new writer carries on at the committed key
         assert ids(store, "f") == list(range(8))
+
+
+def _open_catalog(path: str, barrier, failures) -> None:
+    from connector.store.catalog import Catalog
+
+    barrier.wait()
+    try:
+        Catalog(path).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        failures.put(str(exc))
+
+
+def test_two_processes_creating_the_catalog_at_once_both_open_it(tmp_path):
+    # Switching a new SQLite file to WAL from two processes at once can return "database is
+    # locked" without waiting; before the catalog waited it out, 8 of 10 such races failed.
+    ctx = multiprocessing.get_context("spawn")
+    failures = ctx.Queue()
+    for i in range(6):
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_open_catalog, args=(str(tmp_path / f"c{i}.sqlite"), barrier, failures))
+                 for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+            assert proc.exitcode == 0
+    assert failures.empty(), failures.get()
 
 
 def test_log_is_json_lines_and_compaction_loses_and_duplicates_nothing(tmp_path):
