@@ -70,8 +70,9 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err)
     try:
-        proc.wait(timeout)  # reaps the child; its rusage then comes from GNU time or is lost
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -92,6 +93,8 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
         except (OSError, ValueError, IndexError):
             pass
         os.unlink(rss_file)
+    else:
+        max_rss_kb = usage.ru_maxrss
     return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=max_rss_kb / 1024.0,
                records=records, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
 

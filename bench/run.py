@@ -209,19 +209,30 @@ def configured_catalog(catalog: dict, mode: str) -> dict:
 # -- cases -----------------------------------------------------------------------------------
 
 
+def _label(file_format: str) -> str:
+    return "JSONL" if file_format == "jsonl" else file_format.upper()
+
+
+def _our_read_files(ctx: Ctx, name: str, file_format: str) -> tuple[str, str | None, str]:
+    """des-source config for the bench's ``file_format`` objects and a full-refresh configured
+    catalog from its discover: (config path, catalog path or None, why discover failed)."""
+    cfg = ctx.write_json(f"{name}-{file_format}.json", ctx.our_source_config(file_format, file_format))
+    disc = ctx.run_ours("discover", "--config", cfg)
+    if not disc.ok() or not disc.catalog:
+        return cfg, None, f"discover failed: {disc.error()}"
+    return cfg, ctx.write_json(f"{name}-{file_format}-catalog.json",
+                               configured_catalog(disc.catalog, "full_refresh")), ""
+
+
 def case_source_read(ctx: Ctx) -> None:
     """des-source read vs airbyte-source-s3 read, full refresh, same objects, records/s and peak RSS."""
     r = ctx.results
     rows = ctx.args.rows
     for file_format in FORMATS:
-        case = f"source read {file_format.upper() if file_format != 'jsonl' else 'JSONL'}"
-        ours_cfg = ctx.write_json(f"ours-read-{file_format}.json", ctx.our_source_config(file_format, file_format))
-        disc = ctx.run_ours("discover", "--config", ours_cfg)
-        if not disc.ok() or not disc.catalog:
-            r.skip(case, "des-source", f"discover failed: {disc.error()}")
-            ours_cat = None
-        else:
-            ours_cat = ctx.write_json(f"ours-read-{file_format}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
+        case = f"source read {_label(file_format)}"
+        ours_cfg, ours_cat, why = _our_read_files(ctx, "ours-read", file_format)
+        if ours_cat is None:
+            r.skip(case, "des-source", why)
         ab_cat = None
         if ctx.airbyte:
             ab_cfg = ctx.write_json(f"ab-read-{file_format}.json", ctx.airbyte_config([("rows", f"{file_format}/rows/*", file_format)]))
@@ -464,13 +475,11 @@ def case_sync(ctx: Ctx) -> None:
     env = {**ctx.env, "PYTHONPATH": str(REPO)}
     state = WORK / "cfg" / "sync-state.json"
     for file_format in FORMATS:
-        case = f"sync {file_format.upper() if file_format != 'jsonl' else 'JSONL'} {rows:,} rows, S3 -> S3"
-        src_cfg = ctx.write_json(f"sync-src-{file_format}.json", ctx.our_source_config(file_format, file_format))
-        disc = ctx.run_ours("discover", "--config", src_cfg)
-        if not disc.ok() or not disc.catalog:
-            r.skip(case, "all", f"discover failed: {disc.error()}")
+        case = f"sync {_label(file_format)} {rows:,} rows, S3 -> S3"
+        src_cfg, cat, why = _our_read_files(ctx, "sync-src", file_format)
+        if cat is None:
+            r.skip(case, "all", why)
             continue
-        cat = ctx.write_json(f"sync-{file_format}-catalog.json", configured_catalog(disc.catalog, "full_refresh"))
         commands = {
             "des sync": [sys.executable, "-c", "import sys; from connector.cli import main; sys.exit(main())",
                          "sync", "--config", src_cfg, "--destination", dest_cfg, "--state", str(state)],

@@ -36,19 +36,13 @@ class Output:
         self._out = out
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=self.DEPTH)
         self._error: BaseException | None = None
-        self._writer: threading.Thread | None = None
-        self._start = threading.Lock()
+        threading.Thread(target=self._write, name="stdout-writer", daemon=True).start()
 
     def message(self, msg: dict[str, Any]) -> None:
         self.raw(messages.dumps(msg))
 
     def raw(self, data: bytes) -> None:
         self._raise_error()
-        if self._writer is None:
-            with self._start:
-                if self._writer is None:
-                    self._writer = threading.Thread(target=self._write, name="stdout-writer", daemon=True)
-                    self._writer.start()
         self._queue.put(data)
 
     def flush(self) -> None:

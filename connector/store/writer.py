@@ -279,9 +279,7 @@ class DatasetWriter:
             raise StoreError(f"dataset {self.dataset!r}: writer is closed")
         if self._in_flight is not None and self._in_flight.done():
             self._join()  # surface a background commit's error at the first call after it
-        if self._failed is not None:
-            raise StoreError(f"dataset {self.dataset!r}: an earlier commit failed ({self._failed}); "
-                             "this writer takes no more data") from self._failed
+        self._raise_if_failed()
         if self.kind != kind:
             raise StoreError(f"dataset {self.dataset!r}: this writer takes {self.kind}, not {kind}")
 
@@ -310,10 +308,14 @@ class DatasetWriter:
             self._failed = exc
             raise
 
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise StoreError(f"dataset {self.dataset!r}: an earlier commit failed ({self._failed}); "
+                             "this writer takes no more data") from self._failed
+
     def _seal(self) -> _Sealed | None:
         """Finish the open container in its spool file; the keys after it go to the next one."""
-        if self._failed is not None:
-            raise StoreError(f"dataset {self.dataset!r}: an earlier commit failed ({self._failed})") from self._failed
+        self._raise_if_failed()
         if self._des is None or self._count == 0:
             return None
         des, spool = self._des, self._spool
