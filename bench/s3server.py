@@ -3,8 +3,15 @@
 ``python bench/s3server.py PORT`` serves moto's WSGI app (the same app ``python -m moto.server``
 serves) wrapped in a middleware that counts every request by method, and range GETs apart.
 ``GET /__bench__/counts`` returns the counters as JSON and ``POST /__bench__/reset`` zeroes
-them; those two paths are not counted. Requests are counted at the server, so nothing a client
+them; ``POST /__bench__/latency?ms=N`` makes every S3 request wait N ms before it is served (0:
+none). Those paths are not counted. Requests are counted at the server, so nothing a client
 library does (HEADs, retries, multipart parts, readahead) escapes the count.
+
+The latency models S3's own: AWS's performance guide puts the median latency of small GETs and
+PUTs "in the range of tens of milliseconds", while moto on loopback answers in ~3 ms of CPU. The
+wait is a ``time.sleep`` in the request's thread (werkzeug serves each connection in its own
+thread and the sleep releases the GIL), so concurrent requests wait at the same time, as on S3,
+and moto's CPU cost per request is unchanged.
 
 :class:`S3Server` starts and stops it from the benchmark process.
 """
@@ -29,6 +36,7 @@ def _app():
     inner = DomainDispatcherApplication(create_backend_app)
     counts: Counter[str] = Counter()
     lock = threading.Lock()
+    latency = [0.0]  # seconds every S3 request waits before it is served
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -36,6 +44,9 @@ def _app():
             if path.endswith("/reset"):
                 with lock:
                     counts.clear()
+            elif path.endswith("/latency"):
+                query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
+                latency[0] = float(query.get("ms", 0)) / 1000
             with lock:
                 body = json.dumps(dict(counts)).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -49,6 +60,9 @@ def _app():
             query = environ.get("QUERY_STRING", "")
             if method == "GET" and ("list-type" in query or path.count("/") <= 1 and "prefix" in query):
                 counts["LIST"] += 1
+        if latency[0]:
+            time.sleep(latency[0])
+
         def counting_start_response(status, headers, exc_info=None):
             for k, v in headers:
                 if k.lower() == "content-length" and method in ("GET", "HEAD") and v.isdigit() and method == "GET":
@@ -113,6 +127,12 @@ class S3Server:
 
     def reset(self) -> None:
         req = urllib.request.Request(f"{self.endpoint_url}/__bench__/reset", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+
+    def set_latency(self, ms: float) -> None:
+        """Every S3 request from now on waits ``ms`` milliseconds at the server (0: none)."""
+        req = urllib.request.Request(f"{self.endpoint_url}/__bench__/latency?ms={ms}", method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=5) as r:
             r.read()
 
