@@ -38,3 +38,12 @@ def timestamp_us_utc(moment: datetime) -> pa.TimestampScalar:
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     values = np.array([micros], np.int64)
     return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), 1, [None, pa.py_buffer(values)])[0]
+
+
+def rows_without_columns(num_rows: int) -> pa.RecordBatch:
+    """A batch of ``num_rows`` rows and no column: what a run of ``{}`` objects parses to.
+
+    ``RecordBatch.from_arrays([])`` takes its length from its columns and has none, and
+    ``concat_tables`` of column-less tables drops their rows, so these are built explicitly.
+    """
+    return pa.RecordBatch.from_struct_array(pa.Array.from_buffers(pa.struct([]), num_rows, [None], children=[]))

@@ -102,13 +102,13 @@ def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int) -> bytes:
         return b""
     head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(stream) + b',"emitted_at":' + str(
         emitted_at).encode() + b',"data":{'
+    if batch.num_columns == 0:  # rows of {}: a join of scalars alone would give one scalar
+        return (head + b"}}}\n") * n
     parts: list = []
     for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
         key = (b"" if i == 0 else b",") + orjson.dumps(name) + b":"
         parts.append(string_scalar(head.decode() + key.decode() if i == 0 else key.decode()))
         parts.append(json_texts(column))
-    if not parts:
-        parts.append(string_scalar(head.decode()))
     parts.append(string_scalar("}}}\n"))
     lines = pc.binary_join_element_wise(*parts, _EMPTY)
     # No nulls: the data buffer between the first and last offsets is exactly the joined lines.
@@ -123,12 +123,12 @@ def object_lines(batch: pa.RecordBatch | pa.Table) -> tuple[bytes, np.ndarray]:
     n = batch.num_rows
     if n == 0:
         return b"", np.zeros(0, dtype=np.int64)
+    if batch.num_columns == 0:  # rows of {}: a join of scalars alone would give one scalar
+        return b"{}\n" * n, np.full(n, 3, dtype=np.int64)
     parts: list = []
     for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
         parts.append(string_scalar(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":"))
         parts.append(json_texts(column))
-    if not parts:
-        parts.append(string_scalar("{"))
     parts.append(string_scalar("}\n"))
     lines = pc.binary_join_element_wise(*parts, _EMPTY)
     if isinstance(lines, pa.ChunkedArray):

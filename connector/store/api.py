@@ -24,6 +24,7 @@ import pyarrow.json as pajson
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
+from connector.scalars import rows_without_columns
 from connector.store import records
 from connector.store.catalog import Catalog
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
@@ -537,6 +538,8 @@ def _table(chunks: Iterable[bytes]) -> pa.Table:
     tables = [pajson.read_json(io.BytesIO(c), read_options=_JSON_READ) for c in chunks if c.strip()]
     if not tables:
         return pa.table({})
+    if all(t.num_columns == 0 for t in tables):  # every record is {}: concat_tables would drop the rows
+        return pa.Table.from_batches([rows_without_columns(sum(t.num_rows for t in tables))])
     return pa.concat_tables(tables, promote_options="permissive")
 
 

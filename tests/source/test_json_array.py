@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from connector.source import Source
 from connector.source.errors import BadDataError
 from connector.source.formats.json import _array_items
 from connector.source.listing import FileRef
+from connector.source.records import record_lines
 from tests.source.helpers import drain, put, s3_config
 
 REF = FileRef(path="b/x.json", key="x.json", url="memory://b/x.json", size=0, last_modified=None,
@@ -78,3 +80,17 @@ def test_non_object_item_fails_with_its_index(s3_endpoint, s3_bucket):
     put(s3_endpoint, s3_bucket, {"a/bad.json": b'[{"i": 1}, [2], {"i": 3}]'})
     with pytest.raises(BadDataError, match=r"bad.json: array item 1 is not an object \(list\)"):
         drain(Source(s3_config(s3_endpoint, s3_bucket)), "a")
+
+
+@pytest.mark.parametrize("body", [b"{}\n{}\n{}\n", b"[{}, {}, {}]", b"[\n {},\n {},\n {}\n]"])
+def test_objects_without_fields_are_records(s3_endpoint, s3_bucket, body):
+    """A stream whose objects are all {} has no column at all; its rows must not vanish."""
+    put(s3_endpoint, s3_bucket, {"e/x.json": body, "f/x.json": body, "f/y.jsonl": b'{"a": 1}\n'})
+    for stream, expected in (("e", [{}] * 3), ("f", [{"a": None}] * 3 + [{"a": 1}])):
+        src = Source(s3_config(s3_endpoint, s3_bucket, file_format="json"))
+        events = list(src.read(stream))
+        lines = b"".join(record_lines(stream, e.batch, 0) for e in events if hasattr(e, "batch"))
+        data = [orjson.loads(line)["record"]["data"] for line in lines.splitlines()]
+        assert [{k: v for k, v in d.items() if not k.startswith("_")} for d in data] == expected
+        assert {d["_file"] for d in data} == ({"e/x.json"} if stream == "e" else {"f/x.json", "f/y.jsonl"})
+        assert sum(e.records for e in events if hasattr(e, "records")) == len(expected)

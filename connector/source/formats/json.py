@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pajson
 
+from connector.scalars import rows_without_columns
 from connector.source.compression import decompressed
 from connector.source.errors import BadDataError
 from connector.source.formats import (READ_BLOCK, SAMPLE_BLOCK, FileStats, FormatOptions, data_errors, open_raw,
@@ -246,7 +247,7 @@ def _rows_to_batch(rows: list[dict], schema: pa.Schema, stats: FileStats) -> pa.
             array = pa.array([v if v is None or isinstance(v, str) else _json_text(v) for v in values], pa.string())
         arrays.append(array)
         fields.append(pa.field(name, array.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+    return _record_batch(arrays, fields, len(rows))
 
 
 def _json_text(value: Any) -> str:
@@ -320,6 +321,14 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     for name, col in by_name.items():
         arrays.append(col)
         fields.append(pa.field(name, col.type))
+    return _record_batch(arrays, fields, batch.num_rows)
+
+
+def _record_batch(arrays: list[pa.Array], fields: list[pa.Field], num_rows: int) -> pa.RecordBatch:
+    """``RecordBatch.from_arrays``, except that rows without any column (objects that are all
+    ``{}``) stay ``num_rows`` rows."""
+    if not arrays:
+        return rows_without_columns(num_rows)
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
