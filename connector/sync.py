@@ -21,6 +21,7 @@ from typing import Any
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.source import FileBatch, FileDone, Source
+from connector.source.read import FILE_COLUMNS
 from connector.source.state import StreamState
 from connector.store import Store
 
@@ -163,7 +164,7 @@ class Sync:
             if isinstance(event, FileBatch):
                 batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
                 if batch.num_rows:
-                    writer.write_batch(batch)
+                    writer.write_batch(batch, FILE_COLUMNS)
                 summary.records += batch.num_rows
                 self.progress(stream, batch.num_rows)
             elif isinstance(event, FileDone):

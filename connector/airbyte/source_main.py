@@ -77,6 +77,7 @@ def _project(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch
 
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.source import FileBatch, Source, StreamState, TransientError
+    from connector.source.read import FILE_COLUMNS
     from connector.source.records import record_lines
     from connector.source.state import parse_input_state
 
@@ -111,7 +112,7 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                     if not running:
                         out.message(messages.trace_stream_status(name, "RUNNING"))
                         running = True
-                    out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms()))
+                    out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
                 elif incremental:
                     out.message(messages.stream_state(name, event.state))
                     state_sent = True

@@ -57,14 +57,18 @@ class FileDone:
     type_conflicts: tuple[str, ...] = field(default=())
 
 
+FILE_COLUMNS = ("_last_modified_time", "_file")
+"""The columns every record gets from its file: one value throughout a :class:`FileBatch`."""
+
+
 def add_file_columns(batch: pa.RecordBatch, ref: FileRef) -> pa.RecordBatch:
     """``batch`` plus ``_last_modified_time`` (timestamp UTC) and ``_file`` (the key) columns."""
     n = batch.num_rows
     modified = pa.repeat(timestamp_us_utc(ref.last_modified), n)
     key = pa.repeat(string_scalar(ref.key), n)
-    names = [name for name in batch.schema.names if name not in ("_last_modified_time", "_file")]
+    names = [name for name in batch.schema.names if name not in FILE_COLUMNS]
     columns = [batch.column(name) for name in names]
-    return pa.RecordBatch.from_arrays(columns + [modified, key], names=names + ["_last_modified_time", "_file"])
+    return pa.RecordBatch.from_arrays(columns + [modified, key], names=names + list(FILE_COLUMNS))
 
 
 def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -140,10 +140,11 @@ class DatasetWriter:
         """Datapoints in the open container (its first key is :attr:`next_key`)."""
         return self._count
 
-    def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Append every row of an Arrow batch as one record datapoint (compact JSON + ``\\n``)."""
+    def write_batch(self, batch: pa.RecordBatch | pa.Table, constant: Collection[str] = ()) -> None:
+        """Append every row of an Arrow batch as one record datapoint (compact JSON + ``\\n``).
+        ``constant`` names columns that hold one value throughout ``batch`` (encoded once)."""
         self._need("records")
-        data, lengths = object_lines(batch)
+        data, lengths = object_lines(batch, constant)
         view, start = memoryview(data), 0
         while len(lengths):
             room = self.store.max_datapoints - self._count

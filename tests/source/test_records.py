@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import orjson
@@ -10,7 +10,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.source.records import record_lines
+from connector.source.read import FILE_COLUMNS
+from connector.source.records import object_lines, record_lines
 
 
 def decode(data: bytes) -> list[dict]:
@@ -49,6 +50,32 @@ def test_special_types():
     assert rows[0] == {"t": "2024-01-02T03:04:05.000006Z", "naive": "2024-01-02T00:00:00Z", "d": 1.5, "nan": None,
                        "nested": {"a": [1, 2], "b": "x"}, "ctrl": "\x00\x1f\"\\\n", "nothing": None}
     assert rows[1]["ctrl"] == "é 😀" and rows[1]["t"] is None and rows[1]["nan"] is None
+
+
+def test_constant_columns_are_encoded_once_and_alike():
+    """Columns named constant (a file's _file and _last_modified_time) are joined as literals; the
+    bytes must be those of the per-row encoding, with quotes folded or not (nulls elsewhere)."""
+    n = 5
+    when = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    batch = pa.RecordBatch.from_pydict({
+        "s": pa.array(["a", 'q"', None, "d", "e\n"]),
+        "plain": pa.array(["p"] * n),
+        "t": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
+        "day": pa.array([date(2024, 1, 2)] * n),
+        "f": pa.array([1.5, float("nan"), None, 2.0, -0.0]),
+        "_last_modified_time": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
+        "_file": pa.array(['dir/k "1".csv'] * n),
+    })
+    plain = record_lines('s"1', batch, 7)
+    assert record_lines('s"1', batch, 7, FILE_COLUMNS) == plain
+    assert decode(plain)[1] == {"s": 'q"', "plain": "p", "t": "2024-01-02T03:04:05.000006Z", "day": "2024-01-02",
+                                "f": None, "_last_modified_time": "2024-01-02T03:04:05.000006Z",
+                                "_file": 'dir/k "1".csv'}
+    data, lengths = object_lines(batch, FILE_COLUMNS)
+    assert data == object_lines(batch)[0] and lengths.tolist() == [len(line) + 1 for line in data.split(b"\n")[:-1]]
+    only = batch.select(list(FILE_COLUMNS))  # no per-row column left: n copies of one line
+    assert record_lines('s"1', only, 7, FILE_COLUMNS) == record_lines('s"1', only, 7)
+    assert object_lines(only, FILE_COLUMNS)[1].tolist() == object_lines(only)[1].tolist()
 
 
 def test_des_discover_cli(capsys):
