@@ -176,10 +176,10 @@ class Sync:
         writer.set_checkpoint(progress.checkpoint)
         refs = self.source.files(stream, state)
         fs = self.source.fs
-        options = _single_get(fs)
+        options = _fetch_options(fs, self.source.config.max_threads)
         start = 0
         while start < len(refs):
-            # Fetch a batch concurrently (fsspec's cat gathers the GETs), then write in order.
+            # Fetch a batch, max_threads GETs at a time (fsspec gathers them), then write in order.
             batch, size = [], 0
             while start + len(batch) < len(refs) and len(batch) < FETCH_BATCH_FILES and size < FETCH_BATCH_BYTES:
                 ref = refs[start + len(batch)]
@@ -292,14 +292,20 @@ class _FilesProgress:
         return {"source_state": StreamState(cursor, frozenset(keys), exact=exact).to_dict(), "mode": "files"}
 
 
-def _single_get(fs) -> dict[str, Any]:
-    """cat_file options for one plain GET per object (s3fs >= 2024.12 HEADs first otherwise)."""
+def _fetch_options(fs, concurrency: int) -> dict[str, Any]:
+    """cat_ranges options: at most ``concurrency`` GETs at once (async filesystems gather them),
+    one plain GET per object (s3fs >= 2024.12 HEADs first otherwise)."""
+    from fsspec.asyn import AsyncFileSystem
+
+    options: dict[str, Any] = {}
+    if isinstance(fs, AsyncFileSystem):
+        options["batch_size"] = concurrency
     if type(fs).__module__.startswith("s3fs"):
         import inspect
 
         if "max_concurrency" in inspect.signature(fs._cat_file).parameters:
-            return {"max_concurrency": 1}
-    return {}
+            options["max_concurrency"] = 1
+    return options
 
 
 def _one_line(exc: BaseException) -> str:

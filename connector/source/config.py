@@ -136,6 +136,9 @@ class SourceConfig:
         config_kwargs: dict[str, Any] = {"retries": {"mode": "standard", "total_max_attempts": self.retry_count + 1}}
         if self.request_timeout is not None:
             config_kwargs["connect_timeout"] = config_kwargs["read_timeout"] = self.request_timeout
+        # botocore pools 10 connections per client: more GETs than that only queue, so files mode
+        # (one GET per object) could never overlap more than 10 whatever max_threads said.
+        config_kwargs["max_pool_connections"] = max(10, self.max_threads)
         options["config_kwargs"] = config_kwargs
         if self.access_key_id is not None:
             options["key"] = self.access_key_id

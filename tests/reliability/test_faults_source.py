@@ -133,6 +133,6 @@ def test_request_timeout_and_retry_bound_reach_the_s3_client():
     fs, root = config.filesystem()
     assert root == "b" and fs.retries == 1  # s3fs's own layer off: attempts do not multiply
     assert fs.config_kwargs == {"retries": {"mode": "standard", "total_max_attempts": 3},
-                                "connect_timeout": 1.5, "read_timeout": 1.5}
+                                "connect_timeout": 1.5, "read_timeout": 1.5, "max_pool_connections": 10}
     with pytest.raises(ConfigError, match="request_timeout"):
         SourceConfig.from_dict({"bucket_name": "b", "request_timeout": 0})

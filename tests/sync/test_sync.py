@@ -7,12 +7,16 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from connector.des import DesReader
 from connector.store import Store
 from tests.source.helpers import put, s3_config, write_local
+from tests.support.s3proxy import CountingProxy
 
 DES = [sys.executable, "-m", "connector.cli"]
 
@@ -76,6 +80,33 @@ def test_files_mode_packs_objects_incrementally_from_s3(tmp_path, s3_endpoint, s
     assert "docs -> docs: 1 files, 1 datapoints" in out.stdout, out.stdout + out.stderr
     with Store(str(tmp_path / "store")) as store:
         assert store.read("docs", 40) == b'{"new": true}'
+
+
+@pytest.mark.parametrize("max_threads, fewest, most", [(24, 16, 24), (4, 2, 4)])
+def test_files_mode_fetches_max_threads_objects_at_once(tmp_path, s3_endpoint, s3_bucket, max_threads, fewest, most):
+    """Files mode overlaps max_threads GETs, no more (the latency of each is what a packer of
+    small objects spends its time on); max_threads also sizes the S3 connection pool."""
+    objects = {f"many/f{i:03d}.json": b'{"i": %d}' % i for i in range(48)}
+    put(s3_endpoint, s3_bucket, objects)
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def slow_object_gets(request):  # holds each object GET 0.2 s, counting those held at once
+        if request.method != "GET" or "/many/f" not in request.path:
+            return None
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.2)
+        with lock:
+            in_flight[0] -= 1
+        return None
+
+    with CountingProxy(s3_endpoint.endpoint_url, fault=slow_object_gets) as proxy:
+        cfg = s3_config(s3_endpoint, s3_bucket, max_threads=max_threads) | {"endpoint": proxy.url}
+        out = sync(tmp_path, cfg, "--mode", "files")
+    assert out.returncode == 0, out.stderr
+    assert "many -> many: 48 files, 48 datapoints" in out.stdout
+    assert fewest <= peak[0] <= most  # botocore's default pool capped it at 10
 
 
 def test_bad_configs_fail_clearly(tmp_path):
