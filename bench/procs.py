@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +70,16 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
         os.close(fd)
         argv = [TIME, "-f", "%M", "-o", rss_file, *argv]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err)
+    # Own process group, so the timeout kills the connector and not only GNU time above it.
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err, start_new_session=True)
+    watchdog = threading.Timer(timeout, _kill_group, (proc.pid,))  # a hung connector fails its case
+    watchdog.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
+        watchdog.cancel()
         if proc.returncode is None:
             proc.kill()
             proc.wait()
@@ -85,6 +91,8 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     err.seek(0)
     tail = err.read()[-4000:].decode("utf-8", "replace")
     err.close()
+    if watchdog.finished.is_set() and proc.returncode < 0 and seconds >= timeout:
+        tail += f"\nkilled: still running after the {timeout:g} s timeout"
     max_rss_kb = float("nan")
     if rss_file:
         try:
@@ -97,6 +105,13 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
         max_rss_kb = usage.ru_maxrss
     return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=max_rss_kb / 1024.0,
                records=records, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # ended as the timer fired
+        pass
 
 
 def _tally(stream) -> tuple[int, list[dict], dict | None, list[dict]]:
