@@ -106,6 +106,24 @@ def test_read_bad_file_gives_trace_error_and_incomplete(tmp_path):
     assert any(log["level"] == "WARN" and "skipped 1 bad record" in log["message"] for log in logs)
 
 
+def test_read_emits_the_fields_the_configured_schema_selects(tmp_path):
+    root = tmp_path / "data"
+    (root / "s").mkdir(parents=True)
+    (root / "s" / "a.csv").write_bytes(b"a,b,c\n1,x,2.5\n")
+    config = write(tmp_path, "config.json", {"root_url": str(root)})
+    _, messages, _ = run("discover", "--config", config)
+    [stream] = messages[0]["catalog"]["streams"]
+    props = stream["json_schema"]["properties"]
+    assert {"a", "b", "c", "_file", "_last_modified_time"} <= set(props)
+    picked = dict(stream, json_schema=dict(stream["json_schema"], properties={k: props[k] for k in ("c", "_file")}))
+    everything = dict(stream, json_schema={"type": "object"})  # no properties: every column
+    for configured, fields in ((picked, {"c", "_file"}), (everything, set(props))):
+        catalog = write(tmp_path, "catalog.json", catalog_for([configured], "full_refresh"))
+        code, messages, _ = run("read", "--config", config, "--catalog", catalog)
+        [record] = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+        assert code == 0 and set(record) == fields and record["_file"] == "s/a.csv"
+
+
 def test_bad_config_and_args(tmp_path):
     secret = "s3cr3t-VALUE-never-shown"
     bad = write(tmp_path, "bad.json", {"bucket_name": "b", "max_threads": "many", "access_key_id": "AK",
