@@ -85,13 +85,20 @@ def test_check_discover_read_on_s3_and_resume(tmp_path, s3_endpoint, s3_bucket):
     assert [m["state"] for m in messages if m["type"] == "STATE"] == states
 
 
-def test_read_bad_file_gives_trace_error_and_incomplete(tmp_path):
+def discovered_csv(tmp_path: Path, body: bytes) -> tuple[Path, str, list[dict]]:
+    """A local root holding stream ``s`` with ``s/a.csv``: (root, config path, discovered streams)."""
     root = tmp_path / "data"
     (root / "s").mkdir(parents=True)
-    (root / "s" / "a.csv").write_bytes(b"a,b\n1,2\n3,4,5\n")
+    (root / "s" / "a.csv").write_bytes(body)
     config = write(tmp_path, "config.json", {"root_url": str(root)})
     code, messages, _ = run("discover", "--config", config)
-    catalog = write(tmp_path, "catalog.json", catalog_for(messages[0]["catalog"]["streams"]))
+    assert code == 0
+    return root, config, messages[0]["catalog"]["streams"]
+
+
+def test_read_bad_file_gives_trace_error_and_incomplete(tmp_path):
+    root, config, streams = discovered_csv(tmp_path, b"a,b\n1,2\n3,4,5\n")
+    catalog = write(tmp_path, "catalog.json", catalog_for(streams))
     code, messages, _ = run("read", "--config", config, "--catalog", catalog)
     assert code == 1
     [error] = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
@@ -107,12 +114,7 @@ def test_read_bad_file_gives_trace_error_and_incomplete(tmp_path):
 
 
 def test_read_emits_the_fields_the_configured_schema_selects(tmp_path):
-    root = tmp_path / "data"
-    (root / "s").mkdir(parents=True)
-    (root / "s" / "a.csv").write_bytes(b"a,b,c\n1,x,2.5\n")
-    config = write(tmp_path, "config.json", {"root_url": str(root)})
-    _, messages, _ = run("discover", "--config", config)
-    [stream] = messages[0]["catalog"]["streams"]
+    _, config, [stream] = discovered_csv(tmp_path, b"a,b,c\n1,x,2.5\n")
     props = stream["json_schema"]["properties"]
     assert {"a", "b", "c", "_file", "_last_modified_time"} <= set(props)
     picked = dict(stream, json_schema=dict(stream["json_schema"], properties={k: props[k] for k in ("c", "_file")}))
