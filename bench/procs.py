@@ -91,7 +91,7 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     err.seek(0)
     tail = err.read()[-4000:].decode("utf-8", "replace")
     err.close()
-    if watchdog.finished.is_set() and proc.returncode < 0 and seconds >= timeout:
+    if proc.returncode < 0 and seconds >= timeout:  # the watchdog's kill (cancel() sets finished too)
         tail += f"\nkilled: still running after the {timeout:g} s timeout"
     max_rss_kb = float("nan")
     if rss_file:

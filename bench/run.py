@@ -42,6 +42,7 @@ from s3server import S3Server  # noqa: E402
 BUCKET = "bench"
 ALL_CASES = ["source_read", "discover", "incremental", "destination", "sync", "random_read", "batch_read", "pack"]
 FORMATS = ["csv", "jsonl", "parquet"]
+DES = [sys.executable, "-m", "connector.cli"]  # the ``des`` command, from this checkout
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -166,9 +167,13 @@ class Ctx:
         cwd.mkdir(parents=True, exist_ok=True)
         return run_connector([str(self.airbyte), *args], cwd=cwd, env=self.env)
 
+    @property
+    def our_env(self) -> dict[str, str]:
+        """Environment for our connectors and ``des``, imported from this checkout."""
+        return {**self.env, "PYTHONPATH": str(REPO)}
+
     def run_ours(self, *args: str, stdin_path: str | None = None, module: str = "connector.airbyte.source_main") -> Run:
-        env = {**self.env, "PYTHONPATH": str(REPO)}
-        return run_connector([sys.executable, "-m", module, *args], cwd=REPO, env=env, stdin_path=stdin_path)
+        return run_connector([sys.executable, "-m", module, *args], cwd=REPO, env=self.our_env, stdin_path=stdin_path)
 
     def put_many(self, objects: dict[str, bytes | Path], threads: int = 8) -> None:
         client = self.server.boto3()
@@ -472,7 +477,6 @@ def case_sync(ctx: Ctx) -> None:
     rows = ctx.args.rows
     dest = _our_destination_config(ctx, "sync-des")
     dest_cfg = ctx.write_json("sync-dest.json", dest)
-    env = {**ctx.env, "PYTHONPATH": str(REPO)}
     state = WORK / "cfg" / "sync-state.json"
     for file_format in FORMATS:
         case = f"sync {_label(file_format)} {rows:,} rows, S3 -> S3"
@@ -481,8 +485,7 @@ def case_sync(ctx: Ctx) -> None:
             r.skip(case, "all", why)
             continue
         commands = {
-            "des sync": [sys.executable, "-c", "import sys; from connector.cli import main; sys.exit(main())",
-                         "sync", "--config", src_cfg, "--destination", dest_cfg, "--state", str(state)],
+            "des sync": [*DES, "sync", "--config", src_cfg, "--destination", dest_cfg, "--state", str(state)],
             "des-source piped to des-destination": ["bash", "-c", "set -o pipefail; " + " ".join(shlex.quote(a) for a in [
                 sys.executable, "-m", "connector.airbyte.source_main", "read", "--config", src_cfg, "--catalog", cat])
                 + " | " + " ".join(shlex.quote(a) for a in [
@@ -496,7 +499,7 @@ def case_sync(ctx: Ctx) -> None:
                 _reset_catalog(ctx)
                 state.unlink(missing_ok=True)  # a full sync each time, not an incremental one
                 ctx.server.reset()
-                run = run_connector(commands[tool], cwd=REPO, env=env)
+                run = run_connector(commands[tool], cwd=REPO, env=ctx.our_env)
                 counts = ctx.server.counts()
                 landed = _datapoints(ctx, dest, "rows")
                 if run.rc != 0 or landed != rows:
@@ -846,11 +849,9 @@ def _pack_runs(ctx: Ctx, case: str, n: int, tools: dict[str, Callable[[], str] |
 def _des_sync_files(ctx: Ctx) -> str:
     src = ctx.write_json("pack-src.json", ctx.our_source_config("small", "auto") | {"file_format": "auto"})
     dest = ctx.write_json("pack-dest.json", _our_destination_config(ctx, "pack-des"))
-    env = {**ctx.env, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", "import sys; from connector.cli import main; sys.exit(main())",
-                          "sync", "--config", src, "--destination", dest, "--mode", "files",
+    out = subprocess.run([*DES, "sync", "--config", src, "--destination", dest, "--mode", "files",
                           "--state", str(WORK / "cfg" / "pack-state.json")],
-                         cwd=REPO, env=env, capture_output=True, timeout=3600)
+                         cwd=REPO, env=ctx.our_env, capture_output=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"des sync failed: {out.stderr.decode()[-300:]}")
     return "pack-des/"
