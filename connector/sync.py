@@ -98,6 +98,8 @@ class Sync:
 
     def run(self, streams: Iterable[str] | None = None) -> list[StreamSummary]:
         available = self.source.streams()
+        if not available:
+            raise ConnectorError(self.source.no_streams_message())
         chosen = list(streams) if streams else available
         unknown = [s for s in chosen if s not in available]
         if unknown:

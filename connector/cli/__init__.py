@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warnings of the library (a lock being waited for, a file skipped) reach people as one line each.
+    logging.basicConfig(format="des: %(message)s", level=logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_usage(sys.stderr)
         print("des: error: a command is required (see des --help)", file=sys.stderr)

@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import shutil
 import sys
 import uuid
 
@@ -108,8 +109,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = tqdm(total=len(items), unit="file", desc="pack", file=sys.stderr)
-    with DesWriter(args.output, compression=args.compress, big_file_threshold=args.big_file_threshold,
-                   overwrite=args.overwrite) as w:
+    try:
+        writer = DesWriter(args.output, compression=args.compress, big_file_threshold=args.big_file_threshold,
+                           overwrite=args.overwrite)
+    except FileExistsError:
+        raise ConnectorError(f"{args.output}: container already exists (add --overwrite to replace it)") from None
+    with writer as w:
         for name, path, fs in items:
             info = fs.info(path)
             meta = {"source": path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)}
@@ -193,19 +198,32 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     clash = sorted(folders.intersection(names))
     if clash:  # "a" and "a/b": one would be a file and a folder; refuse before writing anything
         raise ConnectorError(f"{args.container}: member {clash[0]!r} is both a file and a folder of other members")
-    for name in names:
-        target = targets[name]
-        data = r.read(name)  # checks the member's sha256 before anything is written
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        # A member appears complete or not at all: written beside its place, then renamed.
-        temp = f"{target}.{uuid.uuid4().hex[:12]}.partial"
-        try:
-            with open(temp, "xb") as dst:
-                dst.write(data)
-            os.replace(temp, target)
-        except BaseException:
+    created_output = not os.path.exists(args.output)
+    os.makedirs(args.output, exist_ok=True)
+    # Every member is read (and its sha256 checked) into a staging folder on the same filesystem;
+    # only when all of them are good are they renamed into place, so a bad member leaves nothing.
+    staging = os.path.join(args.output, f".des-unpack-{uuid.uuid4().hex[:12]}")
+    try:
+        staged = _stage_members(r, names, staging)
+        for name in names:
+            os.makedirs(os.path.dirname(targets[name]), exist_ok=True)
+            os.replace(staged[name], targets[name])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_output and not os.listdir(args.output):
             with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+                os.rmdir(args.output)
     print(f"{args.container}: {len(names)} members unpacked into {args.output}")
     return 0
+
+
+def _stage_members(reader, names: list[str], staging: str) -> dict[str, str]:
+    """Write every member, verified, under ``staging`` (flat, numbered); name -> staged path."""
+    os.makedirs(staging)
+    staged = {}
+    for i, name in enumerate(names):
+        path = os.path.join(staging, str(i))
+        with open(path, "xb") as dst:
+            dst.write(reader.read(name))  # raises on a sha256 mismatch before anything is moved
+        staged[name] = path
+    return staged

@@ -9,6 +9,12 @@ import time
 from typing import Any
 
 
+#: Commands that only look: they open the store read-only and create nothing (no root, no catalog).
+#: (`verify` is not one: it records its result in the operation log.)
+READ_ONLY = frozenset({"list", "get", "ranges", "missing", "read", "cat", "chunks", "stats", "log",
+                       "versions list", "versions get"})
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="datasets, dataranges and versions of a store",
                        description="Manage the datasets of a store root (local folder or fsspec URL).")
@@ -24,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = cmds.add_parser(name, help=help_text, description=help_text)
         for a, kw in args:
             c.add_argument(*a, **kw)
-        c.set_defaults(func=lambda ns: _run(ns, func))
+        c.set_defaults(func=lambda ns: _run(ns, func, read_only=name in READ_ONLY))
         return c
 
     name = (("name",), {"help": "dataset name"})
@@ -34,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd("create", "create a dataset", _create, name, (("--description",), {"default": ""}),
         (("--tag",), {"action": "append", "default": []}), (("--status",), {"default": "draft"}),
         (("--metadata",), {"type": json.loads, "default": None, "metavar": "JSON"}))
-    cmd("get", "show one dataset", lambda s, a: s.get_dataset(a.name).to_dict(), name)
+    cmd("get", "show one dataset", lambda s, a: _dataset_dict(s.get_dataset(a.name)), name)
     cmd("update", "change description, tags, metadata or status", _update, name, (("--description",), {}),
         (("--tag",), {"action": "append", "help": "replaces the tags (repeatable)"}), (("--status",), {}),
         (("--metadata",), {"type": json.loads, "metavar": "JSON", "help": "merged; null removes a key"}))
@@ -62,20 +68,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = vcmds.add_parser(action, help=help_text, description=help_text)
         for a, kw in (name, *args):
             c.add_argument(*a, **kw)
-        c.set_defaults(func=lambda ns: _run(ns, func))
+        c.set_defaults(func=lambda ns: _run(ns, func, read_only=f"versions {action}" in READ_ONLY))
 
     vcmd("list", "versions of a dataset, in semver order", lambda s, a: [_version_row(v) for v in s.list_versions(a.name)])
     vcmd("create", "snapshot the current dataranges", lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
          (("version",), {"help": "semver, e.g. 1.2.0"}), (("-m", "--message"), {"default": ""}))
-    vcmd("get", "one version with its dataranges", lambda s, a: s.get_version(a.name, a.version).to_dict(),
+    vcmd("get", "one version with its dataranges", lambda s, a: _with_iso_times(s.get_version(a.name, a.version).to_dict()),
          (("version",), {"nargs": "?", "default": "latest", "help": "semver or 'latest' (default)"}))
     vcmd("delete", "delete a version (and the containers only it kept)",
          lambda s, a: s.delete_version(a.name, a.version) or {"deleted": a.version}, (("version",), {}))
     cmd("chunks", "a version's dataranges with index, sha256 and size (one with --index or --sha256)", _chunks,
         name, (("--version",), {"default": "latest"}), (("--index",), {"type": int}), (("--sha256",), {}))
     cmd("verify", "re-hash every container; exit 1 on a mismatch (DATA_LOSS)", _verify, name)
-    cmd("freeze", "refuse writes until unfrozen", lambda s, a: s.freeze(a.name).to_dict(), name)
-    cmd("unfreeze", "allow writes again", lambda s, a: s.unfreeze(a.name).to_dict(), name)
+    cmd("freeze", "refuse writes until unfrozen", lambda s, a: _dataset_dict(s.freeze(a.name)), name)
+    cmd("unfreeze", "allow writes again", lambda s, a: _dataset_dict(s.unfreeze(a.name)), name)
     cmd("rotate", "snapshot as VERSION (default: next major), then start an empty key space",
         lambda s, a: _version_row(s.rotate(a.name, a.version, a.message)), name,
         (("version",), {"nargs": "?", "default": None}), (("-m", "--message"), {"default": "rotate"}))
@@ -83,13 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         lambda s, a: {"dataset": a.name, "dropped_dataranges": s.truncate(a.name)}, name)
     cmd("gc", "delete container objects nothing uses (cut-short aggregations, leftovers, old checkpoints)",
         lambda s, a: {"dataset": a.name, "deleted": s.gc(a.name)}, name)
-    cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: s.stats(a.name), name)
+    cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: _with_iso_times(s.stats(a.name)), name)
     cmd("log", "the dataset's operation log (JSON Lines with --json)", _log, name)
 
-def _run(args: argparse.Namespace, func) -> int:
+def _run(args: argparse.Namespace, func, read_only: bool) -> int:
     from connector.store import Store
 
-    with Store(args.root, args.catalog, storage_options=args.storage_options) as store:
+    with Store(args.root, args.catalog, storage_options=args.storage_options, read_only=read_only) as store:
         result = func(store, args)
     if isinstance(result, bytes):
         sys.stdout.buffer.write(result)
@@ -114,17 +120,34 @@ def _dataset_row(store, d) -> dict[str, Any]:
             "bytes": sum(r.size for r in ranges), "description": d.description}
 
 
+#: Fields holding a Unix time in the store's records; the CLI prints them as ISO-8601 UTC.
+TIME_FIELDS = ("created", "updated", "last_write")
+
+
+def iso_time(t: float | None) -> str | None:
+    """One time format for every command: ISO-8601 UTC to the second, ``None`` kept."""
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _with_iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso_time(v) if k in TIME_FIELDS else v for k, v in row.items()}
+
+
+def _dataset_dict(d) -> dict[str, Any]:
+    return _with_iso_times(d.to_dict())
+
+
 def _version_row(v) -> dict[str, Any]:
-    return {"version": v.version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.created)),
+    return {"version": v.version, "created": iso_time(v.created),
             "dataranges": len(v.dataranges), "size": v.size, "sha256": v.sha256, "message": v.message}
 
 
 def _create(store, args):
-    return store.create_dataset(args.name, args.description, args.tag, args.metadata, args.status).to_dict()
+    return _dataset_dict(store.create_dataset(args.name, args.description, args.tag, args.metadata, args.status))
 
 
 def _update(store, args):
-    return store.update_dataset(args.name, args.description, args.tag, args.metadata, args.status).to_dict()
+    return _dataset_dict(store.update_dataset(args.name, args.description, args.tag, args.metadata, args.status))
 
 
 def _read(store, args) -> bytes:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, ConnectorError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,12 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     source = Source(load_config(args))
     streams = source.discover()
+    if not streams:
+        raise ConnectorError(source.no_streams_message())
     if args.json:
         json.dump(streams, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
-    if not streams:
-        print(f"no streams under {source.root}", file=sys.stderr)
         return 0
     for stream in streams:
         files = source.files(stream["name"])

@@ -42,10 +42,18 @@ def run(args: argparse.Namespace) -> int:
     if args.catalog:
         catalog = _load(args.catalog, "catalog")
         streams = [s["stream"]["name"] for s in catalog.get("streams", [])]
+    destination_raw, source_raw = _load(args.destination, "destination config"), _load(args.config, "source config")
+    try:
+        destination = DestinationConfig.from_dict(destination_raw)
+    except ConfigError as exc:
+        raise ConfigError(f"destination config {args.destination}: {exc}") from None
     update, close = tqdm_progress(sys.stderr.isatty() and not args.no_progress)
-    destination = DestinationConfig.from_dict(_load(args.destination, "destination config"))
-    sync = Sync(_load(args.config, "source config"), destination,
-                state_path=args.state or default_state_path(destination), mode=args.mode, progress=update)
+    try:
+        sync = Sync(source_raw, destination, state_path=args.state or default_state_path(destination),
+                    mode=args.mode, progress=update)
+    except ConfigError as exc:
+        close()
+        raise ConfigError(f"source config {args.config}: {exc}") from None
     try:
         summaries = sync.run(streams)
     finally:

@@ -25,6 +25,11 @@ from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.errors import DesFormatError
 
 
+#: What a ``des://`` URL without its container (no ``::``) is told.
+NO_CONTAINER = ("des:// needs the container after '::': 'des://<member>::<container URL>', e.g. "
+                "pd.read_csv('des://users/a.csv::out/testdata.des'), or fsspec.filesystem('des', fo=<container URL>)")
+
+
 class DesFileSystem(AbstractArchiveFileSystem):
     """Read-only view of a DES v1 container.
 
@@ -59,6 +64,8 @@ class DesFileSystem(AbstractArchiveFileSystem):
         cache = index_cache
         if isinstance(fo, (str, os.PathLike)):
             fo = os.fspath(fo)
+            if not fo:
+                raise ValueError(NO_CONTAINER)
             protocol, _ = split_protocol(fo)
             target = fsspec.filesystem(target_protocol or protocol or "file", **(target_options or {}))
             self.reader = DesReader(target._strip_protocol(fo), fs=target, tail_size=tail_size, cache=cache)

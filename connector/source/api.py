@@ -12,10 +12,10 @@ import pyarrow as pa
 
 from connector.source import formats
 from connector.source.config import SourceConfig
-from connector.source.errors import BadDataError, FileVanishedError, SourceError, TransientError
+from connector.source.errors import BadDataError, FileVanishedError, RootNotFoundError, SourceError, TransientError
 from connector.source.formats import FormatOptions
 from connector.source.infer import json_schema, merge_schemas
-from connector.source.listing import FileRef, group_streams, list_files
+from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
 from connector.source.read import FileBatch, FileDone, read_files
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
@@ -62,11 +62,18 @@ class Source:
     # -- listing ---------------------------------------------------------------------------------
 
     def _list(self) -> dict[str, list[FileRef]]:
-        def attempt() -> dict[str, list[FileRef]]:
-            return group_streams(list_files(self.fs, self.root, self.config), self.config)
+        """Stream -> files; :class:`SourceError` when the root (bucket, folder, prefix) does not exist."""
+        refs = self._list_files()
+        if not refs:
+            missing = self._missing_root()
+            if missing:
+                raise RootNotFoundError(f"{missing} does not exist (or these credentials cannot see it)")
+        return group_streams(refs, self.config, self.root)
 
+    def _list_files(self) -> list[FileRef]:
         try:
-            return call_with_retry(attempt, self.config.retry_count, self._retry_base)
+            return call_with_retry(lambda: list_files(self.fs, self.root, self.config),
+                                   self.config.retry_count, self._retry_base)
         except (PermissionError, OSError) as exc:
             raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
         except Exception as exc:  # botocore's NoCredentialsError and friends are not OSErrors
@@ -162,12 +169,14 @@ class Source:
         grouped = self._list()
         refs = [r for files in grouped.values() for r in files]
         if not refs:
-            missing = self._missing_root()
-            if missing:
-                raise SourceError(f"{missing} does not exist (or these credentials cannot see it)")
-            raise SourceError(f"no data files found under {self._where()} "
-                              f"(file_format={self.config.file_format}, stream_depth={self.config.stream_depth})")
+            raise SourceError(self.no_streams_message())
         self._infer(refs[-1])
+
+    def no_streams_message(self) -> str:
+        """What to tell a user whose root holds no stream: where we looked and, if data files lie
+        above ``stream_depth``, which depth would read them."""
+        return (f"no data files found under {self._where()} (file_format={self.config.file_format}, "
+                f"stream_depth={self.config.stream_depth})" + no_streams_hint(self._list_files(), self.config))
 
     def read(self, stream: str, state: Mapping[str, Any] | None = None, *,
              sync_mode: SyncMode = "incremental") -> Iterator[FileBatch | FileDone]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from connector.errors import ConfigError, ConnectorError
 
-__all__ = ["ConfigError", "SourceError", "BadDataError", "TransientError", "FileVanishedError"]
+__all__ = ["ConfigError", "SourceError", "RootNotFoundError", "BadDataError", "TransientError", "FileVanishedError"]
 
 
 class SourceError(ConnectorError):
     """Listing or reading the source failed; the message names the file when there is one."""
+
+
+class RootNotFoundError(SourceError, ConfigError):
+    """The configured root (bucket, folder or prefix) does not exist: a mistake in the config, said by
+    check, discover, read and sync alike rather than taken for an empty source."""
 
 
 class BadDataError(SourceError, ValueError):

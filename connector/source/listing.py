@@ -118,23 +118,44 @@ def list_files(fs: fsspec.AbstractFileSystem, root: str, config: SourceConfig) -
     return refs
 
 
-def stream_of(key: str, config: SourceConfig) -> list[str]:
+def root_stream_name(root: str) -> str:
+    """The name of the one stream of ``stream_depth`` 0: the root's last path segment (the bucket's
+    name for a whole bucket)."""
+    return posixpath.basename(root.rstrip("/")) or root.strip("/") or "root"
+
+
+def stream_of(key: str, config: SourceConfig, root: str = "") -> list[str]:
     """The stream names ``key`` belongs to (several when explicit globs overlap; none at the top)."""
     if config.streams:
         return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)]
     parts = key.split("/")
+    if config.stream_depth == 0:
+        return [root_stream_name(root)] if len(parts) == 1 else []
     if len(parts) <= config.stream_depth:
         return []  # not inside a folder at that depth
     return [parts[config.stream_depth - 1]]
 
 
-def group_streams(refs: list[FileRef], config: SourceConfig) -> dict[str, list[FileRef]]:
+def group_streams(refs: list[FileRef], config: SourceConfig, root: str = "") -> dict[str, list[FileRef]]:
     """Stream name -> its files, in (last_modified, key) order. Empty folders give no stream."""
     grouped: dict[str, list[FileRef]] = {}
     if config.streams:
         for s in config.streams:
             grouped[s.name] = []
     for ref in refs:
-        for name in stream_of(ref.key, config):
+        for name in stream_of(ref.key, config, root):
             grouped.setdefault(name, []).append(ref)
     return {name: files for name, files in sorted(grouped.items()) if files}
+
+
+def no_streams_hint(refs: list[FileRef], config: SourceConfig) -> str:
+    """Why data files were found but no stream: where they lie against ``stream_depth``, what to set."""
+    if not refs or config.streams:
+        return ""
+    depths = sorted({r.key.count("/") for r in refs})
+    if depths[-1] < config.stream_depth:
+        where = "directly under the root" if depths == [0] else f"at most {depths[-1]} folder(s) deep"
+        return (f"; {len(refs)} data file(s) lie {where}, above stream_depth {config.stream_depth}: "
+                f"set \"stream_depth\": {depths[-1]} to read them"
+                + (" as one stream" if depths[-1] == 0 else ""))
+    return ""

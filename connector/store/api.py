@@ -12,6 +12,8 @@ import io
 import json
 import mimetypes
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import count as counter
@@ -72,26 +74,45 @@ class Store(HistoryMixin, MaintenanceMixin):
     compression:
         ``None``, ``"zstd"`` or ``"gzip"`` for file datapoints (record containers stay plain so
         their DATA region is JSON Lines).
+    read_only:
+        Create nothing: the root must exist (:class:`StoreError` otherwise), and a root without a
+        catalog file is read through a private catalog rebuilt from storage and removed on
+        :meth:`close`. For commands that only look.
     """
 
     def __init__(self, root: str | os.PathLike[str], catalog: str | None = None, *,
                  storage_options: Mapping[str, Any] | None = None, max_datapoints: int = DEFAULT_MAX_DATAPOINTS,
-                 max_bytes: int = DEFAULT_MAX_BYTES, compression: str | None = None) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, compression: str | None = None,
+                 read_only: bool = False) -> None:
         if max_datapoints < 1 or max_bytes < 1:
             raise ValueError("max_datapoints and max_bytes must be positive")
         self.fs, path = resolve(root, None, dict(storage_options or {}))
         self.root = path.rstrip("/")
-        if is_local(self.fs):
-            self.fs.makedirs(self.root, exist_ok=True)
         self.layout = Layout(self.root)
         self.max_datapoints, self.max_bytes, self.compression = max_datapoints, max_bytes, compression
         self.catalog_path = catalog or default_catalog(self.fs, self.root)
+        self._private_catalog_dir: str | None = None
+        if read_only:
+            self._open_read_only()
+        elif is_local(self.fs):
+            self.fs.makedirs(self.root, exist_ok=True)
         self.catalog = Catalog(self.catalog_path)
         if self.catalog.is_empty() and self._storage_datasets():
             self.restore(only_if_empty=True)
 
+    def _open_read_only(self) -> None:
+        """Refuse a root that does not exist; stand in a throw-away catalog for a missing one."""
+        if not self.fs.isdir(self.root):
+            raise StoreError(f"store root {self.url(self.root)} does not exist")
+        if not os.path.exists(self.catalog_path):
+            self._private_catalog_dir = tempfile.mkdtemp(prefix="des-catalog-")
+            self.catalog_path = os.path.join(self._private_catalog_dir, CATALOG_NAME)
+
     def close(self) -> None:
         self.catalog.close()
+        if self._private_catalog_dir is not None:
+            shutil.rmtree(self._private_catalog_dir, ignore_errors=True)
+            self._private_catalog_dir = None
 
     def __enter__(self) -> Store:
         return self

@@ -8,6 +8,7 @@ non-overlap of dataranges is checked inside the same transaction that inserts on
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
+
+log = logging.getLogger("connector.store")
 
 SCHEMA_VERSION = 3
 # Changes from one schema version to the next, applied in order to older catalogs on open.
@@ -217,6 +220,7 @@ class Catalog:
         """Take the writer lock of ``dataset`` or raise :class:`DatasetLocked` after ``wait`` s."""
         deadline = time.monotonic() + max(wait, 0.0)
         host, pid = socket.gethostname(), os.getpid()
+        told = None
         while True:
             with self.transaction() as db:
                 row = db.execute("SELECT * FROM locks WHERE dataset = ?", (dataset,)).fetchone()
@@ -225,11 +229,12 @@ class Catalog:
                     db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
                                (dataset, token, pid, host, now, now))
                     return
+            holder = _holder(dataset, row)
             if time.monotonic() >= deadline:
-                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
-                raise DatasetLocked(
-                    f"dataset {dataset!r} is being written by another writer (pid {row['pid']} on "
-                    f"{row['host']}, since {since}); waited {wait:g} s")
+                raise DatasetLocked(f"{holder}; waited {wait:g} s")
+            if holder != told:  # a wait is said once per holder, not in silence
+                log.warning("%s; waiting for it (up to %g s)", holder, wait)
+                told = holder
             time.sleep(0.1)
 
     def lock(self, dataset: str, wait: float, purpose: str = "writer") -> DatasetLock:
@@ -290,6 +295,11 @@ class DatasetLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _holder(dataset: str, row: sqlite3.Row) -> str:
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
+    return f"dataset {dataset!r} is being written by another writer (pid {row['pid']} on {row['host']}, since {since})"
 
 
 def _stale(row: sqlite3.Row, host: str) -> bool:

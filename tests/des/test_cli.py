@@ -108,7 +108,11 @@ def test_unpack_never_leaves_a_half_written_member(tmp_path):
     box = container_with_a_flipped_bit(tmp_path / "c.des", "ok.txt", "bad.txt")
     out = des("unpack", str(box), "-o", str(tmp_path / "out"))
     assert out.returncode == 1 and b"'bad.txt'" in out.stderr and b"checksum" in out.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.txt"]  # no bad.txt, no .partial
+    assert not (tmp_path / "out").exists()  # every member is verified before any is written: not even ok.txt
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "kept.txt").write_text("kept")
+    assert des("unpack", str(box), "-o", str(tmp_path / "mine")).returncode == 1
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["kept.txt"]  # no staging folder left
 
 
 def test_unpack_does_not_follow_a_symlink_out_of_the_folder(tmp_path):

@@ -102,9 +102,9 @@ def test_empty_bucket_check_fails_clearly(s3_endpoint, s3_bucket):
 
 def test_missing_bucket_or_folder_is_named(s3_endpoint, tmp_path):
     src = Source(s3_config(s3_endpoint, "no-such-bucket-xyz"))
-    assert src.streams() == []
-    with pytest.raises(SourceError, match="bucket 'no-such-bucket-xyz' does not exist"):
-        src.check()
+    for call in (src.streams, src.discover, src.check, lambda: src.read("any")):
+        with pytest.raises(SourceError, match="bucket 'no-such-bucket-xyz' does not exist"):
+            call()
     with pytest.raises(SourceError, match=r"nowhere does not exist"):
         Source({"root_url": str(tmp_path / "nowhere")}).check()
 
