@@ -1,0 +1,21 @@
+"""One module per bench case; ``CASES`` maps a case's name to its function (run in this order)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from cases.batch_read import case_batch_read
+from cases.destination import case_destination
+from cases.discover import case_discover
+from cases.incremental import case_incremental
+from cases.pack import case_pack
+from cases.random_read import case_random_read
+from cases.source_read import case_source_read
+from cases.sync import case_sync
+from core import Ctx
+
+CASES: dict[str, Callable[[Ctx], None]] = {
+    "source_read": case_source_read, "discover": case_discover, "incremental": case_incremental,
+    "destination": case_destination, "sync": case_sync, "random_read": case_random_read, "batch_read": case_batch_read,
+    "pack": case_pack,
+}
