@@ -183,6 +183,57 @@ class Ctx:
         return n
 
 
+def startup_seconds(ctx: Ctx) -> dict[str, float]:
+    """Median process start-up of each source (``spec`` alone), measured once per run.
+
+    Every source figure includes it; where it dominates (discover, incremental, small inputs) the
+    cases also show their figures without it.
+    """
+    cached = ctx.results.extra.get("startup")
+    if cached is not None:
+        return cached
+    tools = {"des-source": lambda: ctx.run_ours("spec")}
+    if ctx.airbyte:
+        tools["airbyte-source-s3"] = lambda: ctx.run_airbyte("spec")
+    for _ in range(ctx.args.repeat):
+        for tool, fn in tools.items():
+            ctx.results.add("start-up (spec)", tool, "seconds", fn().seconds, "s", higher_is_better=False)
+    medians = {tool: ctx.results.get("start-up (spec)", tool, "seconds").median for tool in tools}
+    ctx.results.extra["startup"] = medians
+    return medians
+
+
+def add_without_startup(ctx: Ctx, case: str, tool: str, seconds: float) -> None:
+    """The same run's seconds less the tool's measured start-up (see :func:`startup_seconds`)."""
+    startup = startup_seconds(ctx).get(tool)
+    if startup is not None:
+        ctx.results.add(case, tool, "seconds, start-up excluded", max(seconds - startup, 0.0), "s",
+                        higher_is_better=False)
+
+
+def profile(ctx: Ctx, case: str, module: str, *args: str, stdin_path: str | None = None, top: int = 12) -> None:
+    """With ``--profile``: run ``python -m module args`` once more under cProfile and keep the
+    ``top`` functions by own time for the report (cProfile sees the main thread only; work in
+    reader and writer threads shows as the main thread's waits)."""
+    if not ctx.args.profile:
+        return
+    import io
+    import pstats
+
+    out = WORK / "profiles" / (case.replace(" ", "_").replace("/", "_").replace(",", "") + ".prof")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run = run_connector([sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args], cwd=REPO,
+                        env=ctx.our_env, stdin_path=stdin_path)
+    if run.rc != 0 or not out.exists():
+        ctx.results.notes.append(f"profile of {case} failed: {run.error()}")
+        return
+    text = io.StringIO()
+    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(top)
+    lines = text.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+    ctx.results.extra.setdefault("profiles", {})[case] = [line for line in lines[start:] if line.strip()]
+
+
 def configured_catalog(catalog: dict, mode: str) -> dict:
     streams = []
     for s in catalog["streams"]:

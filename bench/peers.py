@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 AIRBYTE_VERSION = "4.16.1"
+#: How the peer was installed, for the report: it cannot be installed as published.
+INSTALL_NOTE = (f"installed in its own virtualenv as `airbyte-source-s3=={AIRBYTE_VERSION}` with --no-deps, then its "
+                "declared requirements with the one broken pin `smart-open[s3]==4.16.1` (a release that does not exist) "
+                "relaxed to `smart-open[s3]`")
 
 
 def airbyte_venv(work: Path, log=print) -> Path:

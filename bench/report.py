@@ -64,7 +64,8 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
         "interleaved runs of both sides)",
         f"- Python {m['python']}, pyarrow {m['pyarrow']}, s3fs {m['s3fs']}, fsspec {m['fsspec']}, boto3 {m['boto3']}, "
         f"moto {m['moto']} (S3 server on 127.0.0.1, one process), orjson {m['orjson']}",
-        f"- Peer: {peers.airbyte_version(WORK) if ctx.airbyte else 'airbyte-source-s3 not installed: ' + ctx.airbyte_error}",
+        f"- Peer: {peers.airbyte_version(WORK) if ctx.airbyte else 'airbyte-source-s3 not installed: ' + ctx.airbyte_error}"
+        + (f"; {peers.INSTALL_NOTE}" if ctx.airbyte else ""),
         f"- des-connector commit {m['commit']}",
         f"- Data (seed {a.seed}): {a.rows:,} rows × 7 columns (int, float with 5% nulls, string with 3% nulls, bool, int, "
         f"timestamp, string) as CSV, JSONL and Parquet (split into parts of ≤ 250,000 rows); {a.files:,} small files of 1–20 KiB. "
@@ -105,6 +106,10 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
         sizes = r.extra["archive_sizes"]
         lines += ["", "Archive sizes for the member-read cases: " + ", ".join(
             f"{k.upper()} {v / 1024 / 1024:.1f} MiB" for k, v in sizes.items()) + "."]
+    if r.extra.get("profiles"):
+        lines += ["", "## Profiles (`--profile`: cProfile, main thread, top functions by own time)", ""]
+        for case, rows in r.extra["profiles"].items():
+            lines += [f"### {case}", "", "```", *rows, "```", ""]
     if r.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     path.write_text("\n".join(lines) + "\n")

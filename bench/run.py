@@ -6,7 +6,7 @@ Starts moto's S3 server (with a request counter) on 127.0.0.1, loads seeded data
 ``--repeat`` times (at least 3), and writes ``bench/RESULTS.md``: ratios and targets first,
 absolute figures (median and min-max spread) second. Nothing here is run by CI's test command.
 Cases (one module each in bench/cases/): source_read, discover, incremental, destination, sync, random_read,
-batch_read, pack. bench/core.py holds what they share, bench/report.py writes the report.
+batch_read, pack, duckdb, scale. bench/core.py holds what they share, bench/report.py writes the report.
 """
 
 from __future__ import annotations
@@ -33,19 +33,27 @@ from s3server import S3Server  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 400 files): under 5 minutes")
+    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 400 files) for a quick look, not for the published "
+                        "table; the peer's virtualenv is created on the first run (about 1.5 minutes)")
     p.add_argument("--rows", type=int, help="rows in the read/write dataset (default 1,000,000; quick 20,000)")
     p.add_argument("--files", type=int, help="small files to pack/read (default 10,000; quick 400)")
     p.add_argument("--repeat", type=int, default=3, help="repeats per case (at least 3 for the published table)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     p.add_argument("--latency-ms", type=float, default=10.0,
                    help="modelled S3 latency per request for the pack case's second run (0: skip it)")
+    p.add_argument("--scale-rows", help="row counts of the scale case (default 100000,1000000,10000000; quick 10000,100000)")
+    p.add_argument("--scale-files", help="object counts of the scale case (default 1000,10000,100000; quick 100,1000)")
+    p.add_argument("--scale-timeout", type=float, default=900.0, help="seconds one scale run may take (default 900)")
+    p.add_argument("--profile", action="store_true",
+                   help="run each of our commands once more under cProfile; top lines go into the report")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="Markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-airbyte", action="store_true", help="skip installing/running airbyte-source-s3")
     args = p.parse_args(argv)
     args.rows = args.rows or (20_000 if args.quick else 1_000_000)
     args.files = args.files or (400 if args.quick else 10_000)
+    args.scale_rows = args.scale_rows or ("10000,100000" if args.quick else "100000,1000000,10000000")
+    args.scale_files = args.scale_files or ("100,1000" if args.quick else "1000,10000,100000")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
     if unknown:
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(exist_ok=True)
 
     ctx = Ctx(args=args, server=S3Server(), results=Results(), data=data)
-    if not args.no_airbyte and {"source_read", "discover", "incremental"} & set(cases):
+    if not args.no_airbyte and {"source_read", "discover", "incremental", "scale"} & set(cases):
         try:
             ctx.airbyte = peers.airbyte_venv(WORK, log)
         except Exception as exc:  # noqa: BLE001
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.airbyte_error = "--no-airbyte given"
 
     log(f"generating data ({args.rows:,} rows, {args.files:,} small files, seed {args.seed})")
-    row_files = datagen.row_files(data, args.rows, args.seed) if {"source_read", "destination", "sync"} & set(cases) else {}
+    row_files = datagen.row_files(data, args.rows, args.seed) if {"source_read", "destination", "sync", "duckdb"} & set(cases) else {}
     ctx.small = datagen.small_files(data, args.files, args.seed) if {"random_read", "batch_read", "pack"} & set(cases) else {}
     ctx.server.start()
     log(f"moto S3 server at {ctx.server.endpoint_url}")

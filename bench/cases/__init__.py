@@ -7,9 +7,11 @@ from typing import Callable
 from cases.batch_read import case_batch_read
 from cases.destination import case_destination
 from cases.discover import case_discover
+from cases.duckdb_peer import case_duckdb
 from cases.incremental import case_incremental
 from cases.pack import case_pack
 from cases.random_read import case_random_read
+from cases.scale import case_scale
 from cases.source_read import case_source_read
 from cases.sync import case_sync
 from core import Ctx
@@ -17,5 +19,5 @@ from core import Ctx
 CASES: dict[str, Callable[[Ctx], None]] = {
     "source_read": case_source_read, "discover": case_discover, "incremental": case_incremental,
     "destination": case_destination, "sync": case_sync, "random_read": case_random_read, "batch_read": case_batch_read,
-    "pack": case_pack,
+    "pack": case_pack, "duckdb": case_duckdb, "scale": case_scale,
 }

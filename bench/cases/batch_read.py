@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from cases.archives import archive_fs, clear_des_cache, upload_archives
+from cases.archives import archive_fs, clear_des_cache, get_objects, upload_archives
 from core import BUCKET, Ctx, fmt, log, ratio
 
 
@@ -30,11 +30,11 @@ def case_batch_read(ctx: Ctx) -> None:
 
     def plain(batch):
         fs = ctx.server.s3fs()
-        got = fs.cat([f"{BUCKET}/{k}" for k in batch])
+        got = get_objects(fs, [f"{BUCKET}/{k}" for k in batch])
         return {k[len(BUCKET) + 1:]: v for k, v in got.items()}
 
     tools = {"DesReader.read_many": ours, "zip:// over s3fs (fs.cat of the list)": zip_,
-             "plain per-object GETs (s3fs.cat, concurrent)": plain}
+             "plain per-object GETs (s3fs.cat_ranges, concurrent)": plain}
     del fs_s3
     for fn in tools.values():  # warm-up (imports, first connections), not measured
         fn(names[:10])

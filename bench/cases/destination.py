@@ -7,7 +7,7 @@ from pathlib import Path
 
 import datagen
 import peers
-from core import BUCKET, WORK, Ctx, fmt, log, our_destination_config, ratio, reset_catalog
+from core import BUCKET, WORK, Ctx, fmt, log, our_destination_config, profile, ratio, reset_catalog
 from procs import run_connector
 
 
@@ -74,6 +74,10 @@ def case_destination(ctx: Ctx) -> None:
             r.add(case, tool, "peak RSS", run.max_rss_mb, "MiB", higher_is_better=False)
             log(f"  {case} {tool}: {rows / run.seconds:,.0f} rec/s, {objects} objects, {counts.get('total', 0)} requests")
     ratio(r, case, "records/s", "des-destination", "s3fs JSONL writer")
+    ctx.delete_prefix("dest-ours")
+    reset_catalog(ctx)
+    profile(ctx, case, "connector.airbyte.destination_main", "write", "--config", dest_cfg, "--catalog", catalog,
+            stdin_path=str(records))
     fig = r.get(case, "des-destination", "records/s")
     r.ratios.append({"case": case, "what": "des-destination records/s (absolute target)",
                      "value": fmt(fig.median) + " rec/s" if fig else "not run", "target": ">= 200,000 rec/s",

@@ -6,6 +6,7 @@ import subprocess
 import time
 from typing import Callable
 
+from cases.archives import get_objects
 from core import BUCKET, DES, REPO, WORK, Ctx, log, our_destination_config, ratio, reset_catalog
 
 
@@ -38,7 +39,7 @@ def case_pack(ctx: Ctx) -> None:
         with fs.open(f"{BUCKET}/pack-tar/small.tar", "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
             for j in range(0, len(keys), 256):
                 chunk = keys[j:j + 256]
-                blobs = fs.cat([f"{BUCKET}/{k}" for k in chunk])
+                blobs = get_objects(fs, [f"{BUCKET}/{k}" for k in chunk])
                 for k in chunk:
                     data = blobs[f"{BUCKET}/{k}"]
                     info = tarfile.TarInfo(k)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import FORMATS, Ctx, configured_catalog, fmt, label, log, our_read_files, ratio
+from core import FORMATS, Ctx, configured_catalog, fmt, label, log, our_read_files, profile, ratio, startup_seconds
 
 
 def case_source_read(ctx: Ctx) -> None:
@@ -51,16 +51,11 @@ def case_source_read(ctx: Ctx) -> None:
                 log(f"  {case} {tool}: {run.records} records in {run.seconds:.2f}s "
                     f"({run.records / run.seconds:,.0f}/s), peak RSS {run.max_rss_mb:.0f} MiB, {counts.get('total', 0)} requests")
         ratio(r, case, "records/s", "des-source", "airbyte-source-s3", target=10.0, target_text=">= 10x airbyte-source-s3")
-    # Start-up alone (``spec``), to read the small-size figures: a fixed cost inside every run above.
-    for i in range(ctx.args.repeat):
-        run = ctx.run_ours("spec")
-        r.add("start-up (spec)", "des-source", "seconds", run.seconds, "s", higher_is_better=False)
-        if ctx.airbyte:
-            run = ctx.run_airbyte("spec")
-            r.add("start-up (spec)", "airbyte-source-s3", "seconds", run.seconds, "s", higher_is_better=False)
-    a, b = r.get("start-up (spec)", "des-source", "seconds"), r.get("start-up (spec)", "airbyte-source-s3", "seconds")
-    if a and b:
+        if ours_cat is not None:
+            profile(ctx, case, "connector.airbyte.source_main", "read", "--config", ours_cfg, "--catalog", ours_cat)
+    startup = startup_seconds(ctx)
+    if len(startup) == 2:
         r.notes.append(f"Every source figure includes process start-up, measured alone with `spec`: des-source "
-                       f"{fmt(a.median)} s, airbyte-source-s3 {fmt(b.median)} s. At small sizes (--quick) it dominates "
-                       "the records/s ratio; the full 1,000,000-row run is the one that measures throughput.")
-
+                       f"{fmt(startup['des-source'])} s, airbyte-source-s3 {fmt(startup['airbyte-source-s3'])} s. At "
+                       "small sizes (--quick) it dominates the records/s ratio; the full 1,000,000-row run is the one "
+                       "that measures throughput.")

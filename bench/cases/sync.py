@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from core import DES, FORMATS, REPO, WORK, Ctx, datapoints, label, log, our_destination_config, our_read_files, ratio, reset_catalog
+from core import DES, FORMATS, REPO, WORK, Ctx, datapoints, label, log, our_destination_config, our_read_files, profile, ratio, reset_catalog
 from procs import run_connector
 
 
@@ -53,4 +53,8 @@ def case_sync(ctx: Ctx) -> None:
                 r.add(case, tool, "S3 requests", counts.get("total", 0), "", higher_is_better=False)
                 log(f"  {case} {tool}: {rows / run.seconds:,.0f} rec/s, {counts.get('total', 0)} requests")
         ratio(r, case, "records/s", "des sync", "des-source piped to des-destination")
+        ctx.delete_prefix("sync-des")
+        reset_catalog(ctx)
+        state.unlink(missing_ok=True)
+        profile(ctx, case, "connector.cli", *commands["des sync"][3:])
 
