@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import unicodedata
 import uuid
 
 import fsspec
@@ -29,24 +30,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--glob", action="append", metavar="PATTERN",
                    help="pack only members whose name matches (shell-style, '*' also crosses '/'; repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing container")
+    p.add_argument("--compat", choices=("reference",),
+                   help="write a container the reference DES readers read correctly: no compression, "
+                        "_bigFiles/ in the container's folder (object stores only); see spec/DES_FORMAT.md")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("ls", help="list the members of a container")
+    p = sub.add_parser("ls", help="list the members of a container",
+                       description="List member names, one a line. Control characters and backslashes in "
+                                   "names are escaped as 'ls -b' does (\\n, \\t, \\\\, \\ooo octal bytes).")
     p.add_argument("container")
-    p.add_argument("-l", "--long", action="store_true", help="sizes, offsets and flags")
+    p.add_argument("-l", "--long", action="store_true",
+                   help="size, offset, flags (e external, z compressed, s an earlier copy of a duplicate name, "
+                        "not the one read) and name of every index entry")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("cat", help="write members to stdout")
+    dash = ("A member whose name starts with '-' goes after '--', e.g. 'des %s box.des -- -name'; with -b, "
+            "names are given as 'des ls' prints them (escaped), which also reaches names holding NUL.")
+    escaped = "member names are escaped as 'des ls' prints them (\\n, \\t, \\\\, \\ooo)"
+    p = sub.add_parser("cat", help="write members to stdout", description="Write members to stdout. " + dash % "cat")
+    p.add_argument("-b", "--escaped", action="store_true", help=escaped)
     p.add_argument("container")
     p.add_argument("members", nargs="+")
     p.set_defaults(func=cmd_cat)
 
-    p = sub.add_parser("info", help="footer and counts, or one member's index entry and META")
+    p = sub.add_parser("info", help="footer and counts, or one member's index entry and META",
+                       description="Footer and counts, or one member's index entry and META. " + dash % "info")
+    p.add_argument("-b", "--escaped", action="store_true", help=escaped)
     p.add_argument("container")
     p.add_argument("member", nargs="?")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("verify", help="check every member's sha256; exit 1 naming the bad ones")
+    p = sub.add_parser("verify", help="check every member's sha256; exit 1 naming the bad ones",
+                       description="Check every index entry's size and sha256; exit 1 naming the bad ones. "
+                                   "Names the index holds more than once are reported (the last entry is the "
+                                   "one read, as in the reference) without failing.")
     p.add_argument("container")
     p.set_defaults(func=cmd_verify)
 
@@ -109,9 +126,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = tqdm(total=len(items), unit="file", desc="pack", file=sys.stderr)
+    if args.compat == "reference" and args.compress:
+        raise ConnectorError("--compat reference cannot be combined with --compress: the reference's readers "
+                             "ignore the compressed flag")
     try:
         writer = DesWriter(args.output, compression=args.compress, big_file_threshold=args.big_file_threshold,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, compat=args.compat)
     except FileExistsError:
         raise ConnectorError(f"{args.output}: container already exists (add --overwrite to replace it)") from None
     with writer as w:
@@ -132,23 +152,74 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def escape_name(name: str) -> str:
+    """``name`` on one line, as ``ls -b`` shows it: control characters (and line or paragraph
+    separators) as ``\\n``, ``\\t``... or octal bytes, and backslashes doubled so the form is unambiguous."""
+    if name.isprintable() and "\\" not in name:
+        return name  # the common case: nothing to escape
+    out = []
+    for ch in name:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            out.append("".join(f"\\{b:03o}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+_C_UNESCAPES = {v[1]: k for k, v in _C_ESCAPES.items()} | {"\\": "\\"}
+
+
+def unescape_name(text: str) -> str:
+    """The member name :func:`escape_name` printed as ``text``."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\":
+            out += ch.encode("utf-8", "surrogatepass")
+            i += 1
+        elif text[i + 1 : i + 2] in _C_UNESCAPES:
+            out += _C_UNESCAPES[text[i + 1]].encode()
+            i += 2
+        elif len(text[i + 1 : i + 4]) == 3 and all(c in "01234567" for c in text[i + 1 : i + 4]) and text[i + 1] in "0123":
+            out.append(int(text[i + 1 : i + 4], 8))  # \000 to \377: one byte
+            i += 4
+        else:
+            raise ConnectorError(f"{text!r}: a backslash must start \\\\, \\n, \\t, \\r, \\a, \\b, \\v, \\f or "
+                                 f"three octal digits (names are escaped as 'des ls' prints them)")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConnectorError(f"{text!r}: the escaped bytes are not UTF-8") from None
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     r = _reader(args.container)
-    for name in r.names():
-        if args.long:
-            m = r.info(name)
-            flags = "".join(c for c, f in (("e", m.external), ("z", m.compressed)) if f) or "-"
-            print(f"{m.length:>12} {m.offset:>12} {flags:<3} {name}")
-        else:
-            print(name)
+    if not args.long:
+        for name in r.names():
+            print(escape_name(name))
+        return 0
+    read = {id(r.info(name)) for name in r.names()}  # the entry each name is read from
+    for m in r.members():
+        if m.deleted:
+            continue
+        flags = "".join(c for c, f in (("e", m.external), ("z", m.compressed), ("s", id(m) not in read)) if f) or "-"
+        print(f"{m.length:>12} {m.offset:>12} {flags:<3} {escape_name(m.name)}")
     return 0
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    if args.escaped:
+        args.members = [unescape_name(m) for m in args.members]
     r = _reader(args.container)
     for name in args.members:
         if name not in r:
-            raise ConnectorError(f"{args.container}: no member named {name!r}")
+            raise ConnectorError(f"{args.container}: no member named {name!r}"
+                                 + (" (a name starting with '-' goes after '--')" if name.startswith("-") else ""))
     data = r.read_many(dict.fromkeys(args.members))  # one read of each, neighbours coalesced
     for name in args.members:
         sys.stdout.buffer.write(data[name])
@@ -157,6 +228,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.escaped and args.member:
+        args.member = unescape_name(args.member)
     r = _reader(args.container)
     if args.member:
         if args.member not in r:
@@ -182,8 +255,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    n = _reader(args.container).verify()
+    r = _reader(args.container)
+    n = r.verify()
     print(f"{args.container}: {n} members verified")
+    duplicates = r.duplicates()
+    if duplicates:
+        listed = ", ".join(f"'{escape_name(name)}' ({count} entries)" for name, count in list(duplicates.items())[:10])
+        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        print(f"{args.container}: {len(duplicates)} duplicate name(s), the last entry of each is the one read: "
+              f"{listed}{more}")
     return 0
 
 

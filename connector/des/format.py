@@ -7,6 +7,8 @@ Every decoding error is a :class:`~connector.errors.DesFormatError` naming the c
 
 from __future__ import annotations
 
+import json
+import re
 import struct
 from dataclasses import dataclass
 
@@ -161,7 +163,6 @@ def parse_index(raw: bytes | memoryview, footer: Footer, container: str) -> list
         raise DesFormatError(f"{container}: index region is {len(raw)} bytes, footer says {footer.index_length}")
     view = memoryview(raw)
     entries: list[MemberInfo] = []
-    seen: set[str] = set()
     pos, end = 0, len(view)
     data_end = footer.data_start + footer.data_length
     meta_end = footer.meta_start + footer.meta_length
@@ -181,12 +182,11 @@ def parse_index(raw: bytes | memoryview, footer: Footer, container: str) -> list
         pos += name_len
         offset, length, meta_offset, meta_length, flags = unpack_fixed(view, pos)
         pos += ENTRY_FIXED_SIZE
-        if name in seen:
-            raise DesFormatError(f"{container}: duplicate member name {name!r}")
+        # Duplicate names are read as the reference reads them (the last entry wins); see
+        # ``duplicate_names`` and spec/DES_FORMAT.md.
         if flags & ~KNOWN_FLAGS:
             # An unknown bit may change how the bytes must be read: refuse rather than misread.
             raise DesFormatError(f"{container}: member {name!r} has unknown flags 0x{flags & ~KNOWN_FLAGS:x}")
-        seen.add(name)
         if not flags & FLAG_EXTERNAL and (offset < footer.data_start or offset + length > data_end):
             raise DesFormatError(
                 f"{container}: member {name!r} data [{offset}, {offset + length}) lies outside the DATA region"
@@ -201,17 +201,45 @@ def parse_index(raw: bytes | memoryview, footer: Footer, container: str) -> list
     return entries
 
 
+# An integer of 19+ digits may not fit 64 bits (below -2**63, above 2**64 - 1), which orjson would
+# turn into a float.
+_LONG_NUMBER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
+
+
 def parse_meta(raw: bytes, container: str, name: str) -> dict:
-    """Decode one member's META JSON object (empty bytes -> ``{}``)."""
+    """Decode one member's META JSON object (empty bytes -> ``{}``).
+
+    Accepts what Python's ``json.dumps`` writes (the reference's META): ``NaN``, ``Infinity``,
+    lone surrogates in strings, and integers of any size, kept exact. orjson does the common case;
+    only META it refuses, or that holds a number of 20+ digits, goes through Python's parser.
+    """
     if not raw:
         return {}
-    try:
-        meta = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise DesFormatError(f"{container}: member {name!r} has invalid META JSON ({exc})") from None
+    if _LONG_NUMBER.search(raw):
+        meta = _python_loads(raw, container, name)
+    else:
+        try:
+            meta = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            meta = _python_loads(raw, container, name)
     if not isinstance(meta, dict):
         raise DesFormatError(f"{container}: member {name!r} META is not a JSON object")
     return meta
+
+
+def _python_loads(raw: bytes, container: str, name: str) -> object:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, past Python's digit limit
+        raise DesFormatError(f"{container}: member {name!r} has invalid META JSON ({exc})") from None
+
+
+def duplicate_names(members: "list[MemberInfo] | tuple[MemberInfo, ...]") -> dict[str, int]:
+    """Names held by more than one INDEX entry, with how many entries hold each."""
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m.name] = counts.get(m.name, 0) + 1
+    return {n: c for n, c in counts.items() if c > 1}
 
 
 def dumps_meta(meta: dict) -> bytes:

@@ -144,8 +144,14 @@ class DesFileSystem(AbstractArchiveFileSystem):
         return self.reader.read_member_range(name, lo, hi)
 
     def cat(self, path, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
-        """Many members in few range requests (neighbours are coalesced); one member as bytes."""
-        paths = [self._strip_protocol(p) for p in self.expand_path(path, recursive=recursive)]
+        """Many members in few range requests (neighbours are coalesced); one member as bytes.
+
+        A path that names a member is taken literally, never as a glob (``"report [final].pdf"``)."""
+        given = [path] if isinstance(path, str) else list(path)
+        literal = [n for n in map(self._strip_protocol, given) if n in self.reader]
+        patterns = [p for p in given if self._strip_protocol(p) not in self.reader]
+        expanded = [self._strip_protocol(p) for p in self.expand_path(patterns, recursive=recursive)] if patterns else []
+        paths = sorted(set(literal + expanded))
         if isinstance(path, str) and len(paths) == 1 and paths[0] == self._strip_protocol(path):
             return self.cat_file(paths[0], **kwargs)  # one plain path: bytes, as fsspec's cat does
         out: dict[str, Any] = {}

@@ -32,6 +32,7 @@ from connector.des.format import (
     parse_footer,
     parse_header,
     parse_index,
+    duplicate_names,
     parse_meta,
 )
 from connector.des.target import is_local, resolve, url_of
@@ -109,6 +110,7 @@ class DesReader:
             self.url = url_of(self.fs, self.path)
         self._cache = cache
         self._meta_region: bytes | None = None
+        self._external_at: dict[MemberInfo, str] = {}  # entry -> where its _bigFiles/ object was found
         self._expected_size: int | None = None  # the size the footer describes, once known
         self._load()
 
@@ -124,11 +126,18 @@ class DesReader:
         return self._index.size
 
     def names(self) -> list[str]:
-        """Member names in the order they were written (members flagged deleted are left out)."""
-        return [m.name for m in self._index.members if not m.deleted]
+        """Member names in the order they were written, each once (members flagged deleted are
+        left out). A name the index holds more than once is listed where it first appears and
+        read from its last entry, as the reference reader does."""
+        return [name for name, m in self._index.by_name.items() if not m.deleted]
 
     def members(self) -> tuple[MemberInfo, ...]:
+        """Every INDEX entry in write order, earlier copies of a duplicate name included."""
         return self._index.members
+
+    def duplicates(self) -> dict[str, int]:
+        """Names held by more than one INDEX entry, with how many each (only the last is read)."""
+        return duplicate_names(self._index.members) if len(self._index.by_name) != len(self._index.members) else {}
 
     def __len__(self) -> int:
         return len(self._index.members)
@@ -154,10 +163,7 @@ class DesReader:
     @_refreshing
     def read(self, name: str) -> bytes:
         """The member's bytes: decompressed, fetched from ``_bigFiles/`` if external, verified."""
-        entry = self.info(name)
-        if entry.external:
-            return self._finish(entry, self._read_external(entry))
-        return self._finish(entry, self._read_range(entry.offset, entry.offset + entry.length))
+        return self._read_entry(self.info(name))
 
     @_refreshing
     def read_many(self, names: Iterable[str]) -> dict[str, bytes]:
@@ -199,7 +205,7 @@ class DesReader:
             return b""
         if not entry.external:
             return self._read_range(entry.offset + lo, entry.offset + hi)
-        return self._read_external_range(entry, self._external_path(entry), lo, hi)
+        return self._read_external_range(entry, lo, hi)
 
     def open(self, name: str, block_size: int = 1024 * 1024) -> IO[bytes]:
         """A seekable binary file over one member, reading by range (no full download)."""
@@ -212,7 +218,9 @@ class DesReader:
 
     @_refreshing
     def verify(self) -> int:
-        """Re-read every member and check its sha256 and size; return how many were checked.
+        """Re-read every INDEX entry (earlier copies of a duplicate name too) and check its sha256
+        and size; return how many were checked. Duplicates are not an error here: see
+        :meth:`duplicates`.
 
         Raises :class:`DesFormatError` listing the members that do not match.
         """
@@ -220,17 +228,16 @@ class DesReader:
             parse_header(self._read_range(0, HEADER_SIZE), self.url)
         self._load_meta_region()
         bad: list[str] = []
-        names = self.names()
-        for start in range(0, len(names), 4096):
-            for name in names[start : start + 4096]:
-                try:
-                    self._verify_one(self.info(name))
-                except DesFormatError as exc:
-                    bad.append(str(exc))
+        entries = [m for m in self._index.members if not m.deleted]
+        for entry in entries:
+            try:
+                self._verify_one(entry)
+            except DesFormatError as exc:
+                bad.append(str(exc))
         if bad:
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise DesFormatError(f"{self.url}: {len(bad)} member(s) failed verification: " + "; ".join(bad[:5]) + more)
-        return len(names)
+        return len(entries)
 
     def close(self) -> None:
         """Nothing to release (reads are stateless range requests); kept for ``with``."""
@@ -421,45 +428,96 @@ class DesReader:
                 raise DesFormatError(f"{self.url}: truncated: wanted bytes [{s}, {e}), got {len(blob)} bytes")
         return blobs
 
-    def _external_path(self, entry: MemberInfo) -> str:
-        # Always resolved next to the container, never from META: external keys cannot point
-        # outside the container's own <prefix>/_bigFiles/ folder. A hostile name ("../x") or a
-        # META external_key naming another object is refused, not silently followed or ignored.
+    def _read_entry(self, entry: MemberInfo) -> bytes:
+        """One INDEX entry's bytes: decompressed, fetched from ``_bigFiles/`` if external, verified."""
+        if entry.external:
+            return self._finish(entry, self._read_external(entry))
+        return self._finish(entry, self._read_range(entry.offset, entry.offset + entry.length))
+
+    def _external_candidates(self, entry: MemberInfo) -> list[str]:
+        """Where an external member's object may be, in the order tried: the object META's
+        ``external_key`` names (checked, never followed blindly), then ``<container without
+        .des>/_bigFiles/<name>`` (this project's writer), then ``<folder of the
+        container>/_bigFiles/<name>`` (where the reference's S3 reader looks)."""
         if self.fs is None or self.path is None:
             raise DesFormatError(f"{self.url}: member {entry.name!r} is stored in _bigFiles/, which needs the container's location")
         try:
             validate_member_name(entry.name)
         except MemberNameError as exc:
             raise DesFormatError(f"{self.url}: external member name refused: {exc}") from None
-        path = f"{external_prefix(self.path)}/{EXTERNAL_FOLDER}/{entry.name}"
+        candidates: list[str] = []
         declared = (self._meta_of(entry, fetch=True) or {}).get("external_key")
-        if declared is not None and not _key_names(path, declared):
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: META external_key {declared!r} points outside "
-                                 f"the container's {EXTERNAL_FOLDER}/ folder")
+        if declared is not None:
+            candidates.append(self._declared_external(entry, declared))
+        folder = self.path.rpartition("/")[0]
+        for base in (external_prefix(self.path), folder):
+            path = f"{base}/{EXTERNAL_FOLDER}/{entry.name}" if base else f"{EXTERNAL_FOLDER}/{entry.name}"
+            if path not in candidates:
+                candidates.append(path)
+        return candidates
+
+    def _declared_external(self, entry: MemberInfo, key: object) -> str:
+        """The path META's ``external_key`` designates, or :class:`DesFormatError` when it may not be
+        followed: it must end in ``_bigFiles/<name>``, hold no ``..`` and name an object in the
+        container's own bucket (object stores: the key is bucket-relative) or, elsewhere, under
+        the container's folder (the key is relative to it, or absolute inside it)."""
+        assert self.fs is not None and self.path is not None
+        suffix = f"{EXTERNAL_FOLDER}/{entry.name}"
+        refused = DesFormatError(f"{self.url}: member {entry.name!r}: META external_key {key!r} points outside "
+                                 f"a {EXTERNAL_FOLDER}/ folder of the container's {_scope(self.fs)}")
+        if not isinstance(key, str) or "\\" in key or "://" in key or not (key == suffix or key.endswith("/" + suffix)):
+            raise refused
+        if any(part in ("", ".", "..") for part in key.lstrip("/").split("/")):
+            raise refused
+        if _bucketed(self.fs):
+            if key.startswith("/"):
+                raise refused
+            return f"{self.path.partition('/')[0]}/{key}"
+        folder = self.path.rpartition("/")[0]
+        path = key if key.startswith("/") else (f"{folder}/{key}" if folder else key)
+        if not (path.startswith(folder + "/") if folder else not key.startswith("/")):
+            raise refused
+        if is_local(self.fs):
+            real_folder = os.path.realpath(folder or ".")
+            real = os.path.realpath(path)
+            if os.path.commonpath([real_folder, real]) != real_folder:
+                raise refused  # a symlink leading out of the folder
         return path
 
-    def _read_external_range(self, entry: MemberInfo, path: str, lo: int, hi: int) -> bytes:
+    def _read_external_range(self, entry: MemberInfo, lo: int, hi: int | None) -> bytes:
+        """Bytes ``[lo, hi)`` of an external member's object (``hi=None``: all of it), from the
+        first candidate location that holds it; the location found is remembered."""
         assert self.fs is not None
-        try:
-            with self._storage(f"reading external object {path}"):
-                data = self.fs.cat_file(path, start=lo, end=hi)
-        except FileNotFoundError:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
-        if len(data) != hi - lo:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is shorter than the "
-                                 f"{entry.length} bytes the index says")
-        return data
+        found = self._external_at.get(entry)
+        candidates = [found] if found is not None else self._external_candidates(entry)
+        for path in candidates:
+            try:
+                with self._storage(f"reading external object {path}"):
+                    if hi is None:
+                        data = self.fs.cat_file(path)
+                    else:
+                        data = self.fs.cat_file(path, start=lo, end=hi)
+            except FileNotFoundError:
+                continue
+            self._external_at[entry] = path
+            if len(data) < min(entry.length if hi is None else hi, entry.length) - lo:
+                raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is shorter than "
+                                     f"the {entry.length} bytes the index says")
+            return data
+        tried = ", ".join(candidates)
+        raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is missing (looked for {tried})")
 
     def _read_external(self, entry: MemberInfo) -> bytes:
-        path = self._external_path(entry)
-        assert self.fs is not None
-        try:
-            with self._storage(f"reading external object {path}"):
-                data = self.fs.cat_file(path)
-        except FileNotFoundError:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {path} is missing") from None
+        # One ranged GET: the length is in the index, and a whole-object read would first ask the
+        # store for the size (s3fs: a HEAD). One byte more than the index says catches an object
+        # that grew; an empty member cannot be asked for by range.
+        if entry.length == 0:
+            data = self._read_external_range(entry, 0, None)
+        else:
+            data = self._read_external_range(entry, 0, entry.length + 1)
         if len(data) != entry.length:
-            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object has {len(data)} bytes, index says {entry.length}")
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: external object {self._external_at.get(entry)} "
+                                 f"is longer than the {entry.length} bytes the index says")
         return data
 
     # -- META and verification ----------------------------------------------------------------
@@ -508,20 +566,17 @@ class DesReader:
     def _verify_one(self, entry: MemberInfo) -> None:
         meta = self._meta_of(entry, fetch=True)
         assert meta is not None
-        data = self.read(entry.name)
+        data = self._read_entry(entry)
         self._check(entry, meta, data)
 
 
-def _key_names(path: str, key: object) -> bool:
-    """True when an external_key (bucket-relative, container-relative or absolute, as writers
-    store it) designates ``path`` itself: ``path`` ends with it at a ``/`` boundary, no ``..``."""
-    if not isinstance(key, str) or not key or "\\" in key:
-        return False
-    if any(part in ("", ".", "..") for part in key.lstrip("/").split("/")):
-        return False
-    if key.startswith("/"):
-        return path == key
-    return path == key or path.endswith("/" + key)
+def _bucketed(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for object stores whose paths start with a bucket (s3fs, gcsfs, adlfs...)."""
+    return callable(getattr(fs, "split_path", None))
+
+
+def _scope(fs: fsspec.AbstractFileSystem) -> str:
+    return "bucket" if _bucketed(fs) else "folder"
 
 
 def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]:
@@ -547,8 +602,8 @@ class _MemberFile(io.RawIOBase):
     def __init__(self, reader: DesReader, entry: MemberInfo) -> None:
         self._reader, self._entry, self._pos = reader, entry, 0
         self.name = entry.name
-        # Checked once: the external object must be the container's own _bigFiles/<name>.
-        self._external = reader._external_path(entry) if entry.external else None
+        if entry.external:
+            reader._external_candidates(entry)  # a refused external_key fails the open, not a later read
 
     def readable(self) -> bool:
         return True
@@ -571,8 +626,8 @@ class _MemberFile(io.RawIOBase):
         n = min(len(b), self._entry.length - self._pos)
         if n <= 0:
             return 0
-        if self._external is not None:
-            data = self._reader._read_external_range(self._entry, self._external, self._pos, self._pos + n)
+        if self._entry.external:
+            data = self._reader._read_external_range(self._entry, self._pos, self._pos + n)
         else:
             start = self._entry.offset + self._pos
             data = self._reader._read_range(start, start + n)

@@ -33,12 +33,14 @@ from connector.des.format import (
 )
 from connector.des.names import validate_member_name
 from connector.des.target import AtomicFile, resolve, url_of
-from connector.errors import MemberNameError
+from connector.errors import ConfigError, MemberNameError
 
 DEFAULT_BIG_FILE_THRESHOLD = 100 * 1024 * 1024
 MAX_META_BYTES = 10 * 1024 * 1024
 COPY_CHUNK = 8 * 1024 * 1024
 _DEFAULT: Any = object()
+#: ``compat=`` values: containers another implementation's readers read correctly.
+COMPAT_MODES = ("reference",)
 
 
 def external_prefix(path: str) -> str:
@@ -63,6 +65,12 @@ class DesWriter:
         does not shrink is stored plain.
     overwrite:
         Replace an existing container instead of raising :class:`FileExistsError`.
+    compat:
+        ``"reference"``: write only what the reference implementation's readers read correctly
+        (see the compatibility table in ``spec/DES_FORMAT.md``): no member compression, and
+        external members at ``<folder of the container>/_bigFiles/<name>``, where its S3 reader
+        looks, on object stores only (its local reader ignores the external flag). What it cannot
+        express is refused with :class:`~connector.errors.ConfigError`.
     """
 
     def __init__(
@@ -74,14 +82,24 @@ class DesWriter:
         big_file_threshold: int | None = DEFAULT_BIG_FILE_THRESHOLD,
         compression: str | None = None,
         overwrite: bool = False,
+        compat: str | None = None,
     ) -> None:
         self.fs, self.path = resolve(target, fs, storage_options)
         self.url = url_of(self.fs, self.path)
         self.big_file_threshold = big_file_threshold
         self.compression = check_codec(compression)
+        if compat is not None and compat not in COMPAT_MODES:
+            raise ConfigError(f"unknown compat {compat!r}; choose {', '.join(COMPAT_MODES)} or None")
+        self.compat = compat
+        if compat == "reference" and compression is not None:
+            raise ConfigError(f"{self.url}: compat='reference' cannot use compression={compression!r}: the "
+                              "reference's readers ignore the compressed flag and would return compressed bytes")
         if not overwrite and self.fs.exists(self.path):
             raise FileExistsError(f"{self.url}: container already exists (pass overwrite=True to replace it)")
+        self._overwrite = overwrite
         self._prefix = external_prefix(self.path)
+        # Where _bigFiles/ lives: next to the container's name (ours), or in its folder (reference).
+        self._external_base = self.path.rpartition("/")[0] if compat == "reference" else self._prefix
         self._file = AtomicFile(self.fs, self.path)
         self._hash = hashlib.sha256()
         self._pos = 0
@@ -125,6 +143,9 @@ class DesWriter:
                 f.write(data)
             return self._record(name, 0, len(data), meta, FLAG_EXTERNAL)
         codec = self.compression if compression is _DEFAULT else check_codec(compression)
+        if codec and self.compat == "reference":
+            raise ConfigError(f"{self.url}: member {name!r}: compat='reference' cannot compress members "
+                              f"(compression={codec!r}): the reference's readers ignore the compressed flag")
         stored, flags = data, 0
         if codec:
             packed = compress(data, codec)
@@ -291,13 +312,32 @@ class DesWriter:
         return out
 
     def _open_external(self, name: str, meta: dict[str, Any]) -> IO[bytes]:
-        path = f"{self._prefix}/{EXTERNAL_FOLDER}/{name}"
+        path = f"{self._external_base}/{EXTERNAL_FOLDER}/{name}"
+        if self.compat == "reference":
+            self._check_reference_external(name, path)
         self._externals.append(path)
         meta["is_external"] = True
         meta["external_key"] = _external_key(self.fs, path, self._prefix)
         if hasattr(self.fs, "makedirs"):
             self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
         return self.fs.open(path, "wb")
+
+    def _check_reference_external(self, name: str, path: str) -> None:
+        """Refuse an external member the reference's readers would not find, or one that would
+        replace another container's: reference containers of one folder share its _bigFiles/."""
+        fix = "pass big_file_threshold=None to keep every member inside the container"
+        if not callable(getattr(self.fs, "split_path", None)):
+            raise ConfigError(f"{self.url}: member {name!r}: compat='reference' stores big members in _bigFiles/ "
+                              f"only on object stores; the reference's local reader ignores the external flag "
+                              f"and would return other bytes ({fix})")
+        if "/" not in self.path.partition("/")[2]:
+            raise ConfigError(f"{self.url}: member {name!r}: compat='reference' cannot place _bigFiles/ for a "
+                              f"container at the root of a bucket (where the reference's S3 reader would look "
+                              f"is not defined; put the container under a folder or {fix})")
+        if not self._overwrite and self.fs.exists(path):
+            raise FileExistsError(f"{self.url}: member {name!r}: {self.fs.unstrip_protocol(path)} already exists "
+                                  f"(the folder's _bigFiles/ is shared by every reference-style container in it; "
+                                  f"pass overwrite=True to replace it)")
 
     def _record(self, name: str, offset: int, length: int, meta: dict[str, Any], flags: int) -> MemberInfo:
         raw = dumps_meta(meta)

@@ -1,4 +1,5 @@
-"""DES v1 writer and reader: layout compatibility, members, compression, _bigFiles, atomicity."""
+"""DES v1 writer and reader: members, compression, _bigFiles, atomicity. Compatibility with the
+reference is tested against its own containers in test_vectors.py and test_compat.py."""
 
 from __future__ import annotations
 
@@ -6,81 +7,25 @@ import hashlib
 import io
 import json
 import os
-import struct
 
 import pytest
 
 from connector.des import DesFormatError, DesReader, DesWriter
 from connector.des.format import FLAG_COMPRESSED, FLAG_EXTERNAL
 from connector.errors import MemberNameError
-
-
-def reference_style_container(members: list[tuple[str, bytes, dict]]) -> bytes:
-    """Build a container exactly as DESIGN.md lays out the reference v1 format.
-
-    Written independently of connector.des (plain struct calls) so that a shared bug cannot hide:
-    header, data, META (compact JSON with "size"), index with absolute offsets, 72-byte footer.
-    """
-    out = bytearray(b"DESHEAD1" + bytes([1]) + b"\0" * 7)
-    data_start = len(out)
-    entries, metas = [], bytearray()
-    for name, data, meta in members:
-        offset = len(out)
-        out += data
-        m = json.dumps({**meta, "size": len(data)}, separators=(",", ":")).encode()
-        entries.append((name, offset, len(data), len(metas), len(m)))
-        metas += m
-    data_length = len(out) - data_start
-    meta_start = len(out)
-    out += metas
-    index_start = len(out)
-    for name, offset, length, meta_rel, meta_len in entries:
-        raw = name.encode()
-        out += struct.pack("<H", len(raw)) + raw + struct.pack("<QQQQI", offset, length, meta_start + meta_rel, meta_len, 0)
-    index_length = len(out) - index_start
-    out += struct.pack(
-        "<8sB7sQQQQQQQ", b"DESFOOT1", 1, b"\0" * 7, data_start, data_length, meta_start, len(metas), index_start, index_length, len(entries)
-    )
-    return bytes(out)
-
-
-def reference_style_read(blob: bytes) -> dict[str, tuple[bytes, dict]]:
-    """Decode a container the way the reference reader does (footer, then index, then members)."""
-    magic, version, _, ds, dl, ms, ml, istart, ilen, count = struct.unpack("<8sB7sQQQQQQQ", blob[-72:])
-    assert magic == b"DESFOOT1" and version == 1
-    assert blob[:8] == b"DESHEAD1"
-    pos, out = istart, {}
-    while pos < istart + ilen:
-        (n,) = struct.unpack_from("<H", blob, pos)
-        name = blob[pos + 2 : pos + 2 + n].decode()
-        off, length, moff, mlen, flags = struct.unpack_from("<QQQQI", blob, pos + 2 + n)
-        pos += 2 + n + 36  # <QQQQI is 36 bytes
-        out[name] = (blob[off : off + length], json.loads(blob[moff : moff + mlen]))
-    assert len(out) == count
-    return out
-
-
-def test_reads_a_reference_layout_container():
-    blob = reference_style_container([("a.txt", b"alpha", {"mime": "text/plain"}), ("dir/b.bin", b"\x00\x01" * 50, {})])
-    r = DesReader(blob)
-    assert r.names() == ["a.txt", "dir/b.bin"]
-    assert r.read("a.txt") == b"alpha"
-    assert r.meta("a.txt") == {"mime": "text/plain", "size": 5}
-    assert r.read_many(["dir/b.bin", "a.txt"]) == {"dir/b.bin": b"\x00\x01" * 50, "a.txt": b"alpha"}
-    assert r.verify() == 2
+from tests.support import reference_des as ref
 
 
 def test_reference_reader_reads_our_container(tmp_path):
+    # The reference's rules, applied by a reader independent of connector.des (plain struct/json).
     path = tmp_path / "c.des"
     with DesWriter(path) as w:
         w.add("x/1.json", b'{"a":1}\n', {"k": "v"})
         w.add("x/2.json", b'{"a":2}\n')
     blob = path.read_bytes()
-    decoded = reference_style_read(blob)
-    assert decoded["x/1.json"][0] == b'{"a":1}\n'
-    assert decoded["x/1.json"][1]["k"] == "v"
-    assert decoded["x/1.json"][1]["size"] == 8
-    assert decoded["x/1.json"][1]["sha256"] == hashlib.sha256(b'{"a":1}\n').hexdigest()
+    assert ref.read_local(blob) == {"x/1.json": b'{"a":1}\n', "x/2.json": b'{"a":2}\n'}
+    meta = ref.parse(blob)["x/1.json"].meta
+    assert meta == {"k": "v", "size": 8, "sha256": hashlib.sha256(b'{"a":1}\n').hexdigest()}
     assert w.sha256 == hashlib.sha256(blob).hexdigest() and w.size == len(blob)
 
 
