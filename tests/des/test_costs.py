@@ -154,7 +154,9 @@ def test_big_file_member_on_s3_through_des_urls(s3_endpoint, s3_bucket, s3_proxy
     with s3_proxy.window() as w:
         assert fs.cat_file("big.csv", 100_000, 100_050) == csv[100_000:100_050]
     assert w.count() == 1 and w.sent == 50, w  # a range of the _bigFiles object, not all of it
-    assert fs.cat(["small.txt", "big.csv"]) == {"small.txt": b"s", "big.csv": csv}
+    with s3_proxy.window() as w:
+        assert fs.cat(["small.txt", "big.csv"]) == {"small.txt": b"s", "big.csv": csv}
+    assert w.count() == w.count("GET") == 2, w  # one per member: the size is in the index, no HEAD
 
 
 def test_open_of_a_big_file_member_reads_by_range_without_a_head(s3_endpoint, s3_bucket, s3_proxy):
