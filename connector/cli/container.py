@@ -245,6 +245,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                "compressed": sum(1 for m in members if m.compressed),
                "external": sum(1 for m in members if m.external),
                "deleted": sum(1 for m in members if m.deleted),
+               "duplicate_names": len(r.duplicates()),
                "stored_bytes": sum(m.length for m in members if not m.external),
                "external_bytes": sum(m.length for m in members if m.external),
                "footer": {"data_start": f.data_start, "data_length": f.data_length, "meta_start": f.meta_start,

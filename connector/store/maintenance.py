@@ -193,6 +193,9 @@ class MaintenanceMixin:
             containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
             for first, last, path in not_superseded(containers, self.layout):
                 reader = DesReader(path, fs=self.fs)
+                if reader.duplicates():  # readable as the reference reads it, but not a datarange we wrote
+                    raise StoreError(f"{path}: cannot restore a datarange whose container holds a member name "
+                                     f"twice ({next(iter(reader.duplicates()))!r})")
                 names = reader.names()
                 kind = "records" if names and names[0] == record_name(first) else "files"
                 ranges.append((first, last, path, reader.size, sha256_of(self.fs, path), len(names), kind,

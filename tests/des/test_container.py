@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 
 import pytest
 
@@ -14,6 +15,37 @@ from connector.des import DesFormatError, DesReader, DesWriter
 from connector.des.format import FLAG_COMPRESSED, FLAG_EXTERNAL
 from connector.errors import MemberNameError
 from tests.support import reference_des as ref
+
+
+def reference_style_container(members: list[tuple[str, bytes, dict]]) -> bytes:
+    """The bytes DESIGN.md's v1 layout gives for ``members`` (plain, inside, META ``{**meta, "size"}``).
+
+    Written independently of connector.des (plain struct calls) for byte-identity checks of our
+    writer (tests/store/test_fastpath.py). Not a stand-in for the reference: compatibility is
+    tested on the reference's own containers (test_vectors.py) and with its readers' rules
+    (tests/support/reference_des.py, test_compat.py).
+    """
+    out = bytearray(b"DESHEAD1" + bytes([1]) + b"\0" * 7)
+    data_start = len(out)
+    entries, metas = [], bytearray()
+    for name, data, meta in members:
+        offset = len(out)
+        out += data
+        m = json.dumps({**meta, "size": len(data)}, separators=(",", ":")).encode()
+        entries.append((name, offset, len(data), len(metas), len(m)))
+        metas += m
+    data_length = len(out) - data_start
+    meta_start = len(out)
+    out += metas
+    index_start = len(out)
+    for name, offset, length, meta_rel, meta_len in entries:
+        raw = name.encode()
+        out += struct.pack("<H", len(raw)) + raw + struct.pack("<QQQQI", offset, length, meta_start + meta_rel, meta_len, 0)
+    index_length = len(out) - index_start
+    out += struct.pack(
+        "<8sB7sQQQQQQQ", b"DESFOOT1", 1, b"\0" * 7, data_start, data_length, meta_start, len(metas), index_start, index_length, len(entries)
+    )
+    return bytes(out)
 
 
 def test_reference_reader_reads_our_container(tmp_path):

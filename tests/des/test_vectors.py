@@ -139,6 +139,8 @@ def test_duplicate_names_last_copy_wins_every_entry_listed_and_reported():
     out = des("verify", path)
     assert out.returncode == 0, out.stderr
     assert b"3 members verified" in out.stdout and b"1 duplicate name(s)" in out.stdout and b"'dup.txt' (2 entries)" in out.stdout
+    info = json.loads(des("info", path).stdout)
+    assert (info["members"], info["footer"]["file_count"], info["duplicate_names"]) == (2, 3, 1)
     fs = DesFileSystem(fo=path, index_cache=None)
     assert fs.ls("", detail=False) == ["dup.txt", "other.txt"] and sha(fs.cat_file("dup.txt")) == written[2]["sha256"]
 

@@ -400,6 +400,20 @@ def test_overlaps_are_refused_by_the_catalog_and_by_restore(tmp_path):
         assert len(store.dataranges("v")) == 2  # the failed restore changed nothing
 
 
+def test_restore_refuses_a_container_holding_a_name_twice(tmp_path):
+    # DesReader reads such containers as the reference does (the last copy wins); a datarange
+    # holding one cannot come from this store, and counting its names would be wrong.
+    with Store(str(tmp_path / "root"), max_datapoints=10) as store:
+        store.write_records("d", [rows(0, 3)])
+        path = store.fs._strip_protocol(store.dataranges("d")[0].url)
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data.replace(b"00000000000000000002.json", b"00000000000000000001.json"))
+        with pytest.raises(StoreError, match="holds a member name twice"):
+            store.restore()
+
+
 def test_gc_deletes_only_objects_nothing_uses(store):
     store.write_records("g", [rows(0, 30)])
     store.create_version("g", "1.0.0")
