@@ -120,15 +120,15 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.big_file_threshold is not None and args.big_file_threshold < 1:
         raise ConnectorError(f"--big-file-threshold must be at least 1 byte, not {args.big_file_threshold}")
+    if args.compat == "reference" and args.compress:
+        raise ConnectorError("--compat reference cannot be combined with --compress: the reference's readers "
+                             "ignore the compressed flag")
     items = _plan(args.sources, args.output, args.glob)
     progress = None
     if sys.stderr.isatty():  # a progress bar for people, nothing for pipes and logs
         from tqdm import tqdm
 
         progress = tqdm(total=len(items), unit="file", desc="pack", file=sys.stderr)
-    if args.compat == "reference" and args.compress:
-        raise ConnectorError("--compat reference cannot be combined with --compress: the reference's readers "
-                             "ignore the compressed flag")
     try:
         writer = DesWriter(args.output, compression=args.compress, big_file_threshold=args.big_file_threshold,
                            overwrite=args.overwrite, compat=args.compat)

@@ -211,7 +211,7 @@ def parse_meta(raw: bytes, container: str, name: str) -> dict:
 
     Accepts what Python's ``json.dumps`` writes (the reference's META): ``NaN``, ``Infinity``,
     lone surrogates in strings, and integers of any size, kept exact. orjson does the common case;
-    only META it refuses, or that holds a number of 20+ digits, goes through Python's parser.
+    only META it refuses, or that holds an integer of 19+ digits, goes through Python's parser.
     """
     if not raw:
         return {}

@@ -35,7 +35,7 @@ from connector.des.format import (
     duplicate_names,
     parse_meta,
 )
-from connector.des.target import is_local, resolve, url_of
+from connector.des.target import is_bucketed, is_local, resolve, url_of
 from connector.des.names import validate_member_name
 from connector.des.writer import external_prefix
 from connector.errors import DesFormatError, MemberNameError
@@ -469,7 +469,7 @@ class DesReader:
             raise refused
         if any(part in ("", ".", "..") for part in key.lstrip("/").split("/")):
             raise refused
-        if _bucketed(self.fs):
+        if is_bucketed(self.fs):
             if key.startswith("/"):
                 raise refused
             return f"{self.path.partition('/')[0]}/{key}"
@@ -570,13 +570,8 @@ class DesReader:
         self._check(entry, meta, data)
 
 
-def _bucketed(fs: fsspec.AbstractFileSystem) -> bool:
-    """True for object stores whose paths start with a bucket (s3fs, gcsfs, adlfs...)."""
-    return callable(getattr(fs, "split_path", None))
-
-
 def _scope(fs: fsspec.AbstractFileSystem) -> str:
-    return "bucket" if _bucketed(fs) else "folder"
+    return "bucket" if is_bucketed(fs) else "folder"
 
 
 def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]:

@@ -44,6 +44,11 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def is_bucketed(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for object stores whose paths start with a bucket (s3fs, gcsfs, adlfs...)."""
+    return callable(getattr(fs, "split_path", None))
+
+
 class AtomicFile:
     """A binary file that becomes visible under ``path`` only when committed."""
 

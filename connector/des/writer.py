@@ -32,7 +32,7 @@ from connector.des.format import (
     dumps_meta,
 )
 from connector.des.names import validate_member_name
-from connector.des.target import AtomicFile, resolve, url_of
+from connector.des.target import AtomicFile, is_bucketed, resolve, url_of
 from connector.errors import ConfigError, MemberNameError
 
 DEFAULT_BIG_FILE_THRESHOLD = 100 * 1024 * 1024
@@ -326,7 +326,7 @@ class DesWriter:
         """Refuse an external member the reference's readers would not find, or one that would
         replace another container's: reference containers of one folder share its _bigFiles/."""
         fix = "pass big_file_threshold=None to keep every member inside the container"
-        if not callable(getattr(self.fs, "split_path", None)):
+        if not is_bucketed(self.fs):
             raise ConfigError(f"{self.url}: member {name!r}: compat='reference' stores big members in _bigFiles/ "
                               f"only on object stores; the reference's local reader ignores the external flag "
                               f"and would return other bytes ({fix})")
