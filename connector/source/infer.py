@@ -88,6 +88,8 @@ def merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
         return b
     if pa.types.is_null(b):
         return a
+    if pa.types.is_decimal(a) or pa.types.is_decimal(b):
+        return _merge_decimal(a, b)
     numeric = (pa.types.is_integer, pa.types.is_floating)
     if any(f(a) for f in numeric) and any(f(b) for f in numeric):
         return pa.float64()
@@ -101,6 +103,26 @@ def merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     if pa.types.is_list(a) and pa.types.is_list(b):
         return pa.list_(merge_types(a.value_type, b.value_type))
     return pa.string()
+
+
+def _merge_decimal(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """A decimal holding both exactly (an integer counts as its 19 or 20 digits); text when none
+    can, or when the other side is a double (a double beside an exact decimal would round it)."""
+    def digits_scale(t: pa.DataType) -> tuple[int, int] | None:
+        if pa.types.is_decimal(t):
+            return t.precision - t.scale, t.scale
+        if pa.types.is_integer(t):
+            return (20 if t == pa.uint64() else 19), 0
+        return None
+
+    da, db = digits_scale(a), digits_scale(b)
+    if da is None or db is None:
+        return pa.string()
+    scale = max(da[1], db[1])
+    precision = max(da[0], db[0]) + scale
+    if precision <= 38:
+        return pa.decimal128(precision, scale)
+    return pa.decimal256(precision, scale) if precision <= 76 else pa.string()
 
 
 def merge_schemas(schemas: list[pa.Schema]) -> pa.Schema:

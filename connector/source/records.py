@@ -44,7 +44,13 @@ def _escape(text: pa.Array) -> pa.Array:
 
 
 def _per_value(column: pa.Array) -> pa.Array:
-    """orjson per value: the slow path, for nested and unusual types only."""
+    """JSON text per value, the slow path for nested and unusual types. orjson encodes what it
+    renders as the top-level columns do (and faster); any other leaf type anywhere in the value is
+    encoded by this module's own column encoder, so a nested value reads like a top-level one."""
+    t = column.type
+    if (pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
+            or pa.types.is_fixed_size_list(t)) and not _orjson_safe(t):
+        return string_array(_texts(column))
     dumps = orjson.dumps
     return string_array(["null" if v is None else dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
                          for v in column.to_pylist()])
@@ -55,7 +61,82 @@ def _default(value):
         import base64
 
         return base64.b64encode(value).decode()
-    return str(value)
+    return str(value)  # intervals and other types without a JSON form: their text
+
+
+#: Leaf types whose Python values orjson encodes as their JSON Schema says: exact integers up to
+#: 64 bits, doubles (NaN as null), text, base64 bytes, dates, and UTC timestamps of at most
+#: microseconds (``+00:00``). Not decimals (orjson has no exact number), maps (pairs), naive or
+#: nanosecond timestamps, times, durations, half floats.
+def _orjson_leaf(t: pa.DataType) -> bool:
+    if pa.types.is_timestamp(t):
+        return t.unit != "ns" and t.tz in ("UTC", "+00:00", "Z")
+    return (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t) or pa.types.is_date(t)
+            or t in (pa.float32(), pa.float64()) or pa.types.is_string(t) or pa.types.is_large_string(t)
+            or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t))
+
+
+def _orjson_safe(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return all(_orjson_safe(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _orjson_safe(t.value_type)
+    if pa.types.is_dictionary(t):
+        return _orjson_safe(t.value_type)
+    return _orjson_leaf(t)
+
+
+def _texts(column: pa.Array) -> list[str]:
+    """JSON text of each value of ``column`` (``null`` for nulls), nested values built from the
+    texts of their leaves, which the vectorised encoder makes."""
+    t = column.type
+    if pa.types.is_dictionary(t):
+        return _texts(column.dictionary_decode())
+    valid = column.is_valid().to_pylist() if column.null_count else None
+    if pa.types.is_struct(t):
+        children = [_texts(child) for child in column.flatten()]
+        keys = [orjson.dumps(f.name).decode() + ":" for f in t]
+        out = ["{" + ",".join(k + c[i] for k, c in zip(keys, children)) + "}" for i in range(len(column))]
+    elif pa.types.is_map(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        out = _list_texts(column)
+    else:
+        return json_texts(column).to_pylist()
+    return out if valid is None else [text if ok else "null" for text, ok in zip(out, valid)]
+
+
+def _list_texts(column: pa.Array) -> list[str]:
+    """Lists as JSON arrays; a map as a JSON object (keys as text, in order, duplicates kept)."""
+    t = column.type
+    if pa.types.is_fixed_size_list(t):
+        values = column.flatten()
+        bounds = [i * t.list_size for i in range(len(column) + 1)]
+    else:
+        offsets = column.offsets.to_pylist()
+        values = column.values.slice(offsets[0], offsets[-1] - offsets[0])
+        bounds = [o - offsets[0] for o in offsets]
+    if pa.types.is_map(t):
+        keys = values.field(0)
+        names = keys.to_pylist() if pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type) \
+            else _texts(keys)
+        names = [orjson.dumps(n).decode() + ":" for n in names]
+        items = _texts(values.field(1))
+        return ["{" + ",".join(names[j] + items[j] for j in range(a, b)) + "}" for a, b in zip(bounds, bounds[1:])]
+    items = _texts(values)
+    return ["[" + ",".join(items[a:b]) + "]" for a, b in zip(bounds, bounds[1:])]
+
+
+def _durations(column: pa.Array) -> pa.Array:
+    """ISO 8601 durations (``PT90.5S``, ``-PT0.000000001S``), exact in the column's unit."""
+    digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[column.type.unit]
+    out = []
+    for v in column.cast(pa.int64()).to_pylist():
+        if v is None:
+            out.append("null")
+            continue
+        whole, frac = divmod(abs(v), 10**digits)
+        fraction = f".{frac:0{digits}d}".rstrip("0") if frac else ""
+        out.append(f'"{"-" if v < 0 else ""}PT{whole}{fraction}S"')
+    return string_array(out)
 
 
 def json_texts(column: pa.Array) -> pa.Array:
@@ -108,10 +189,12 @@ def _text_parts(column: pa.Array) -> tuple[str, pa.Array, str]:
         if bare:
             return '"', text, 'Z"'
         texts = pc.binary_join_element_wise(_QUOTE, text, _ZULU_QUOTE, _EMPTY)
-    elif pa.types.is_date(t):
+    elif pa.types.is_date(t) or pa.types.is_time(t):
         if bare:
             return '"', pc.cast(column, pa.string()), '"'
         texts = _quoted(pc.cast(column, pa.string()))
+    elif pa.types.is_duration(t):
+        texts = _durations(column)
     else:
         texts = _per_value(column)
     return "", pc.fill_null(texts, _NULL), ""
