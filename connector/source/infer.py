@@ -150,8 +150,10 @@ def json_type(t: pa.DataType) -> dict:
         return {"type": ["null", "string"], "format": "date-time"}
     if pa.types.is_date(t):
         return {"type": ["null", "string"], "format": "date"}
-    if pa.types.is_time(t):
-        return {"type": ["null", "string"], "format": "time"}
+    if pa.types.is_time(t):  # a time of day without an offset (RFC 3339's full-time would want one)
+        return {"type": ["null", "string"], "format": "time", "airbyte_type": "time_without_timezone"}
+    if pa.types.is_duration(t):  # ISO 8601, exact in the column's unit: PT90.5S
+        return {"type": ["null", "string"], "format": "duration"}
     if pa.types.is_struct(t):
         return {"type": ["null", "object"], "properties": {f.name: json_type(f.type) for f in t}}
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):

@@ -107,8 +107,8 @@ def _texts(column: pa.Array) -> list[str]:
 def _list_texts(column: pa.Array) -> list[str]:
     """Lists as JSON arrays; a map as a JSON object (keys as text, in order, duplicates kept)."""
     t = column.type
-    if pa.types.is_fixed_size_list(t):
-        values = column.flatten()
+    if pa.types.is_fixed_size_list(t):  # not flatten(): it leaves out the slots of null lists
+        values = column.values.slice(column.offset * t.list_size, len(column) * t.list_size)
         bounds = [i * t.list_size for i in range(len(column) + 1)]
     else:
         offsets = column.offsets.to_pylist()

@@ -335,11 +335,34 @@ def _column(values: list[Any], declared: pa.DataType | None) -> pa.Array:
         # Strings are only parsed as timestamps where the sample said so (as Arrow's path does).
         observed = _no_null(_untimed(observed))
         declared = observed if declared is None else _widened(declared, observed)
+        if _has_text(declared):
+            values = [_fit(v, declared) for v in values]
     elif pa.types.is_floating(declared) and any(isinstance(v, bool) for v in values):
         raise TypeError("a boolean is not a number")  # pyarrow would store true as 1.0
     if not _has_timestamp(declared):
         return pa.array(values, type=declared)
     return _timestamps_parsed(pa.array(values, type=_untimed(declared)), declared)
+
+
+def _has_text(t: pa.DataType) -> bool:
+    """A string field or item anywhere inside nested type ``t``."""
+    if pa.types.is_struct(t):
+        return any(pa.types.is_string(f.type) or _has_text(f.type) for f in t)
+    return pa.types.is_list(t) and (pa.types.is_string(t.value_type) or _has_text(t.value_type))
+
+
+def _fit(value: Any, t: pa.DataType) -> Any:
+    """``value`` with whatever sits where ``t`` has text as its JSON text: a nested field whose
+    samples disagreed (1 and "a", or {} and 1) is text, as a top-level column is."""
+    if value is None:
+        return None
+    if pa.types.is_string(t):
+        return value if isinstance(value, str) else _json_text(value)
+    if pa.types.is_struct(t) and isinstance(value, dict):
+        return {k: (_fit(v, t.field(k).type) if t.get_field_index(k) >= 0 else v) for k, v in value.items()}
+    if pa.types.is_list(t) and isinstance(value, list):
+        return [_fit(v, t.value_type) for v in value]
+    return value
 
 
 def _is_nested(t: pa.DataType) -> bool:

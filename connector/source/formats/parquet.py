@@ -11,10 +11,12 @@ from collections.abc import Iterator
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connector.source.errors import BadDataError
 from connector.source.formats import FileStats, FormatOptions, data_errors, open_raw
+from connector.source.infer import json_type
 from connector.source.listing import FileRef
 
 #: Read-ahead for footer-only opens: Arrow reads the last 64 KiB first.
@@ -43,9 +45,40 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
             try:
                 with data_errors(ref, f"row group {group}"):
                     for batch in pf.iter_batches(batch_size=options.batch_size, row_groups=[group], use_threads=False):
-                        yield batch
+                        yield _as_declared(batch, schema)
             except BadDataError:
                 if options.on_bad_record != "skip":
                     raise
                 # A corrupt row group cannot be split into good and bad rows: skip it whole.
                 stats.skip(f"row group {group}")
+
+
+def _as_declared(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the columns the stream declares as text, because its files disagree on their
+    type (int64 in one, string in another), as text: a record matches the declared schema.
+    Other differences need nothing: an int64 column is a valid ``number``, a narrower struct a
+    valid object."""
+    columns = batch.columns
+    for i, name in enumerate(batch.schema.names):
+        at = schema.get_field_index(name)
+        if at >= 0 and pa.types.is_string(schema.field(at).type) and not _is_text(columns[i].type):
+            columns = columns[:i] + [_as_text(columns[i])] + columns[i + 1:]
+    if columns is batch.columns:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_text(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def _as_text(column: pa.Array) -> pa.Array:
+    """Each value as its JSON text, a JSON string's without the quotes (a date as 2024-01-02)."""
+    from connector.source.records import json_texts
+
+    texts = json_texts(column)
+    if "string" in json_type(column.type)["type"]:
+        texts = pc.utf8_slice_codeunits(texts, 1, -1)
+    return pc.if_else(pc.is_null(column), pa.nulls(len(column), pa.string()), texts)
