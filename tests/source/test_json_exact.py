@@ -143,6 +143,16 @@ def test_text_that_looks_like_a_date_is_kept_as_written(tmp_path, kind):
     assert [(r["d"], r["e"]) for r in got] == [(r["d"], r.get("e")) for r in rows]
 
 
+@pytest.mark.parametrize("kind", ["lines", "array"])
+def test_timestamps_finer_than_microseconds_stay_text(tmp_path, kind):
+    rows = [{"t": "2024-01-01T00:00:00.123456789Z"}, {"t": "2024-01-01T00:00:00.5Z"}]
+    write_local(tmp_path, {f"s/a.{'jsonl' if kind == 'lines' else 'json'}": body(rows, kind)})
+    src = Source({"root_url": str(tmp_path)})
+    assert src.discover()[0]["json_schema"]["properties"]["t"] == {"type": ["null", "string"]}
+    got, done = records(src, "s")
+    assert got == rows and done[0].type_conflicts == ()
+
+
 def test_fast_and_line_by_line_paths_agree(tmp_path):
     """A block Arrow reads and the same rows in a block it rejects (one bad line, skipped) give the
     same values and types."""

@@ -34,7 +34,8 @@ from connector.source.listing import FileRef
 # orjson turns an integer beyond 64 bits into a (rounded) float without a word: a line holding a run
 # of 19+ digits is decoded again by the stdlib, which keeps every integer exact.
 _LONG_DIGITS = re.compile(rb"\d{19}")
-_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|[+-]\d\d:?\d\d)?$")
+# Timestamps are microseconds: text with a finer fraction stays text (exact) rather than fail the cast.
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?\s*(Z|z|[+-]\d\d:?\d\d)?$")
 
 
 def _loads(text: bytes) -> Any:
