@@ -126,9 +126,12 @@ def test_integers_beyond_the_sample_are_exact_text(tmp_path, kind):
     assert done[0].type_conflicts == ("f", "i")
 
 
-def test_nan_in_an_array_is_an_error_not_null(tmp_path):
-    write_local(tmp_path, {"s/a.json": b'[{"x": 1.5}, {"x": NaN}]'})
-    with pytest.raises(BadDataError, match="NaN is not a JSON value"):
+@pytest.mark.parametrize(("value", "message"), [(b"NaN", "NaN is not a JSON value"),
+                                                (b"-Infinity", "-Infinity is not a JSON value"),
+                                                (b"1e400", "number 1e400 is too large for a double")])
+def test_non_finite_numbers_in_an_array_are_errors_not_null(tmp_path, value, message):
+    write_local(tmp_path, {"s/a.json": b'[{"x": 1.5}, {"x": %s}]' % value})
+    with pytest.raises(BadDataError, match=message):
         list(Source({"root_url": str(tmp_path)}).read("s"))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +50,14 @@ def _loads(text: bytes) -> Any:
 def _no_constant(name: str) -> Any:
     # The stdlib decoder takes NaN and Infinity, which are not JSON (orjson refuses them too).
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    # The stdlib reads 1e400 as infinity, which would become null; orjson and Arrow refuse it.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text} is too large for a double")
+    return value
 
 
 def value_type(value: Any) -> pa.DataType:
@@ -189,7 +198,7 @@ def _whole(data: bytes, ref: FileRef, options: FormatOptions, stats: FileStats) 
 def _array_items(stream, head: bytes, ref: FileRef, block_size: int) -> Iterator[tuple[int, Any]]:
     """(index, decoded item) of a top-level JSON array, read incrementally from ``stream``."""
     decode = codecs.getincrementaldecoder("utf-8")().decode
-    scan = json.JSONDecoder(parse_constant=_no_constant).raw_decode
+    scan = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float).raw_decode
     consumed = 0  # characters dropped from the front of ``buf``, for error positions
 
     def fail(pos: int, why: str) -> BadDataError:
