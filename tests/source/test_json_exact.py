@@ -76,6 +76,16 @@ def test_nested_keys_of_a_file_outside_the_sample_are_kept(tmp_path):
     assert without_nulls(got) == without_nulls([r for i in sorted(files) for r in files[i]])
 
 
+@pytest.mark.parametrize("kind", ["lines", "array"])
+def test_an_empty_object_in_the_sample_stays_an_object(tmp_path, kind):
+    # {} was typed as text: every later object of the column came out as its JSON text.
+    rows = [{"o": {}}, {"o": None}, {"o": {"a": 1, "b": {"c": "d"}}}]
+    write_local(tmp_path, {f"s/a.{'jsonl' if kind == 'lines' else 'json'}": body(rows, kind)})
+    src = Source({"root_url": str(tmp_path), "schema_sample_rows": 2})
+    got, done = records(src, "s")
+    assert without_nulls(got) == rows[:1] + [{}] + rows[2:] and done[0].type_conflicts == ()
+
+
 def test_sync_keeps_nested_keys_beyond_the_sample(tmp_path):
     from connector.store import Store
 

@@ -73,7 +73,7 @@ def value_type(value: Any) -> pa.DataType:
     if isinstance(value, str):
         return TIMESTAMP if _ISO_TIME.match(value) else pa.string()
     if isinstance(value, dict):
-        return pa.struct([pa.field(k, value_type(v)) for k, v in value.items()]) if value else pa.string()
+        return pa.struct([pa.field(k, value_type(v)) for k, v in value.items()])
     if isinstance(value, list):
         item: pa.DataType = pa.null()
         for v in value:
