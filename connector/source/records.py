@@ -3,7 +3,9 @@
 Each column becomes an array of JSON value texts using Arrow compute kernels (casts, string
 replacement, element-wise joins), then the columns are joined into whole message lines in one
 kernel call. The result is one contiguous buffer per batch; no Python code runs per row or per
-field except for nested/binary columns, which fall back to orjson per value.
+field except for nested/binary columns, which fall back to orjson per value, or, when they hold
+types orjson cannot render as the JSON Schema says (decimals, maps, times...), are assembled from
+the vectorised texts of their leaves.
 """
 
 from __future__ import annotations
@@ -115,11 +117,11 @@ def _list_texts(column: pa.Array) -> list[str]:
         values = column.values.slice(offsets[0], offsets[-1] - offsets[0])
         bounds = [o - offsets[0] for o in offsets]
     if pa.types.is_map(t):
-        keys = values.field(0)
+        keys, items = values.flatten()  # the entries' key and item arrays, slice offset applied
         names = keys.to_pylist() if pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type) \
             else _texts(keys)
         names = [orjson.dumps(n).decode() + ":" for n in names]
-        items = _texts(values.field(1))
+        items = _texts(items)
         return ["{" + ",".join(names[j] + items[j] for j in range(a, b)) + "}" for a, b in zip(bounds, bounds[1:])]
     items = _texts(values)
     return ["[" + ",".join(items[a:b]) + "]" for a, b in zip(bounds, bounds[1:])]

@@ -414,3 +414,18 @@ def test_parquet_files_that_disagree_on_a_type_emit_what_the_merged_schema_decla
     records = validated(schema, lines)  # an int64 where text is declared broke the schema
     assert [(r["x"], r["d"], r["n"]) for r in records] == [
         ("1", "1970-01-02", 5), (None, "1970-01-03", 6), ("a", "z", Decimal("0.5")), (None, None, None)]
+
+
+def test_nested_values_encode_alike_in_any_slice():
+    """Batches are slices of larger ones: a nested value's text must not depend on where it sits."""
+    from connector.source.records import json_texts
+
+    column = pa.array([{"m": [("a", 1)], "d": Decimal("1.5"), "f": [1, 2]}, None,
+                       {"m": None, "d": None, "f": None}, {"m": [("b", None), ("b", 2)], "d": Decimal("-2"), "f": [3, None]}],
+                      pa.struct([("m", pa.map_(pa.string(), pa.int64())), ("d", pa.decimal128(5, 1)),
+                                 ("f", pa.list_(pa.int64(), 2))]))
+    whole = json_texts(column).to_pylist()
+    assert whole[3] == '{"m":{"b":null,"b":2},"d":-2.0,"f":[3,null]}'
+    for lo in range(len(column)):
+        for hi in range(lo + 1, len(column) + 1):
+            assert json_texts(column.slice(lo, hi - lo)).to_pylist() == whole[lo:hi]
