@@ -487,28 +487,40 @@ def _parse_block(block: bytes, first_line: int, ref: FileRef, schema: pa.Schema,
                  stats: FileStats) -> pa.RecordBatch | None:
     """Arrow's reader on a block of lines; the line-by-line path when Arrow rejects it, or when its
     result may differ from the values (see :func:`_conform`)."""
-    try:
-        table = pajson.read_json(
-            io.BytesIO(block),
-            read_options=pajson.ReadOptions(use_threads=False, block_size=len(block) + 1),
-            parse_options=pajson.ParseOptions(explicit_schema=_arrow_hint(schema), unexpected_field_behavior="infer"),
-        )
+    batch = None
+    # Text columns are declared text first (Arrow keeps '2024-01-02' as written then); a block where
+    # one holds a number or an object is read again with them inferred (Arrow refuses those).
+    for text in (True, False):
+        try:
+            table = pajson.read_json(
+                io.BytesIO(block),
+                read_options=pajson.ReadOptions(use_threads=False, block_size=len(block) + 1),
+                parse_options=pajson.ParseOptions(explicit_schema=_arrow_hint(schema, text),
+                                                  unexpected_field_behavior="infer"),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if not text or not any(pa.types.is_string(f.type) for f in schema):
+                break
+            continue
         if not table.num_rows:
             return None
-        batch = _conform(table.combine_chunks().to_batches()[0], schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        batch = None
+        try:
+            batch = _conform(table.combine_chunks().to_batches()[0], schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            batch = None
+        break
     if batch is not None:
         return batch
     rows = _lines_python(block, first_line, ref, options, stats)
     return _rows_to_batch(rows, schema, stats) if rows else None
 
 
-def _arrow_hint(schema: pa.Schema) -> pa.Schema:
-    """The schema handed to Arrow's reader: text columns are left out, because Arrow refuses a
-    number where a string is declared, and decimal ones, because Arrow takes "12" for 12 there;
-    those are inferred per block and checked and cast after (:func:`_conform`)."""
-    return pa.schema([f for f in schema if not (pa.types.is_string(f.type) or pa.types.is_decimal(f.type))])
+def _arrow_hint(schema: pa.Schema, text: bool) -> pa.Schema:
+    """The schema handed to Arrow's reader. Decimal columns are left out, because Arrow takes "12"
+    for 12 there, and (``text`` false) text columns, because Arrow refuses a number where a string
+    is declared; those are inferred per block and checked and cast after (:func:`_conform`)."""
+    return pa.schema([f for f in schema if not (pa.types.is_decimal(f.type) or
+                                                (not text and pa.types.is_string(f.type)))])
 
 
 #: A double at least this large may be an integer Arrow rounded (2^53 + 1 parses as 2^53).
