@@ -429,3 +429,16 @@ def test_nested_values_encode_alike_in_any_slice():
     for lo in range(len(column)):
         for hi in range(lo + 1, len(column) + 1):
             assert json_texts(column.slice(lo, hi - lo)).to_pylist() == whole[lo:hi]
+
+
+def test_parquet_files_that_disagree_on_a_nested_type_emit_what_the_merged_schema_declares(tmp_path):
+    (tmp_path / "s").mkdir()
+    pq.write_table(pa.table({"o": pa.array([{"a": 1, "b": 2}, None]), "l": pa.array([[{"a": 1}, None], None])}),
+                   tmp_path / "s" / "a.parquet")
+    pq.write_table(pa.table({"o": pa.array([{"a": "x", "b": 3}]), "l": pa.array([[{"a": "y"}]])}),
+                   tmp_path / "s" / "b.parquet")
+    schema, lines = emitted(tmp_path)
+    assert schema["properties"]["o"]["properties"]["a"]["type"] == ["null", "string"]
+    records = validated(schema, lines)  # an int64 where the merged struct declares text broke it
+    assert [(r["o"], r["l"]) for r in records] == [({"a": "1", "b": 2}, [{"a": "1"}, None]), (None, None),
+                                                   ({"a": "x", "b": 3}, [{"a": "y"}])]

@@ -54,18 +54,44 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
 
 
 def _as_declared(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with the columns the stream declares as text, because its files disagree on their
-    type (int64 in one, string in another), as text: a record matches the declared schema.
+    """``batch`` with what the stream declares as text, because its files disagree on its type
+    (int64 in one, string in another), as text, at any depth: a record matches the declared schema.
     Other differences need nothing: an int64 column is a valid ``number``, a narrower struct a
     valid object."""
-    columns = batch.columns
+    columns = list(batch.columns)
+    changed = False
     for i, name in enumerate(batch.schema.names):
         at = schema.get_field_index(name)
-        if at >= 0 and pa.types.is_string(schema.field(at).type) and not _is_text(columns[i].type):
-            columns = columns[:i] + [_as_text(columns[i])] + columns[i + 1:]
-    if columns is batch.columns:
-        return batch
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        if at >= 0 and columns[i].type != schema.field(at).type:
+            column = _declared(columns[i], schema.field(at).type)
+            changed |= column is not columns[i]
+            columns[i] = column
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names) if changed else batch
+
+
+def _declared(array: pa.Array, declared: pa.DataType) -> pa.Array:
+    """``array`` with its values where ``declared`` has text as text (``array`` itself if none)."""
+    t = array.type
+    if pa.types.is_string(declared):
+        return array if _is_text(t) else _as_text(array)
+    if pa.types.is_struct(declared) and pa.types.is_struct(t):
+        originals = [array.field(i) for i in range(t.num_fields)]
+        children = [_declared(child, declared.field(declared.get_field_index(f.name)).type)
+                    if declared.get_field_index(f.name) >= 0 else child for f, child in zip(t, originals)]
+        if all(new is old for new, old in zip(children, originals)):
+            return array
+        return pa.StructArray.from_arrays(children, fields=[pa.field(f.name, c.type) for f, c in zip(t, children)],
+                                          mask=array.is_null())
+    if pa.types.is_list(declared) and (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        offsets = array.offsets
+        start = offsets[0].as_py()
+        values = array.values.slice(start, offsets[-1].as_py() - start)
+        converted = _declared(values, declared.value_type)
+        if converted is values:
+            return array
+        rebased = pc.subtract(offsets, offsets[0])
+        return type(array).from_arrays(rebased, converted, mask=array.is_null())
+    return array
 
 
 def _is_text(t: pa.DataType) -> bool:
