@@ -48,13 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd("ranges", "list dataranges", lambda s, a: [d.to_dict() for d in s.dataranges(a.name)], name)
     cmd("missing", "gaps in the key space", lambda s, a: [list(g) for g in s.missing_ranges(a.name)], name)
     cmd("aggregate", "merge the dataranges inside [first, last] into one", lambda s, a: s.aggregate(a.name, a.first, a.last).to_dict(),
-        name, (("first",), {"type": int}), (("last",), {"type": int}))
+        name, (("first",), {"type": _key}), (("last",), {"type": _key}))
     version_opt = (("--version",), {"default": None, "help": "as of this version (semver or 'latest')"})
     cmd("read", "write datapoint KEY to stdout (a record's JSON line or a file's bytes)", _read, name,
-        (("key",), {"type": int}), version_opt)
-    cmd("cat", "write records FIRST..LAST (default: all) to stdout as JSON Lines", _cat, name,
-        (("first",), {"type": int, "nargs": "?", "default": 0}),
-        (("last",), {"type": int, "nargs": "?", "default": None}), version_opt)
+        (("key",), {"type": _key}), version_opt)
+    cmd("cat", "write records FIRST..LAST to stdout as JSON Lines; every key in the range must exist "
+        "(LAST defaults to the last key; no range: every record there is)", _cat, name,
+        (("first",), {"type": _key, "nargs": "?", "default": None}),
+        (("last",), {"type": _key, "nargs": "?", "default": None}), version_opt)
     cmd("restore", "rebuild the catalog from storage", lambda s, a: s.restore())
     cmd("version", "snapshot the current dataranges as a version (same as `versions create`)",
         lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
@@ -154,8 +155,23 @@ def _read(store, args) -> bytes:
     return store.read(args.name, args.key, args.version)
 
 
+def _key(text: str) -> int:
+    """A datapoint key argument: a whole number from 0 to 2^63-1 (what the catalog holds)."""
+    from connector.store.api import MAX_KEY
+
+    try:
+        key = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a key (a whole number from 0 to {MAX_KEY})") from None
+    if not 0 <= key <= MAX_KEY:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a key (keys are whole numbers from 0 to {MAX_KEY})")
+    return key
+
+
 def _cat(store, args) -> int:
-    for chunk in store.read_lines(args.name, args.first, args.last, args.version):
+    first = 0 if args.first is None else args.first
+    # The range is checked before the first chunk: a bad range prints nothing.
+    for chunk in store.read_lines(args.name, first, args.last, args.version, whole=args.first is not None):
         sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import mimetypes
 import os
 import shutil
@@ -39,10 +40,12 @@ from connector.store.writer import DatasetWriter, OnCommit, record_name
 
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+MAX_KEY = 2**63 - 1  # the largest key the catalog (SQLite INTEGER) holds
 READ_ATTEMPTS = 10  # a read that finds a container gone (replaced by aggregate) lists again
 CATALOG_NAME = ".des-catalog.sqlite"
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
+_log = logging.getLogger(__name__)
 # Big blocks: a container's DATA region is parsed in few, large, multi-threaded pieces.
 _JSON_READ = pajson.ReadOptions(block_size=16 * 1024 * 1024)
 
@@ -149,9 +152,15 @@ class Store(HistoryMixin, MaintenanceMixin):
         os.makedirs(path, exist_ok=True)
         return path
 
+    @staticmethod
+    def _spool_id(dataset: str) -> str:
+        # A digest, not the name: a name of up to 255 bytes plus a suffix would not fit in a file name.
+        return hashlib.sha256(dataset.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
     def spool_prefix(self, dataset: str) -> str:
-        """Spool files are named ``<dataset>.<pid>.<random>.des`` so stale ones can be recognised."""
-        return f"{dataset}.{os.getpid()}."
+        """Spool files are named ``<sha256(dataset)[:16]>.<pid>.<random>.des`` so stale ones can
+        be recognised."""
+        return f"{self._spool_id(dataset)}.{os.getpid()}."
 
     def remove_stale_spools(self, dataset: str) -> None:
         """Delete spool files of ``dataset`` left by processes that died (a crash mid-container)."""
@@ -159,8 +168,8 @@ class Store(HistoryMixin, MaintenanceMixin):
 
         folder = self.spool_dir(dataset)
         for name in os.listdir(folder):
-            # "<dataset>.<pid>.<random>.des", or DesWriter's hidden ".<that>.<hex>.partial".
-            head, _, rest = name.lstrip(".").partition(f"{dataset}.")
+            # "<id>.<pid>.<random>.des", or DesWriter's hidden ".<that>.<hex>.partial".
+            head, _, rest = name.lstrip(".").partition(f"{self._spool_id(dataset)}.")
             pid = rest.split(".", 1)[0]
             if head == "" and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 try:
@@ -224,13 +233,23 @@ class Store(HistoryMixin, MaintenanceMixin):
         _check_status(status)
         tags = _check_tags(tags)
         _check_metadata(metadata)
-        with self.catalog.transaction() as db:
-            if self.catalog.has_dataset(name):
-                raise DatasetExists(f"dataset {name!r} already exists")
-            self.catalog.insert_dataset(db, name, description=description, tags=tags,
-                                        metadata=dict(metadata or {}), status=status)
-        self._save_metadata(name)
-        self.log(name, "create", description=description, tags=list(tags), status=status)
+        entry = self._log_entry("create", description=description, tags=list(tags), status=status)
+        written: list[str] = []
+        try:
+            # All or nothing: the row, dataset.json and the log entry are written inside the
+            # transaction, and what was written is removed if anything fails.
+            with self.catalog.transaction() as db:
+                if self.catalog.has_dataset(name):
+                    raise DatasetExists(f"dataset {name!r} already exists")
+                self.catalog.insert_dataset(db, name, description=description, tags=tags,
+                                            metadata=dict(metadata or {}), status=status)
+                written.append(self.layout.dataset_json(name))
+                self._save_metadata(name)
+                written.append(self._append_log(name, entry))
+        except BaseException:
+            for path in written:
+                remove_quietly(self.fs, path)
+            raise
         return self.get_dataset(name)
 
     def ensure_dataset(self, name: str, **kwargs: Any) -> Dataset:
@@ -279,17 +298,32 @@ class Store(HistoryMixin, MaintenanceMixin):
         if status is not None:
             fields["status"] = _check_status(status)
         if fields:
-            self._update(name, **fields)
-            self.log(name, "update", **{k: (json.loads(v) if k in ("tags", "metadata") else v)
-                                        for k, v in fields.items()})
+            self._update(name, "update", fields, **{k: (json.loads(v) if k in ("tags", "metadata") else v)
+                                                    for k, v in fields.items()})
         return self.get_dataset(name)
 
-    def _update(self, name: str, **fields: Any) -> None:
+    def _update(self, name: str, op: str, fields: Mapping[str, Any], **details: Any) -> None:
+        """Change catalog ``fields`` of ``name``, its ``dataset.json`` and log ``op``, all or nothing:
+        the entry is encoded before anything changes, the files are written inside the catalog
+        transaction, and on any failure the transaction rolls back and dataset.json is rewritten
+        from the unchanged row."""
+        entry = self._log_entry(op, **details)
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.catalog.transaction() as db:
-            db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
-                       (*fields.values(), time.time(), name))
-        self._save_metadata(name)
+        logged = None
+        try:
+            with self.catalog.transaction() as db:
+                db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
+                           (*fields.values(), time.time(), name))
+                self._save_metadata(name)
+                logged = self._append_log(name, entry)
+        except BaseException:
+            if logged is not None:
+                remove_quietly(self.fs, logged)
+            try:
+                self._save_metadata(name)
+            except Exception as exc:  # noqa: BLE001 - the original error is the one to raise
+                _log.warning("dataset %r: could not rewrite dataset.json after a failed %s: %s", name, op, exc)
+            raise
 
     def delete_dataset(self, name: str, *, wait: float = 30.0) -> None:
         """Delete a dataset and everything under it: objects first, then catalog rows.
@@ -328,14 +362,12 @@ class Store(HistoryMixin, MaintenanceMixin):
     def freeze(self, name: str) -> Dataset:
         """Refuse every write to ``name`` until :meth:`unfreeze`."""
         self.get_dataset(name)
-        self._update(name, frozen=1)
-        self.log(name, "freeze")
+        self._update(name, "freeze", {"frozen": 1})
         return self.get_dataset(name)
 
     def unfreeze(self, name: str) -> Dataset:
         self.get_dataset(name)
-        self._update(name, frozen=0)
-        self.log(name, "unfreeze")
+        self._update(name, "unfreeze", {"frozen": 0})
         return self.get_dataset(name)
 
     def stats(self, name: str) -> dict[str, Any]:
@@ -349,12 +381,27 @@ class Store(HistoryMixin, MaintenanceMixin):
 
     def log(self, name: str, op: str, **details: Any) -> None:
         """Append one entry to the dataset's operation log in storage (a JSON Lines segment)."""
+        self._append_log(name, self._log_entry(op, **details))
+
+    @staticmethod
+    def _log_entry(op: str, **details: Any) -> tuple[str, bytes]:
+        """(id, encoded line) of a log entry; encoding fails here, before anything is changed."""
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
         entry_id = f"{stamp}-{os.getpid()}-{next(_log_seq):06d}"
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z",
                  "op": op, "pid": os.getpid(), "id": entry_id, **details}
-        self.write_bytes(f"{self.layout.log_dir(name)}/{entry_id}.jsonl", orjson.dumps(entry) + b"\n")
+        try:
+            line = orjson.dumps(entry)
+        except TypeError:  # integers beyond 64 bits (valid JSON, kept exactly by the stdlib encoder)
+            line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return entry_id, line + b"\n"
+
+    def _append_log(self, name: str, entry: tuple[str, bytes]) -> str:
+        """Write one encoded entry as a log segment; its path."""
+        path = f"{self.layout.log_dir(name)}/{entry[0]}.jsonl"
+        self.write_bytes(path, entry[1])
+        return path
 
     def log_entries(self, name: str) -> list[dict[str, Any]]:
         """The dataset's operation log, oldest first."""
@@ -417,10 +464,19 @@ class Store(HistoryMixin, MaintenanceMixin):
         with self.catalog.lock(dataset, wait, "checkpoint") as lock:
             d = self.get_dataset(dataset)
             text = self.dumps(value)
-            self.write_bytes(self.layout.checkpoint(dataset, d.epoch, d.next_key), text.encode())
-            with self.catalog.transaction() as db:
-                lock.check(db)
-                db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?", (text, time.time(), dataset))
+            old = self.checkpoint_files(self.list_range_objects(dataset, d.epoch, checkpoints=True), d.next_key)
+            path = self.layout.checkpoint(dataset, d.epoch, d.next_key, lock.tag)
+            self.write_bytes(path, text.encode())
+            try:
+                with self.catalog.transaction() as db:
+                    lock.check(db)
+                    db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?",
+                               (text, time.time(), dataset))
+            except BaseException:
+                remove_quietly(self.fs, path)
+                raise
+            for p in old:
+                remove_quietly(self.fs, p)
 
     def write_records(self, dataset: str, batches: Iterable[pa.RecordBatch | pa.Table | Sequence[Mapping]]) -> WriteResult:
         """Append records (Arrow batches or lists of dicts) to ``dataset`` (created if missing)."""
@@ -455,7 +511,9 @@ class Store(HistoryMixin, MaintenanceMixin):
         return [self._datarange(r) for r in self.catalog.dataranges(dataset)]
 
     def _datarange(self, row) -> Datarange:
-        return Datarange(row["dataset"], row["first"], row["last"], self.url(row["path"]), row["size"],
+        # Paths are kept relative to the root (absolute ones of older catalogs resolve the same).
+        path = self.layout.absolute(row["dataset"], row["path"])
+        return Datarange(row["dataset"], row["first"], row["last"], self.url(path), row["size"],
                          row["sha256"], row["count"], row["kind"], row["data_length"])
 
     def datarange_for(self, dataset: str, key: int) -> Datarange:
@@ -476,6 +534,7 @@ class Store(HistoryMixin, MaintenanceMixin):
     def read(self, dataset: str, key: int, version: str | None = None) -> bytes:
         """The bytes of datapoint ``key`` (a record's JSON line, or a file's content), from the
         current data or as of ``version``."""
+        check_key(dataset, key)
         for attempt in range(READ_ATTEMPTS):
             try:
                 return self._read_one(dataset, key, version)
@@ -502,19 +561,30 @@ class Store(HistoryMixin, MaintenanceMixin):
         return reader.read(reader.names()[key - d.first])
 
     def read_lines(self, dataset: str, first: int = 0, last: int | None = None,
-                   version: str | None = None) -> Iterator[bytes]:
+                   version: str | None = None, *, whole: bool | None = None) -> Iterator[bytes]:
         """Records ``[first, last]`` as JSON Lines bytes, one chunk per container (one ranged GET
         of its DATA region each); ``last=None`` reads to the end.
+
+        Keys are whole numbers from 0 to ``MAX_KEY``. A range asked for (``whole``, by default
+        anything but ``0, None`` which means "every record there is") must hold every one of its
+        keys: a missing key (past the end, in a gap) is a :class:`RangeError` raised before the
+        first chunk.
 
         Atomic against a concurrent ``aggregate``: a container deleted after the dataranges were
         listed means a merged one replaced it, so the listing is read again and the read goes on
         from the first key not yet returned (every datapoint is returned once)."""
-        if last is not None and first > last:
-            raise RangeError(f"range [{first}, {last}] is empty (first > last)")
+        check_key(dataset, first)
+        if last is not None:
+            check_key(dataset, last)
+            if first > last:
+                raise RangeError(f"dataset {dataset!r}: range [{first}, {last}] is empty (first > last)")
         next_key = first
         for attempt in range(READ_ATTEMPTS):
             try:
-                for d in self._ranges_of(dataset, version):
+                ranges = self._ranges_of(dataset, version)
+                if attempt == 0 and (whole if whole is not None else (first, last) != (0, None)):
+                    _check_present(dataset, version, ranges, first, last)
+                for d in ranges:
                     if d.last < next_key or (last is not None and d.first > last):
                         continue
                     if d.kind != "records":
@@ -554,6 +624,36 @@ class Store(HistoryMixin, MaintenanceMixin):
             expected = max(expected, d.last + 1)
         return gaps
 
+def check_key(dataset: str, key: Any) -> int:
+    """``key`` if it can be a datapoint key (a whole number from 0 to MAX_KEY), else RangeError."""
+    if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= MAX_KEY:
+        raise RangeError(f"dataset {dataset!r}: {key!r} is not a datapoint key (keys are whole numbers "
+                         f"from 0 to {MAX_KEY})")
+    return key
+
+
+def _check_present(dataset: str, version: str | None, ranges: Sequence[Datarange], first: int,
+                   last: int | None) -> None:
+    """RangeError naming the missing keys unless every key of ``[first, last]`` (``last=None``:
+    up to the last key) is in ``ranges``."""
+    end = max((d.last for d in ranges), default=-1)
+    wanted_last = end if last is None else last
+    missing, expected = [], first
+    for d in ranges:
+        if d.last < expected or d.first > wanted_last:
+            continue
+        if d.first > expected:
+            missing.append((expected, d.first - 1))
+        expected = d.last + 1
+    if expected <= wanted_last or first > end:
+        missing.append((expected, wanted_last if wanted_last >= expected else expected))
+    if missing:
+        where = f"dataset {dataset!r}" + (f" version {version}" if version else "")
+        holds = f"its last key is {end}" if end >= 0 else "it is empty"
+        gaps = ", ".join(f"[{a}, {b}]" if a != b else str(a) for a, b in missing)
+        raise RangeError(f"{where} has no datapoint {gaps} ({holds})")
+
+
 def _table(chunks: Iterable[bytes]) -> pa.Table:
     """JSON Lines chunks (one per container) parsed by pyarrow.json into one table."""
     tables = [pajson.read_json(io.BytesIO(c), read_options=_JSON_READ) for c in chunks if c.strip()]
@@ -574,7 +674,7 @@ def _check_metadata(metadata: Any) -> None:
     if metadata is not None and not isinstance(metadata, Mapping):
         raise StoreError(f"metadata must be a JSON object (a map of keys to values), not {type(metadata).__name__}")
     try:
-        json.dumps(dict(metadata or {}))
+        json.dumps(dict(metadata or {}), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"metadata must be JSON-serialisable: {exc}") from None
 

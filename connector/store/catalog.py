@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
+from connector.store.layout import new_tag
 
 log = logging.getLogger("connector.store")
 
@@ -171,6 +172,11 @@ class Catalog:
             db.close()
             self._local.db = None
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes whenever another connection (any thread or
+        process) commits to the catalog. Read outside a transaction."""
+        return self._db().execute("PRAGMA data_version").fetchone()[0]
+
     def is_empty(self) -> bool:
         return self.query("SELECT COUNT(*) FROM datasets")[0][0] == 0
 
@@ -258,13 +264,18 @@ class DatasetLock:
     A lock row (token, pid, host, heartbeat) in the catalog; a background thread refreshes the
     heartbeat so that a long but live holder is never taken for dead. Other processes take the
     lock over when its holder's pid is gone (same host) or its heartbeat is older than
-    ``LOCK_LEASE_SECONDS`` (another host).
+    ``LOCK_LEASE_SECONDS`` (a stalled or remote holder).
+
+    :attr:`tag` names every object this session publishes (see :mod:`connector.store.layout`):
+    a holder that was stalled past its lease and taken over can then only ever publish or delete
+    objects of its own, which no other session uses.
     """
 
     def __init__(self, catalog: Catalog, dataset: str, wait: float, purpose: str = "writer") -> None:
         self.catalog, self.dataset = catalog, dataset
         self.token = f"{purpose}-{uuid.uuid4().hex}"
         catalog.acquire_lock(dataset, self.token, wait)
+        self.tag = new_tag()  # after the lock is ours: later than any earlier holder's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"des-lock-{dataset}", daemon=True)
         self._thread.start()

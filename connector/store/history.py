@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from connector.store import versions as vers
-from connector.store.errors import RangeError, VersionError
+from connector.store.errors import DatasetFrozen, RangeError, VersionError
 from connector.store.model import Datarange, Version
 from connector.store.objects import remove_quietly
 from connector.store.versions import OVERWRITE_VERSION_PREFIX
@@ -45,19 +45,27 @@ class HistoryMixin:
         """A version of ``ranges``, its manifest written to storage."""
         v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
                     tuple(ranges))
-        self._write_json(self.layout.version(dataset, version), vers.manifest(v))
+        self._write_json(self.layout.version(dataset, version), self._version_doc(v))
         return v
 
-    @staticmethod
-    def _insert_version(db, v: Version) -> None:
+    def _version_doc(self, v: Version) -> dict[str, Any]:
+        """The stored form of ``v``: container paths relative to the root."""
+        return vers.manifest(v, lambda url: self.layout.relative(self.fs._strip_protocol(url)))
+
+    def _version_from_doc(self, doc: dict[str, Any]) -> Version:
+        """A stored version with its containers located under this root (whatever root, or
+        absolute path, the document was written with)."""
+        return vers.from_manifest(doc, lambda dataset, stored: self.url(self.layout.absolute(dataset, stored)))
+
+    def _insert_version(self, db, v: Version) -> None:
         db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(v.to_dict())))
+                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(self._version_doc(v))))
 
     def list_versions(self, dataset: str) -> list[Version]:
         """Versions of ``dataset`` in semver order."""
         self.get_dataset(dataset)
         rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
-        found = [vers.from_manifest(json.loads(r["manifest"])) for r in rows]
+        found = [self._version_from_doc(json.loads(r["manifest"])) for r in rows]
         return sorted(found, key=lambda v: vers.semver_key(v.version))
 
     def get_version(self, dataset: str, version: str = "latest") -> Version:
@@ -81,12 +89,14 @@ class HistoryMixin:
         v = self.get_version(dataset, version)
         with self.catalog.transaction() as db:
             db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
+            # The manifest goes first: a restore never finds a version whose containers are gone
+            # (a crash after this leaves unused containers, which gc deletes).
+            remove_quietly(self.fs, self.layout.version(dataset, v.version))
         keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
         for d in v.dataranges:
             p = self.fs._strip_protocol(d.url)
             if p not in keep:
                 remove_quietly(self.fs, p)
-        remove_quietly(self.fs, self.layout.version(dataset, v.version))
         self.log(dataset, "delete-version", version=v.version)
 
     def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
@@ -118,11 +128,13 @@ class HistoryMixin:
         containers stay where they are, referenced by the version, and the new key space writes
         under ``dataranges/epoch-<n>/`` so its keys never reuse their object keys.
         """
+        self._refuse_frozen(dataset, "rotate")
         with self.catalog.lock(dataset, wait, "rotate") as lock:
-            d = self.get_dataset(dataset)
+            d = self._refuse_frozen(dataset, "rotate")
             version = vers.check_semver(version) if version is not None else self._next_major(dataset)
             with self.catalog.transaction() as db:
                 lock.check(db)
+                self._refuse_frozen(dataset, "rotate")
                 if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
                               (dataset, version)).fetchone():
                     raise VersionError(f"dataset {dataset!r} already has version {version}")
@@ -138,11 +150,13 @@ class HistoryMixin:
     def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
         """Drop the current dataranges and start an empty key space at 0; containers no version
         references are deleted. Returns how many dataranges were dropped."""
+        self._refuse_frozen(dataset, "truncate")
         with self.catalog.lock(dataset, wait, "truncate") as lock:
-            d = self.get_dataset(dataset)
+            d = self._refuse_frozen(dataset, "truncate")
             dropped = self.dataranges(dataset)
             with self.catalog.transaction() as db:
                 lock.check(db)
+                self._refuse_frozen(dataset, "truncate")
                 self._start_key_space(db, dataset, d.epoch + 1)
             self._after_new_key_space(dataset, d.epoch, d.next_key)
             referenced = self._referenced_paths(dataset)
@@ -159,10 +173,20 @@ class HistoryMixin:
         db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
                    (epoch, time.time(), dataset))
 
+    def _refuse_frozen(self, dataset: str, what: str):
+        """The dataset, or :class:`DatasetFrozen` if it is frozen (checked before ``what`` changes
+        anything, and again inside its transaction)."""
+        d = self.get_dataset(dataset)
+        if d.frozen:
+            raise DatasetFrozen(f"dataset {dataset!r} is frozen: unfreeze it to {what} it")
+        return d
+
     def _after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
         # dataset.json carries the epoch so that restore starts the new (still empty) key space.
         self._save_metadata(dataset)
-        remove_quietly(self.fs, self.layout.checkpoint(dataset, old_epoch, old_next_key))
+        old = self.list_range_objects(dataset, old_epoch, checkpoints=True)
+        for path in self.checkpoint_files(old, old_next_key):
+            remove_quietly(self.fs, path)
 
     def _next_major(self, dataset: str) -> str:
         released = [v for v in self.list_versions(dataset) if not v.version.startswith(OVERWRITE_VERSION_PREFIX)]
@@ -177,7 +201,7 @@ class HistoryMixin:
         replacing stays kept. Returns the kept version (None when there was nothing to keep);
         call :meth:`finish_overwrite` once the new data is complete.
         """
-        self.get_dataset(dataset)
+        self._refuse_frozen(dataset, "overwrite")
         pending = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
         if pending:
             self.truncate(dataset, wait=wait)

@@ -12,6 +12,7 @@ from typing import Any
 
 from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
+from connector.errors import DesFormatError
 from connector.store import records
 from connector.store import versions as vers
 from connector.store.catalog import _stale
@@ -20,6 +21,8 @@ from connector.store.layout import Layout, validate_dataset_name
 from connector.store.model import STATUSES, Datarange
 from connector.store.objects import remove_quietly, sha256_of
 from connector.store.writer import record_name, record_names
+
+RESTORE_ATTEMPTS = 3  # storage re-read this often when writers commit while restore reads it
 
 
 class MaintenanceMixin:
@@ -56,14 +59,22 @@ class MaintenanceMixin:
                 return ranges[0]
             if len({d.kind for d in ranges}) > 1:
                 raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
-            path = self.layout.datarange(dataset, first, last, epoch)
-            out, data_length = self._merge(dataset, ranges, path)
-            with self.catalog.transaction() as db:
-                lock.check(db)
-                db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
-                           (dataset, first, last))
-                self.catalog.insert_datarange(db, dataset, first, last, path, out.size, out.sha256,
-                                              sum(d.count for d in ranges), ranges[0].kind, data_length)
+            path = self.layout.datarange(dataset, first, last, epoch, lock.tag)
+            try:
+                out, data_length = self._merge(dataset, ranges, path)
+            except (DesFormatError, ValueError) as exc:
+                raise StoreError(f"dataset {dataset!r}: cannot aggregate [{first}, {last}]: {exc}") from exc
+            try:
+                with self.catalog.transaction() as db:
+                    lock.check(db)
+                    db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
+                               (dataset, first, last))
+                    self.catalog.insert_datarange(db, dataset, first, last, self.layout.relative(path), out.size,
+                                                  out.sha256, sum(d.count for d in ranges), ranges[0].kind,
+                                                  data_length)
+            except BaseException:
+                remove_quietly(self.fs, path)  # this session's own object: never recorded
+                raise
             invalidate(self.fs, path)
             referenced = self._referenced_paths(dataset)
             for d in ranges:
@@ -76,6 +87,7 @@ class MaintenanceMixin:
     def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> tuple[DesWriter, int]:
         """Write the members of ``ranges`` in order into one container published under ``path``;
         returns the (closed) writer and the length of its DATA region."""
+        newest = self._newest_keys(ranges)
         fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
         os.close(fd)
         try:
@@ -87,15 +99,31 @@ class MaintenanceMixin:
                                      check_names=False)
                     else:
                         reader = self._reader(d)
-                        for name in reader.names():
-                            out.add(name, reader.read(name), {k: v for k, v in reader.meta(name).items()
-                                                              if k not in ("size", "sha256", "codec")})
+                        for key, name in enumerate(reader.names(), d.first):
+                            meta = {k: v for k, v in reader.meta(name).items() if k not in ("size", "sha256", "codec")}
+                            member = name
+                            if newest[name] != key:
+                                member = _superseded_name(name, key)
+                                meta.setdefault("name", name)
+                            out.add(member, reader.read(name), meta)
                 data_length = out.data_length
             self.publish(spool, path)
         finally:
             if os.path.exists(spool):
                 os.unlink(spool)
         return out, data_length
+
+    def _newest_keys(self, ranges: list[Datarange]) -> dict[str, int]:
+        """Member name -> key of its newest datapoint, over file dataranges. A file packed again
+        (a changed source object) is a new datapoint superseding the older ones of its name: in a
+        merged container the newest keeps the name, the older ones become ``<name>@<key:020d>``
+        (META ``name`` keeps the original); every datapoint keeps its key and bytes."""
+        newest: dict[str, int] = {}
+        for d in ranges:
+            if d.kind != "records":
+                for key, name in enumerate(self._reader(d).names(), d.first):
+                    newest[name] = key
+        return newest
 
     @staticmethod
     def _gaps(ranges: list[Datarange], first: int, last: int) -> list[tuple[int, int]]:
@@ -116,7 +144,8 @@ class MaintenanceMixin:
         with self.catalog.lock(dataset, wait, "gc"):
             d = self.get_dataset(dataset)
             used = self._referenced_paths(dataset) | {self.fs._strip_protocol(r.url) for r in self.dataranges(dataset)}
-            used.add(self.layout.checkpoint(dataset, d.epoch, d.next_key))
+            current = self.list_range_objects(dataset, d.epoch, checkpoints=True)
+            used.update(self.checkpoint_files(current, d.next_key)[-1:])  # the one in effect
             deleted = []
             for epoch in sorted(set(self._epochs(dataset)) | {d.epoch}):
                 for path in self.list_range_objects(dataset, epoch, checkpoints=True):
@@ -177,63 +206,91 @@ class MaintenanceMixin:
         Per dataset: ``dataset.json`` (description, tags, metadata, status, frozen, key space),
         the containers of the current key space (object keys, footers; hashed by reading them),
         the writer checkpoint stored beside them and the version manifests. A container fully
-        covered by a wider one is an aggregation's superseded input and is left out. Refuses
+        covered by a wider one is an aggregation's superseded input and is left out.
+
+        Sees every commit made before its transaction: the catalog's SQLite ``data_version`` is
+        read before storage is, and if anything was committed to the catalog meanwhile (a writer
+        that took a lock, committed and released it while storage was being read) storage is read
+        again, up to ``RESTORE_ATTEMPTS`` times, then :class:`DatasetLocked` is raised. Refuses
         while a live writer holds a lock. ``only_if_empty`` (used on open) does nothing if another
         process filled the catalog meanwhile.
         """
-        plan = []
-        for name in self._storage_datasets():
-            try:
-                meta = self._read_json(self.layout.dataset_json(name))
-            except FileNotFoundError:
-                meta = {}
-            epoch = max([int(meta.get("epoch") or 0), *self._epochs(name)])
-            objects = self.list_range_objects(name, epoch, checkpoints=True)
-            ranges = []
-            containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
-            for first, last, path in not_superseded(containers, self.layout):
-                reader = DesReader(path, fs=self.fs)
-                if reader.duplicates():  # readable as the reference reads it, but not a datarange we wrote
-                    raise StoreError(f"{path}: cannot restore a datarange whose container holds a member name "
-                                     f"twice ({next(iter(reader.duplicates()))!r})")
-                names = reader.names()
-                kind = "records" if names and names[0] == record_name(first) else "files"
-                ranges.append((first, last, path, reader.size, sha256_of(self.fs, path), len(names), kind,
-                               reader.footer.data_length))
-            next_key = max((r[1] for r in ranges), default=-1) + 1
-            checkpoint_path = self.layout.checkpoint(name, epoch, next_key)
-            checkpoint = self.fs.cat_file(checkpoint_path).decode() if checkpoint_path in objects else None
-            manifests = []
-            try:
-                for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
-                    if p.endswith(".json"):
-                        manifests.append(vers.from_manifest(self._read_json(p)))
-            except FileNotFoundError:
-                pass
-            plan.append((name, meta, epoch, next_key, checkpoint, ranges, manifests))
-        with self.catalog.transaction() as db:
-            if only_if_empty and db.execute("SELECT 1 FROM datasets LIMIT 1").fetchone():
-                return {"datasets": 0, "dataranges": 0, "versions": 0}
-            live = [r for r in db.execute("SELECT * FROM locks").fetchall() if not _stale(r, socket.gethostname())]
-            if live:
-                r = live[0]
-                raise DatasetLocked(f"cannot restore while dataset {r['dataset']!r} is being written "
-                                    f"(pid {r['pid']} on {r['host']})")
-            for table in ("dataranges", "versions", "datasets", "locks"):
-                db.execute(f"DELETE FROM {table}")
-            for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
-                status = meta.get("status", "draft")
-                self.catalog.insert_dataset(
-                    db, name, description=meta.get("description", ""), tags=meta.get("tags", []),
-                    metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
-                    frozen=bool(meta.get("frozen")), created=meta.get("created"), next_key=next_key,
-                    epoch=epoch, checkpoint=checkpoint)
-                for first, last, path, size, sha, n, kind, data_length in ranges:
-                    self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind, data_length)
-                for v in manifests:
-                    self._insert_version(db, v)
-        return {"datasets": len(plan), "dataranges": sum(len(p[5]) for p in plan),
-                "versions": sum(len(p[6]) for p in plan)}
+        for _ in range(RESTORE_ATTEMPTS):
+            self._refuse_live_locks()
+            seen = self.catalog.data_version()
+            plan = [self._restore_plan(name) for name in self._storage_datasets()]
+            with self.catalog.transaction() as db:
+                if only_if_empty and db.execute("SELECT 1 FROM datasets LIMIT 1").fetchone():
+                    return {"datasets": 0, "dataranges": 0, "versions": 0}
+                self._refuse_live_locks(db)
+                if self.catalog.data_version() != seen:
+                    continue  # something was committed while storage was read: read it again
+                self._replace_catalog(db, plan)
+            return {"datasets": len(plan), "dataranges": sum(len(p[5]) for p in plan),
+                    "versions": sum(len(p[6]) for p in plan)}
+        raise DatasetLocked(f"cannot restore: the catalog changed while storage was read, {RESTORE_ATTEMPTS} times "
+                            "in a row (writers at work); restore again when they are idle")
+
+    def _refuse_live_locks(self, db=None) -> None:
+        rows = (db or self.catalog._db()).execute("SELECT * FROM locks").fetchall()
+        live = [r for r in rows if not _stale(r, socket.gethostname())]
+        if live:
+            r = live[0]
+            raise DatasetLocked(f"cannot restore while dataset {r['dataset']!r} is being written "
+                                f"(pid {r['pid']} on {r['host']})")
+
+    def _restore_plan(self, name: str) -> tuple:
+        """What storage says of dataset ``name``: (name, meta, epoch, next key, checkpoint text,
+        dataranges, versions)."""
+        try:
+            meta = self._read_json(self.layout.dataset_json(name))
+        except FileNotFoundError:
+            meta = {}
+        epoch = max([int(meta.get("epoch") or 0), *self._epochs(name)])
+        objects = self.list_range_objects(name, epoch, checkpoints=True)
+        ranges = []
+        containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
+        for first, last, path in not_superseded(containers, self.layout):
+            reader = DesReader(path, fs=self.fs)
+            if reader.duplicates():  # readable as the reference reads it, but not a datarange we wrote
+                raise StoreError(f"{path}: cannot restore a datarange whose container holds a member name "
+                                 f"twice ({next(iter(reader.duplicates()))!r})")
+            names = reader.names()
+            kind = "records" if names and names[0] == record_name(first) else "files"
+            ranges.append((first, last, self.layout.relative(path), reader.size, sha256_of(self.fs, path),
+                           len(names), kind, reader.footer.data_length))
+        next_key = max((r[1] for r in ranges), default=-1) + 1
+        checkpoints = self.checkpoint_files(objects, next_key)
+        checkpoint = self.fs.cat_file(checkpoints[-1]).decode() if checkpoints else None
+        manifests = []
+        try:
+            for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
+                if p.endswith(".json"):
+                    manifests.append(self._version_from_doc(self._read_json(p)))
+        except FileNotFoundError:
+            pass
+        return name, meta, epoch, next_key, checkpoint, ranges, manifests
+
+    def checkpoint_files(self, objects: list[str], next_key: int) -> list[str]:
+        """The checkpoint files among ``objects`` valid at ``next_key``, oldest session first (the
+        last one is in effect; the others are leftovers of sessions cut short)."""
+        found = [p for p in objects if self.layout.parse_checkpoint(p.rsplit("/", 1)[-1]) == next_key]
+        return sorted(found, key=lambda p: self.layout.tag_of(p.rsplit("/", 1)[-1]))
+
+    def _replace_catalog(self, db, plan: list[tuple]) -> None:
+        for table in ("dataranges", "versions", "datasets", "locks"):
+            db.execute(f"DELETE FROM {table}")
+        for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
+            status = meta.get("status", "draft")
+            self.catalog.insert_dataset(
+                db, name, description=meta.get("description", ""), tags=meta.get("tags", []),
+                metadata=meta.get("metadata", {}), status=status if status in STATUSES else "draft",
+                frozen=bool(meta.get("frozen")), created=meta.get("created"), next_key=next_key,
+                epoch=epoch, checkpoint=checkpoint)
+            for first, last, path, size, sha, n, kind, data_length in ranges:
+                self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind, data_length)
+            for v in manifests:
+                self._insert_version(db, v)
 
     def dump_catalog(self) -> dict[str, Any]:
         """The catalog's content without timestamps of catalog operations (for comparisons)."""
@@ -248,10 +305,17 @@ class MaintenanceMixin:
 
 def not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, str]]:
     """(first, last, path) of the containers to use: a container fully covered by a wider one is an
-    aggregation's superseded input; a partial overlap cannot come from this store and is refused."""
-    parsed = sorted(((*layout.parse_range(p.rsplit("/", 1)[-1]), p) for p in paths), key=lambda t: (t[0], -t[1]))
+    aggregation's superseded input, and of two containers of the same range the newest session's
+    wins (the other is a stale session's leftover); a partial overlap cannot come from this store
+    and is refused."""
+    parsed = []
+    for p in paths:
+        base = p.rsplit("/", 1)[-1]
+        first, last = layout.parse_range(base)
+        parsed.append((first, -last, _Descending(layout.tag_of(base)), p))
     kept: list[tuple[int, int, str]] = []
-    for first, last, path in parsed:
+    for first, neg_last, _, path in sorted(parsed):
+        last = -neg_last
         if kept and first <= kept[-1][1]:
             if last <= kept[-1][1]:
                 continue  # fully covered by a wider container: an aggregation's old input
@@ -259,3 +323,18 @@ def not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, str
                              "without being covered by it; remove one of the two objects and restore again")
         kept.append((first, last, path))
     return kept
+
+
+def _superseded_name(name: str, key: int) -> str:
+    """The member name of file datapoint ``key`` once a newer datapoint of ``name`` shares its container."""
+    return f"{name}@{key:020d}"
+
+
+class _Descending(str):
+    """A string that sorts in reverse order (newest session tag first)."""
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+    def __gt__(self, other: str) -> bool:
+        return str.__lt__(self, other)

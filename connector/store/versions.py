@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from connector.store.errors import VersionError
@@ -40,14 +40,27 @@ def content_hash(dataranges: Sequence[Datarange]) -> str:
     return hashlib.sha256("\n".join(d.sha256 for d in dataranges).encode()).hexdigest()
 
 
-def manifest(version: Version) -> dict[str, Any]:
-    return version.to_dict() | {"format": "des-connector/version/1"}
+def manifest(version: Version, relative: Callable[[str], str]) -> dict[str, Any]:
+    """The stored form of a version (catalog row and manifest in storage): each datarange names its
+    container by ``path``, relative to the store root (``relative(url)``), so that a root can be
+    moved or copied without its versions pointing elsewhere."""
+    doc = version.to_dict() | {"format": "des-connector/version/1"}
+    for d in doc["dataranges"]:
+        d["path"] = relative(d.pop("url"))
+    return doc
 
 
-def from_manifest(doc: dict[str, Any]) -> Version:
+def from_manifest(doc: dict[str, Any], locate: Callable[[str, str], str]) -> Version:
+    """The version of a stored manifest; ``locate(dataset, stored)`` turns a datarange's stored
+    ``path`` (or the absolute ``url`` of older manifests) into its URL under this root."""
     try:
-        ranges = tuple(Datarange(**d) for d in doc["dataranges"])
+        ranges = []
+        for d in doc["dataranges"]:
+            fields = dict(d)
+            stored = fields.pop("path", None) or fields.pop("url")
+            fields.pop("url", None)
+            ranges.append(Datarange(**fields, url=locate(fields["dataset"], stored)))
         return Version(doc["dataset"], doc["version"], doc.get("message", ""), float(doc["created"]),
-                       doc["sha256"], int(doc["size"]), ranges)
+                       doc["sha256"], int(doc["size"]), tuple(ranges))
     except (KeyError, TypeError, ValueError) as exc:
         raise VersionError(f"version manifest is malformed: {exc}") from None

@@ -3,10 +3,13 @@
 Commit protocol of one container (its object key holds its last key, known only when it is cut):
 
 1. the container is built in a local spool file (never visible under the dataset);
-2. when the dataset carries a checkpoint, ``checkpoint-<next key>.json`` is written beside the
-   containers, so that a catalog rebuilt from storage gets the checkpoint back;
-3. the container is published under its final key in one step (a rename on a local root, one
-   upload on an object store, which makes an object visible only when complete);
+2. when the dataset carries a checkpoint, ``checkpoint-<next key>.<tag>.json`` is written beside
+   the containers, so that a catalog rebuilt from storage gets the checkpoint back;
+3. the container is published under its final key ``<first>-<last>.<tag>.des`` in one step (a
+   rename on a local root, one upload on an object store, which makes an object visible only
+   when complete). ``<tag>`` is the lock session's own (see :mod:`connector.store.layout`): a
+   writer stalled past its lease and taken over publishes, and on failure deletes, only objects
+   no other session uses;
 4. ONE catalog transaction records the datarange, the dataset's next key and the checkpoint,
    after checking the lock is still held and the dataset is not frozen. This is the commit point.
 
@@ -82,7 +85,6 @@ class _Sealed:
     count: int
     data_length: int
     checkpoint: str | None  # JSON text stored with this commit
-    supersedes: bool  # a checkpoint file at ``first`` exists and is replaced by this commit's
     carries_checkpoint: bool  # the checkpoint was set by the writer's caller (not just kept)
 
 
@@ -115,6 +117,8 @@ class DatasetWriter:
             self.next_key, self.epoch = int(row["next_key"]), int(row["epoch"])
             # The checkpoint in effect: rewritten beside every container so restore finds it.
             self._in_effect: str | None = row["checkpoint"]
+            # Checkpoint files valid at the next key, deleted once a commit writes a newer one.
+            self._checkpoint_files: list[str] = []
             self._remove_leftovers()
             store.remove_stale_spools(dataset)
         except BaseException:
@@ -128,6 +132,7 @@ class DatasetWriter:
         self._des: DesWriter | None = None
         self._spool: str | None = None
         self._count = 0
+        self._file_names: set[str] = set()  # member names of the open container (files)
         self._checkpoint: Any = None
         self._has_checkpoint = False
         self._closed = False
@@ -187,10 +192,14 @@ class DatasetWriter:
 
     def write_file(self, name: str, data: bytes | IO[bytes], meta: dict[str, Any] | None = None, *,
                    size: int | None = None, checkpoint: Any = None) -> int:
-        """Append one file datapoint: member ``name``, bytes unchanged. Returns its key."""
+        """Append one file datapoint: member ``name``, bytes unchanged. Returns its key.
+
+        A name written again (a changed file packed again) is a new datapoint that supersedes the
+        earlier one; a container holds each name once, so the open container is cut first, and
+        the result is the same whether or not a cut fell between the two anyway."""
         self._need("files")
         length = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else size
-        if self._count and (self._count + 1 > self.store.max_datapoints
+        if self._count and (name in self._file_names or self._count + 1 > self.store.max_datapoints
                             or (length or 0) + self._des.data_length > self.store.max_bytes):
             self._cut()
         des = self._open()
@@ -200,6 +209,7 @@ class DatasetWriter:
             des.add_stream(name, data, meta, size=size)
         key = self.next_key + self._count
         self._count += 1
+        self._file_names.add(name)
         self._set_checkpoint(checkpoint)
         if self._count >= self.store.max_datapoints or des.data_length >= self.store.max_bytes:
             self._cut()
@@ -236,11 +246,16 @@ class DatasetWriter:
             if self._has_checkpoint:  # progress made after the last datapoint (e.g. an empty file)
                 text = self._checkpoint_text(self.next_key)
                 assert text is not None
-                self.store.write_bytes(self.store.layout.checkpoint(self.dataset, self.epoch, self.next_key),
-                                       text.encode())
-                with self.store.catalog.transaction() as db:
-                    self._lock.check(db)
-                    db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (text, self.dataset))
+                path = self.store.layout.checkpoint(self.dataset, self.epoch, self.next_key, self._lock.tag)
+                self.store.write_bytes(path, text.encode())
+                try:
+                    with self.store.catalog.transaction() as db:
+                        self._lock.check(db)
+                        db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (text, self.dataset))
+                except BaseException:
+                    _remove_quietly(self.store, path)
+                    raise
+                self._replace_checkpoint_files(path)
                 self._in_effect = text
                 self.committed_checkpoint, self._has_checkpoint = self.store.loads(text), False
         except BaseException:
@@ -262,6 +277,7 @@ class DatasetWriter:
             if self._spool and os.path.exists(self._spool):
                 os.unlink(self._spool)
             self._des, self._spool, self._count = None, None, 0
+            self._file_names = set()
         self._finish()
 
     def __enter__(self) -> DatasetWriter:
@@ -322,6 +338,7 @@ class DatasetWriter:
         des, spool = self._des, self._spool
         assert spool is not None
         self._des, self._spool = None, None
+        self._file_names = set()
         first, last = self.next_key, self.next_key + self._count - 1
         data_length = des.data_length  # before close() adds META, INDEX and footer
         try:
@@ -333,7 +350,7 @@ class DatasetWriter:
             self._count = 0
             raise
         sealed = _Sealed(first, last, spool, des.size, des.sha256, self._count, data_length, checkpoint,
-                         self._in_effect is not None, self._has_checkpoint)
+                         self._has_checkpoint)
         self._in_effect = checkpoint
         self.next_key, self._count = last + 1, 0
         self._has_checkpoint = callable(self._checkpoint) and self._has_checkpoint
@@ -342,10 +359,12 @@ class DatasetWriter:
     def _record(self, s: _Sealed) -> Datarange:
         """Publish a sealed container and record it in the catalog (steps 2-4 of the protocol)."""
         store, layout = self.store, self.store.layout
-        path = layout.datarange(self.dataset, s.first, s.last, self.epoch)
+        tag = self._lock.tag
+        path = layout.datarange(self.dataset, s.first, s.last, self.epoch, tag)
+        checkpoint_path = layout.checkpoint(self.dataset, self.epoch, s.last + 1, tag)
         try:
             if s.checkpoint is not None:
-                store.write_bytes(layout.checkpoint(self.dataset, self.epoch, s.last + 1), s.checkpoint.encode())
+                store.write_bytes(checkpoint_path, s.checkpoint.encode())
             store.publish(s.spool, path)
         finally:
             if os.path.exists(s.spool):
@@ -356,19 +375,19 @@ class DatasetWriter:
             with store.catalog.transaction() as db:
                 self._lock.check(db)
                 _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
-                store.catalog.insert_datarange(db, self.dataset, s.first, s.last, path, s.size, s.sha256,
-                                               s.count, self.kind, s.data_length)
+                store.catalog.insert_datarange(db, self.dataset, s.first, s.last, layout.relative(path), s.size,
+                                               s.sha256, s.count, self.kind, s.data_length)
                 now = time.time()
                 db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
                            "WHERE name = ?", (s.last + 1, now, now, s.checkpoint, self.dataset))
         except BaseException:
-            # Never recorded: remove it now rather than leave it to the next writer.
+            # Never recorded: remove it now rather than leave it to the next writer. Both objects
+            # carry this session's tag, so they are ours even if the lock was taken over.
             _remove_quietly(store, path)
             if s.checkpoint is not None:
-                _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, s.last + 1))
+                _remove_quietly(store, checkpoint_path)
             raise
-        if s.supersedes:
-            _remove_quietly(store, layout.checkpoint(self.dataset, self.epoch, s.first))
+        self._replace_checkpoint_files(checkpoint_path if s.checkpoint is not None else None)
         if s.carries_checkpoint:
             self.committed_checkpoint = store.loads(s.checkpoint)
         invalidate(store.fs, path)
@@ -401,12 +420,23 @@ class DatasetWriter:
         value = self._checkpoint(next_key) if callable(self._checkpoint) else self._checkpoint
         return self.store.dumps(value)
 
+    def _replace_checkpoint_files(self, new: str | None) -> None:
+        """A commit stored the checkpoint file ``new`` (or none): the files it replaces go."""
+        if new is None:
+            return
+        for old in self._checkpoint_files:
+            if old != new:
+                _remove_quietly(self.store, old)
+        self._checkpoint_files = [new]
+
     def _remove_leftovers(self) -> None:
         """Delete containers at or after the next key that the catalog does not know (a crash
-        between publishing and recording them: never committed), and checkpoint files past it."""
+        between publishing and recording them, or a stale session's: never committed), and
+        checkpoint files past it. Runs under the lock, before this session publishes anything."""
         store, layout = self.store, self.store.layout
-        known = {r["path"] for r in store.catalog.dataranges(self.dataset)}
-        for path in store.list_range_objects(self.dataset, self.epoch, checkpoints=True):
+        known = {layout.absolute(self.dataset, r["path"]) for r in store.catalog.dataranges(self.dataset)}
+        objects = store.list_range_objects(self.dataset, self.epoch, checkpoints=True)
+        for path in objects:
             base = path.rsplit("/", 1)[-1]
             first_last = layout.parse_range(base)
             if first_last is not None:
@@ -414,6 +444,7 @@ class DatasetWriter:
                     store.fs.rm_file(path)
             elif (layout.parse_checkpoint(base) or 0) > self.next_key:
                 store.fs.rm_file(path)
+        self._checkpoint_files = store.checkpoint_files(objects, self.next_key)
 
     def _finish(self) -> None:
         self._closed = True

@@ -36,9 +36,9 @@ def _configs(tmp: Path) -> list[str]:
             "--destination", str(tmp / "dst.json"), "--state", str(tmp / "state.json"), "--no-progress"]
 
 
-RANGE = re.compile(r"^\d{20}-\d{20}\.des$")
+RANGE = re.compile(r"^\d{20}-\d{20}\.[0-9a-f]{16}\.des$")  # <first>-<last>.<session tag>.des
 # What else a committed dataranges/ folder may hold: writer checkpoints, later key spaces.
-BOOKKEEPING = re.compile(r"^(checkpoint-\d{20}\.json|epoch-\d+)$")
+BOOKKEEPING = re.compile(r"^(checkpoint-\d{20}\.[0-9a-f]{16}\.json|epoch-\d+)$")
 
 
 def _entries(tmp: Path) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 
 from connector.store import (DatasetExists, DatasetFrozen, DatasetLocked, DatasetNotFound, InvalidName, RangeError,
                              Store, StoreError, VersionError)
+from tests.store.names import untagged
 
 
 def rows(lo: int, hi: int) -> pa.Table:
@@ -68,7 +69,7 @@ def test_aggregate_refuses_gaps_and_cuts_then_merges(store):
     assert [(d.first, d.last) for d in store.dataranges("r")] == [(0, 19), (20, 29)]
     assert store.to_table("r").column("id").to_pylist() == list(range(30))
     # Old containers are gone from storage (no version references them).
-    names = [p.rsplit("/", 1)[-1] for p in store.list_range_objects("r")]
+    names = [untagged(p) for p in store.list_range_objects("r")]
     assert names == ["00000000000000000000-00000000000000000019.des", "00000000000000000020-00000000000000000029.des"]
 
 
