@@ -140,8 +140,10 @@ class MaintenanceMixin:
         """Delete the objects under the dataset's ``dataranges/`` folders (every key space) that
         nothing uses: containers that are neither current dataranges nor kept by a version (an
         aggregation or a rotation cut short, a crash's leftover) and stale checkpoint files.
-        Runs under the writer lock. Returns the deleted paths."""
-        with self.catalog.lock(dataset, wait, "gc"):
+        Runs under the writer lock, and never deletes an object of a later session (should this
+        one stall past its lease and be taken over, the new holder's objects are not its to judge).
+        Returns the deleted paths."""
+        with self.catalog.lock(dataset, wait, "gc") as lock:
             d = self.get_dataset(dataset)
             used = self._referenced_paths(dataset) | {self.fs._strip_protocol(r.url) for r in self.dataranges(dataset)}
             current = self.list_range_objects(dataset, d.epoch, checkpoints=True)
@@ -149,7 +151,7 @@ class MaintenanceMixin:
             deleted = []
             for epoch in sorted(set(self._epochs(dataset)) | {d.epoch}):
                 for path in self.list_range_objects(dataset, epoch, checkpoints=True):
-                    if path not in used:
+                    if path not in used and self.layout.tag_of(path.rsplit("/", 1)[-1]) < lock.tag:
                         remove_quietly(self.fs, path)
                         deleted.append(path)
         if deleted:

@@ -432,12 +432,15 @@ class DatasetWriter:
     def _remove_leftovers(self) -> None:
         """Delete containers at or after the next key that the catalog does not know (a crash
         between publishing and recording them, or a stale session's: never committed), and
-        checkpoint files past it. Runs under the lock, before this session publishes anything."""
+        checkpoint files past it. Runs under the lock, before this session publishes anything; an
+        object of a later session is left alone (this one may have stalled and been taken over)."""
         store, layout = self.store, self.store.layout
         known = {layout.absolute(self.dataset, r["path"]) for r in store.catalog.dataranges(self.dataset)}
         objects = store.list_range_objects(self.dataset, self.epoch, checkpoints=True)
         for path in objects:
             base = path.rsplit("/", 1)[-1]
+            if layout.tag_of(base) > self._lock.tag:
+                continue
             first_last = layout.parse_range(base)
             if first_last is not None:
                 if first_last[0] >= self.next_key and path not in known:

@@ -411,3 +411,17 @@ def test_an_aggregate_that_cannot_merge_names_the_dataset_and_range(tmp_path):
             s.aggregate("f", 0, 3)
         assert [s.read("f", k) for k in range(4)] == [b"v1", b"a real object of that name", b"v2", b"v3"]
         assert len(s.dataranges("f")) == 3 and s.verify("f") == []
+
+
+def test_maintenance_never_deletes_objects_of_a_later_session(tmp_path):
+    """gc and a writer's leftover clean-up judge only objects of sessions before theirs: a session
+    that stalled past its lease must not delete what the holder after it published."""
+    with Store(str(tmp_path / "root"), max_datapoints=10) as s:
+        s.write_records("d", [rows(0, 10)])
+        src = s.fs._strip_protocol(s.dataranges("d")[0].url)
+        later = s.layout.datarange("d", 10, 19, 0, "f" * 16)  # a later session's, not recorded (yet)
+        shutil.copy(src, later)
+        assert s.gc("d") == [] and os.path.exists(later)
+        earlier = s.layout.datarange("d", 10, 19, 0, "0" * 16)
+        shutil.copy(src, earlier)
+        assert s.gc("d") == [earlier] and os.path.exists(later)
