@@ -624,6 +624,7 @@ class Store(HistoryMixin, MaintenanceMixin):
             expected = max(expected, d.last + 1)
         return gaps
 
+
 def check_key(dataset: str, key: Any) -> int:
     """``key`` if it can be a datapoint key (a whole number from 0 to MAX_KEY), else RangeError."""
     if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= MAX_KEY:
@@ -645,8 +646,10 @@ def _check_present(dataset: str, version: str | None, ranges: Sequence[Datarange
         if d.first > expected:
             missing.append((expected, d.first - 1))
         expected = d.last + 1
-    if expected <= wanted_last or first > end:
-        missing.append((expected, wanted_last if wanted_last >= expected else expected))
+    if first > end:  # past the end: name the first key asked for (or the whole range)
+        missing.append((first, max(first, wanted_last)))
+    elif expected <= wanted_last:
+        missing.append((expected, wanted_last))
     if missing:
         where = f"dataset {dataset!r}" + (f" version {version}" if version else "")
         holds = f"its last key is {end}" if end >= 0 else "it is empty"
