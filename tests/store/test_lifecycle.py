@@ -425,3 +425,26 @@ def test_maintenance_never_deletes_objects_of_a_later_session(tmp_path):
         earlier = s.layout.datarange("d", 10, 19, 0, "0" * 16)
         shutil.copy(src, earlier)
         assert s.gc("d") == [earlier] and os.path.exists(later)
+
+
+def test_des_sync_files_mode_repacking_a_changed_file_then_aggregate(tmp_path):
+    """The issue's path: ``des sync --mode files`` packs a.csv, a.csv changes, the next sync packs
+    it again under the same member name; ``des datasets aggregate`` over both used to fail."""
+    src, root = tmp_path / "data", tmp_path / "store"
+    (tmp_path / "src.json").write_text(json.dumps({"root_url": str(src)}))
+    (tmp_path / "dst.json").write_text(json.dumps({"root_url": str(root)}))
+    argv = [*DES, "sync", "--config", str(tmp_path / "src.json"), "--destination", str(tmp_path / "dst.json"),
+            "--state", str(tmp_path / "state.json"), "--mode", "files", "--no-progress"]
+    os.makedirs(src / "docs")
+    for n, body in enumerate((b"id\n1\n", b"id\n1\n2\n")):
+        (src / "docs" / "a.csv").write_bytes(body)
+        os.utime(src / "docs" / "a.csv", (1_700_000_000 + n * 100,) * 2)
+        out = subprocess.run(argv, capture_output=True, env=env(), timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+    assert des("aggregate", "docs", "0", "1", root=root).returncode == 0
+    assert [des("read", "docs", str(k), root=root).stdout for k in (0, 1)] == [b"id\n1\n", b"id\n1\n2\n"]
+    with Store(str(root)) as s:
+        merged = s.dataranges("docs")
+        reader = s._reader(merged[0])
+        assert len(merged) == 1 and reader.names() == [f"docs/a.csv@{0:020d}", "docs/a.csv"]
+        assert reader.read("docs/a.csv") == b"id\n1\n2\n"
