@@ -14,9 +14,12 @@ import logging
 import mimetypes
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import count as counter
 from typing import Any
 
@@ -233,23 +236,14 @@ class Store(HistoryMixin, MaintenanceMixin):
         _check_status(status)
         tags = _check_tags(tags)
         _check_metadata(metadata)
-        entry = self._log_entry("create", description=description, tags=list(tags), status=status)
-        written: list[str] = []
-        try:
-            # All or nothing: the row, dataset.json and the log entry are written inside the
-            # transaction, and what was written is removed if anything fails.
-            with self.catalog.transaction() as db:
-                if self.catalog.has_dataset(name):
-                    raise DatasetExists(f"dataset {name!r} already exists")
-                self.catalog.insert_dataset(db, name, description=description, tags=tags,
-                                            metadata=dict(metadata or {}), status=status)
-                written.append(self.layout.dataset_json(name))
-                self._save_metadata(name)
-                written.append(self._append_log(name, entry))
-        except BaseException:
-            for path in written:
-                remove_quietly(self.fs, path)
-            raise
+        # All or nothing: the row, dataset.json and the log entry (see :meth:`operation`).
+        with self.operation(name, "create", description=description, tags=list(tags), status=status) as op:
+            if self.catalog.has_dataset(name):
+                raise DatasetExists(f"dataset {name!r} already exists")
+            self.catalog.insert_dataset(op.db, name, description=description, tags=tags,
+                                        metadata=dict(metadata or {}), status=status)
+            op.on_failure(lambda: remove_quietly(self.fs, self.layout.dataset_json(name)))
+            self._save_metadata(name)
         return self.get_dataset(name)
 
     def ensure_dataset(self, name: str, **kwargs: Any) -> Dataset:
@@ -303,26 +297,39 @@ class Store(HistoryMixin, MaintenanceMixin):
         return self.get_dataset(name)
 
     def _update(self, name: str, op: str, fields: Mapping[str, Any], **details: Any) -> None:
-        """Change catalog ``fields`` of ``name``, its ``dataset.json`` and log ``op``, all or nothing:
-        the entry is encoded before anything changes, the files are written inside the catalog
-        transaction, and on any failure the transaction rolls back and dataset.json is rewritten
-        from the unchanged row."""
-        entry = self._log_entry(op, **details)
+        """Change catalog ``fields`` of ``name``, its ``dataset.json`` and log ``op``, all or nothing
+        (see :meth:`operation`); after a failure dataset.json is rewritten from the unchanged row."""
         sets = ", ".join(f"{k} = ?" for k in fields)
-        logged = None
+        with self.operation(name, op, **details) as change:
+            change.db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
+                              (*fields.values(), time.time(), name))
+            change.on_failure(lambda: self._save_metadata(name))  # from the row as rolled back
+            self._save_metadata(name)
+
+    @contextmanager
+    def operation(self, name: str, op: str, **details: Any) -> Iterator[Operation]:
+        """One catalog transaction and the log entry of ``op``: both happen or neither.
+
+        The entry is encoded before the body runs (a value it cannot hold fails before anything
+        changes) and again, with what the body added to ``details``, as the transaction's last
+        step. On any failure the transaction rolls back, the entry is removed and the body's
+        ``on_failure`` callbacks undo what it wrote to storage, newest first."""
+        self._log_entry(op, **details)
+        logged: str | None = None
+        change: Operation | None = None
         try:
             with self.catalog.transaction() as db:
-                db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
-                           (*fields.values(), time.time(), name))
-                self._save_metadata(name)
-                logged = self._append_log(name, entry)
+                change = Operation(db, dict(details))
+                yield change
+                logged = self._append_log(name, self._log_entry(op, **change.details))
         except BaseException:
             if logged is not None:
                 remove_quietly(self.fs, logged)
-            try:
-                self._save_metadata(name)
-            except Exception as exc:  # noqa: BLE001 - the original error is the one to raise
-                _log.warning("dataset %r: could not rewrite dataset.json after a failed %s: %s", name, op, exc)
+            for undo in reversed(change.undo if change else []):
+                try:
+                    undo()
+                except Exception as exc:  # noqa: BLE001 - the original error is the one to raise
+                    _log.warning("dataset %r: could not undo part of a failed %s: %s", name, op, exc)
             raise
 
     def delete_dataset(self, name: str, *, wait: float = 30.0) -> None:
@@ -623,6 +630,20 @@ class Store(HistoryMixin, MaintenanceMixin):
                 gaps.append((expected, d.first - 1))
             expected = max(expected, d.last + 1)
         return gaps
+
+
+@dataclass
+class Operation:
+    """What the body of :meth:`Store.operation` works with: the transaction's connection, the log
+    entry's details (the body may add to them) and undo callbacks for its storage writes."""
+
+    db: sqlite3.Connection
+    details: dict[str, Any]
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_failure(self, undo: Callable[[], None]) -> None:
+        """Call ``undo`` if the operation fails (after the rollback)."""
+        self.undo.append(undo)
 
 
 def check_key(dataset: str, key: Any) -> int:

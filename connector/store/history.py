@@ -31,21 +31,25 @@ class HistoryMixin:
         the containers it references."""
         vers.check_semver(version)
         self.get_dataset(dataset)
-        with self.catalog.transaction() as db:
-            if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)).fetchone():
+        with self.operation(dataset, "version", version=version) as op:
+            if op.db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                             (dataset, version)).fetchone():
                 raise VersionError(f"dataset {dataset!r} already has version {version}")
-            ranges = tuple(self._datarange(r) for r in db.execute(
+            ranges = tuple(self._datarange(r) for r in op.db.execute(
                 "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall())
-            v = self._snapshot(dataset, version, message, ranges)
-            self._insert_version(db, v)
-        self.log(dataset, "version", version=version, sha256=v.sha256, dataranges=len(ranges))
+            v = self._snapshot(op, dataset, version, message, ranges)
+            self._insert_version(op.db, v)
+            op.details.update(sha256=v.sha256, dataranges=len(ranges))
         return v
 
-    def _snapshot(self, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
-        """A version of ``ranges``, its manifest written to storage."""
+    def _snapshot(self, op, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
+        """A version of ``ranges``, its manifest written to storage (and removed again if the
+        operation ``op`` fails: a restore must not find a version the catalog never had)."""
         v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
                     tuple(ranges))
-        self._write_json(self.layout.version(dataset, version), self._version_doc(v))
+        path = self.layout.version(dataset, version)
+        self._write_json(path, self._version_doc(v))
+        op.on_failure(lambda: remove_quietly(self.fs, path))
         return v
 
     def _version_doc(self, v: Version) -> dict[str, Any]:
@@ -87,17 +91,18 @@ class HistoryMixin:
         """Forget ``version`` and delete the containers that neither the current dataranges nor
         another version reference."""
         v = self.get_version(dataset, version)
-        with self.catalog.transaction() as db:
-            db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
+        with self.operation(dataset, "delete-version", version=v.version) as op:
+            op.db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
             # The manifest goes first: a restore never finds a version whose containers are gone
             # (a crash after this leaves unused containers, which gc deletes).
-            remove_quietly(self.fs, self.layout.version(dataset, v.version))
+            path = self.layout.version(dataset, v.version)
+            op.on_failure(lambda: self._write_json(path, self._version_doc(v)))
+            remove_quietly(self.fs, path)
         keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
         for d in v.dataranges:
             p = self.fs._strip_protocol(d.url)
             if p not in keep:
                 remove_quietly(self.fs, p)
-        self.log(dataset, "delete-version", version=v.version)
 
     def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
         """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""
@@ -132,19 +137,19 @@ class HistoryMixin:
         with self.catalog.lock(dataset, wait, "rotate") as lock:
             d = self._refuse_frozen(dataset, "rotate")
             version = vers.check_semver(version) if version is not None else self._next_major(dataset)
-            with self.catalog.transaction() as db:
-                lock.check(db)
+            with self.operation(dataset, "rotate", version=version, epoch=d.epoch + 1) as op:
+                lock.check(op.db)
                 self._refuse_frozen(dataset, "rotate")
-                if db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
-                              (dataset, version)).fetchone():
+                if op.db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                                 (dataset, version)).fetchone():
                     raise VersionError(f"dataset {dataset!r} already has version {version}")
-                ranges = [self._datarange(r) for r in db.execute(
+                ranges = [self._datarange(r) for r in op.db.execute(
                     "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall()]
-                v = self._snapshot(dataset, version, message, ranges)
-                self._insert_version(db, v)
-                self._start_key_space(db, dataset, d.epoch + 1)
+                v = self._snapshot(op, dataset, version, message, ranges)
+                self._insert_version(op.db, v)
+                self._start_key_space(op.db, dataset, d.epoch + 1)
+                op.details["dataranges"] = len(ranges)
             self._after_new_key_space(dataset, d.epoch, d.next_key)
-        self.log(dataset, "rotate", version=version, dataranges=len(ranges), epoch=d.epoch + 1)
         return v
 
     def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
@@ -154,17 +159,16 @@ class HistoryMixin:
         with self.catalog.lock(dataset, wait, "truncate") as lock:
             d = self._refuse_frozen(dataset, "truncate")
             dropped = self.dataranges(dataset)
-            with self.catalog.transaction() as db:
-                lock.check(db)
+            with self.operation(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1) as op:
+                lock.check(op.db)
                 self._refuse_frozen(dataset, "truncate")
-                self._start_key_space(db, dataset, d.epoch + 1)
+                self._start_key_space(op.db, dataset, d.epoch + 1)
             self._after_new_key_space(dataset, d.epoch, d.next_key)
             referenced = self._referenced_paths(dataset)
             for r in dropped:
                 p = self.fs._strip_protocol(r.url)
                 if p not in referenced:
                     remove_quietly(self.fs, p)
-        self.log(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1)
         return len(dropped)
 
     @staticmethod

@@ -64,24 +64,19 @@ class MaintenanceMixin:
                 out, data_length = self._merge(dataset, ranges, path)
             except (DesFormatError, ValueError) as exc:
                 raise StoreError(f"dataset {dataset!r}: cannot aggregate [{first}, {last}]: {exc}") from exc
-            try:
-                with self.catalog.transaction() as db:
-                    lock.check(db)
-                    db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
-                               (dataset, first, last))
-                    self.catalog.insert_datarange(db, dataset, first, last, self.layout.relative(path), out.size,
-                                                  out.sha256, sum(d.count for d in ranges), ranges[0].kind,
-                                                  data_length)
-            except BaseException:
-                remove_quietly(self.fs, path)  # this session's own object: never recorded
-                raise
+            with self.operation(dataset, "aggregate", first=first, last=last, merged=len(ranges)) as op:
+                op.on_failure(lambda: remove_quietly(self.fs, path))  # this session's own object: never recorded
+                lock.check(op.db)
+                op.db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
+                              (dataset, first, last))
+                self.catalog.insert_datarange(op.db, dataset, first, last, self.layout.relative(path), out.size,
+                                              out.sha256, sum(d.count for d in ranges), ranges[0].kind, data_length)
             invalidate(self.fs, path)
             referenced = self._referenced_paths(dataset)
             for d in ranges:
                 p = self.fs._strip_protocol(d.url)
                 if p not in referenced and p != path:
                     remove_quietly(self.fs, p)
-        self.log(dataset, "aggregate", first=first, last=last, merged=len(ranges))
         return self.datarange_for(dataset, first)
 
     def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> tuple[DesWriter, int]:

@@ -301,20 +301,33 @@ def test_update_with_a_big_integer_is_applied_and_logged_exactly(tmp_path):
         assert json.load(f)["metadata"] == {"n": 18446744073709551616}
 
 
-def test_an_update_whose_log_entry_cannot_be_written_changes_nothing(tmp_path):
-    with Store(str(tmp_path / "root")) as s:
+def test_an_operation_whose_log_entry_cannot_be_written_changes_nothing(tmp_path):
+    root = tmp_path / "root"
+    with Store(str(root), max_datapoints=5) as s:
         s.create_dataset("u", description="before")
+        s.write_records("u", [rows(0, 10)])
+        s.create_version("u", "1.0.0")
         s.freeze("u")
         log_dir = s.layout.log_dir("u")
         shutil.rmtree(log_dir)
         with open(log_dir, "w") as f:  # the log folder is a file now: no entry can be written
             f.write("in the way")
-        meta_before = open(s.layout.dataset_json("u")).read()
+        catalog_before = s.dump_catalog()
+        files_before = {os.path.join(d, f): open(os.path.join(d, f), "rb").read()
+                        for d, _, fs in os.walk(root / "u") for f in fs}
         for change in (lambda: s.update_dataset("u", description="after"), lambda: s.unfreeze("u")):
             with pytest.raises(OSError):
                 change()
-        assert s.get_dataset("u").description == "before" and s.get_dataset("u").frozen
-        assert open(s.layout.dataset_json("u")).read() == meta_before
+        with s.catalog.transaction() as db:  # unfrozen by hand (no log) to reach the operations below
+            db.execute("UPDATE datasets SET frozen = 0 WHERE name = 'u'")
+        catalog_before["u"]["meta"]["frozen"] = False
+        for change in (lambda: s.create_version("u", "2.0.0"), lambda: s.rotate("u"), lambda: s.truncate("u"),
+                       lambda: s.aggregate("u", 0, 9), lambda: s.delete_version("u", "1.0.0")):
+            with pytest.raises(OSError):
+                change()
+        assert s.dump_catalog() == catalog_before
+        assert {os.path.join(d, f): open(os.path.join(d, f), "rb").read()
+                for d, _, fs in os.walk(root / "u") for f in fs} == files_before
         with pytest.raises(StoreError, match="JSON"):
             s.update_dataset("u", metadata={"x": float("nan")})
 
