@@ -83,7 +83,8 @@ class Store(HistoryMixin, MaintenanceMixin):
     read_only:
         Create nothing: the root must exist (:class:`StoreError` otherwise), and a root without a
         catalog file is read through a private catalog rebuilt from storage and removed on
-        :meth:`close`. For commands that only look.
+        :meth:`close` (a remote root's default catalog, a cache under the user's cache directory,
+        is rebuilt in place). For commands that only look.
     """
 
     def __init__(self, root: str | os.PathLike[str], catalog: str | None = None, *,
@@ -99,18 +100,23 @@ class Store(HistoryMixin, MaintenanceMixin):
         self.catalog_path = catalog or default_catalog(self.fs, self.root)
         self._private_catalog_dir: str | None = None
         if read_only:
-            self._open_read_only()
+            self._open_read_only(cache_catalog=catalog is None and not is_local(self.fs))
         elif is_local(self.fs):
             self.fs.makedirs(self.root, exist_ok=True)
         self.catalog = Catalog(self.catalog_path)
         if self.catalog.is_empty() and self._storage_datasets():
             self.restore(only_if_empty=True)
 
-    def _open_read_only(self) -> None:
-        """Refuse a root that does not exist; stand in a throw-away catalog for a missing one."""
+    def _open_read_only(self, cache_catalog: bool) -> None:
+        """Refuse a root that does not exist; stand in a throw-away catalog for a missing one.
+
+        A remote root's default catalog is a cache in the user's cache directory, outside the root
+        and outside anything the user named: it is rebuilt there (as any open would) so the next
+        command does not list the root again.
+        """
         if not self.fs.isdir(self.root):
             raise StoreError(f"store root {self.url(self.root)} does not exist")
-        if not os.path.exists(self.catalog_path):
+        if not cache_catalog and not os.path.exists(self.catalog_path):
             self._private_catalog_dir = tempfile.mkdtemp(prefix="des-catalog-")
             self.catalog_path = os.path.join(self._private_catalog_dir, CATALOG_NAME)
 

@@ -1,6 +1,6 @@
 """The destination's S3 client must give up in bounded time, as the source's does.
 
-Found here (see /work/notes/bugs.md), fixed in 1321f23: ``des-destination`` built s3fs with its defaults: 5 s connect / 15 s read timeouts, 5 botocore attempts inside 5 s3fs attempts.
+Found by a black-box hunt and fixed in 1321f23: ``des-destination`` built s3fs with its defaults: 5 s connect / 15 s read timeouts, 5 botocore attempts inside 5 s3fs attempts.
 Against an endpoint that accepts connections and never answers, ``des-destination check`` was
 still running after 150 s (measured through tests/support/faults.py at 100% "delay" faults).
 The source bounds this with ``request_timeout`` and ``retry_count`` (connector/source/config.py);
