@@ -47,3 +47,9 @@ def rows_without_columns(num_rows: int) -> pa.RecordBatch:
     ``concat_tables`` of column-less tables drops their rows, so these are built explicitly.
     """
     return pa.RecordBatch.from_struct_array(pa.Array.from_buffers(pa.struct([]), num_rows, [None], children=[]))
+
+
+def bool_array(mask: np.ndarray) -> pa.BooleanArray:
+    """A NumPy boolean mask as an Arrow boolean array (no nulls)."""
+    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])

@@ -16,7 +16,7 @@ from connector.source.errors import BadDataError, FileVanishedError, RootNotFoun
 from connector.source.formats import FormatOptions
 from connector.source.infer import json_schema, merge_schemas
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
-from connector.source.read import FileBatch, FileDone, read_files
+from connector.source.read import FileBatch, FileDone, read_files, reserved_renames
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
 
@@ -24,6 +24,9 @@ log = logging.getLogger("connector.source")
 
 #: Columns added to every record.
 META_FIELDS = pa.schema([pa.field(CURSOR_FIELD, pa.timestamp("us", tz="UTC")), pa.field("_file", pa.string())])
+#: Formats whose column types come from a sample: a later value that does not fit its column's type
+#: is kept as text, so the declared schema admits a string in every column of such a stream.
+TEXT_FALLBACK_FORMATS = frozenset({"csv"})
 #: Files whose samples make a stream's schema: the oldest, and the newest few.
 SAMPLE_NEWEST = 2
 
@@ -47,8 +50,10 @@ class Source:
         self.config = SourceConfig.from_dict(dict(config) if isinstance(config, Mapping) else config)
         built_fs, self.root = self.config.filesystem() if fs is None else (fs, self._root_for(fs))
         self.fs: fsspec.AbstractFileSystem = built_fs
+        csv_given = config.get("csv") if isinstance(config, Mapping) else None
         self.options = FormatOptions(csv=self.config.csv, on_bad_record=self.config.on_bad_record,
-                                     batch_size=self.config.batch_size)
+                                     batch_size=self.config.batch_size,
+                                     delimiter_given=isinstance(csv_given, Mapping) and "delimiter" in csv_given)
         self._retry_base = retry_base_delay
         self._schemas: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
 
@@ -115,9 +120,13 @@ class Source:
     # -- schema ----------------------------------------------------------------------------------
 
     def schema(self, stream: str, files: list[FileRef] | None = None) -> pa.Schema:
-        """The stream's Arrow schema (inferred columns + ``_last_modified_time`` + ``_file``)."""
+        """The stream's Arrow schema (inferred columns + ``_last_modified_time`` + ``_file``; a
+        source column of one of those names is renamed, see :func:`reserved_renames`)."""
         refs = files if files is not None else self._stream_files(stream)
-        return self._data_schema(stream, refs).append(META_FIELDS.field(0)).append(META_FIELDS.field(1))
+        data = self._data_schema(stream, refs)
+        renames = reserved_renames(data.names)
+        data = pa.schema([f.with_name(renames.get(f.name, f.name)) for f in data])
+        return data.append(META_FIELDS.field(0)).append(META_FIELDS.field(1))
 
     def _data_schema(self, stream: str, refs: list[FileRef]) -> pa.Schema:
         sample = list(dict.fromkeys(refs[:1] + refs[-SAMPLE_NEWEST:]))
@@ -137,8 +146,7 @@ class Source:
             raise errors[0]
         merged = merge_schemas(schemas)
         # Columns only ever null in the sample: declare them text, the type anything can be read as.
-        merged = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in merged
-                            if f.name not in META_FIELDS.names])
+        merged = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in merged])
         self._schemas[key] = merged
         return merged
 
@@ -154,9 +162,10 @@ class Source:
         return [self.airbyte_stream(name, files) for name, files in self._list().items()]
 
     def airbyte_stream(self, name: str, files: list[FileRef] | None = None) -> dict[str, Any]:
+        refs = files if files is not None else self._stream_files(name)
         return {
             "name": name,
-            "json_schema": json_schema(self.schema(name, files if files is not None else self._stream_files(name))),
+            "json_schema": json_schema(self.schema(name, refs), text_fallback=any(r.format in TEXT_FALLBACK_FORMATS for r in refs)),
             "supported_sync_modes": ["full_refresh", "incremental"],
             "source_defined_cursor": True,
             "default_cursor_field": [CURSOR_FIELD],

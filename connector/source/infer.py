@@ -2,6 +2,9 @@
 
 - CSV cells arrive as strings; :func:`infer_string_column` picks the narrowest type that parses
   every non-null sampled value: integer, number, boolean, timestamp, else string.
+- A value is only cast when its type carries it exactly (:func:`cast_strings` refuses the rest):
+  integers fit int64 and are written canonically (``007``, ``0x1f`` stay text); numbers are finite
+  and equal, as decimals, to the double they become (``2**53 + 1`` stays text).
 - :func:`merge_types` unifies the types seen in several samples/files: null + T -> T,
   int + double -> double, any other disagreement -> string (values are kept, never dropped).
 - :func:`json_schema` maps an Arrow schema to the JSON Schema used in the Airbyte catalog.
@@ -9,10 +12,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connector.scalars import string_array
+from connector.scalars import bool_array, string_array
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _TRUE = string_array(["true", "t", "yes", "y"])
@@ -20,9 +26,11 @@ _FALSE = string_array(["false", "f", "no", "n"])
 
 
 def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
-    """Cast a string array to ``target``; raises ``pa.ArrowInvalid`` when a value does not fit."""
+    """Cast a string array to ``target``; raises ``pa.ArrowInvalid`` when a value does not fit it
+    exactly. Empty texts are nulls in every type but text (a quoted ``""`` cell is a string)."""
     if pa.types.is_string(target) or pa.types.is_large_string(target):
         return values
+    values = _empty_to_null(values)
     if pa.types.is_null(target):
         if values.null_count != len(values):
             raise pa.ArrowInvalid("non-null value in a null column")
@@ -36,7 +44,103 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
         return pc.if_else(pc.is_null(values), pa.nulls(len(values), pa.bool_()), is_true)
     if pa.types.is_timestamp(target):
         return parse_timestamps(values)
+    if pa.types.is_integer(target):
+        return _integers(values, target)
+    if pa.types.is_floating(target):
+        return _numbers(values, target)
     return pc.cast(values, target)
+
+
+def _text_layout(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data bytes, start offset, byte length) of each slot of a string array, as NumPy views."""
+    _, offsets, data = values.buffers()
+    bounds = np.frombuffer(offsets, np.int32)[values.offset: values.offset + len(values) + 1]
+    if data is None or not len(values):
+        return np.zeros(0, np.uint8), bounds[:-1] * 0, np.diff(bounds)
+    raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
+    return raw, bounds[:-1] - bounds[0], np.diff(bounds)
+
+
+def _empty_to_null(values: pa.Array) -> pa.Array:
+    _, _, lengths = _text_layout(values)
+    empty = lengths == 0
+    if not empty.any():
+        return values
+    return pc.if_else(bool_array(empty), pa.nulls(len(values), values.type), values)
+
+
+def _zero_padded(values: pa.Array, allow_point: bool) -> bool:
+    """Some value has a leading zero followed by more (``007``, ``-01``, ``0x1f``; ``0.5`` is fine
+    when ``allow_point``): a number would drop what such text says (zip codes, codes, hex)."""
+    raw, starts, lengths = _text_layout(values)
+    if not len(raw):
+        return False
+    end = len(raw) - 1
+    first = raw[np.minimum(starts, end)]
+    # Only a text starting with '0' or a sign can be padded: look closer at those alone.
+    maybe = np.flatnonzero(((first == 0x30) | (first == 0x2D) | (first == 0x2B)) & (lengths > 1))
+    if values.null_count and len(maybe):
+        maybe = maybe[_valid(values)[maybe]]
+    if not len(maybe):
+        return False
+    at, size = starts[maybe], lengths[maybe]
+    signed = (raw[at] != 0x30).astype(np.int32)
+    lead = raw[np.minimum(at + signed, end)]
+    after = raw[np.minimum(at + signed + 1, end)]
+    padded = (lead == 0x30) & (size > signed + 1)
+    if allow_point:
+        padded &= (after != ord(".")) & ((after | 0x20) != ord("e"))
+    return bool(padded.any())
+
+
+def _valid(values: pa.Array) -> np.ndarray:
+    """The validity bitmap as a NumPy mask (``np.asarray`` of Arrow arrays would import pandas)."""
+    bits = np.unpackbits(np.frombuffer(values.buffers()[0], np.uint8), bitorder="little")
+    return bits[values.offset: values.offset + len(values)].astype(bool)
+
+
+def _integers(values: pa.Array, target: pa.DataType) -> pa.Array:
+    ints = pc.cast(values, target)  # refuses non-integers and values beyond the type
+    if _zero_padded(values, allow_point=False):
+        raise pa.ArrowInvalid("zero-padded or non-decimal integer text")
+    return ints
+
+
+#: Decimal texts of at most this many bytes and without an exponent have at most 15 significant
+#: digits inside the normal double range, so a double carries them exactly (DBL_DIG = 15).
+_SHORT_NUMBER = 15
+
+
+def _numbers(values: pa.Array, target: pa.DataType) -> pa.Array:
+    floats = pc.cast(values, target)
+    if not pc.all(pc.is_finite(floats)).as_py():
+        raise pa.ArrowInvalid("nan or infinity is not a JSON number")
+    if _zero_padded(values, allow_point=True):
+        raise pa.ArrowInvalid("zero-padded number text")
+    raw, _, lengths = _text_layout(values)
+    text = raw.tobytes()  # bytes.find is memchr: far faster than comparing a NumPy array twice
+    if b"e" in text or b"E" in text:
+        _check_exact(values, floats, None)
+    elif (long := lengths > _SHORT_NUMBER).any():
+        _check_exact(values, floats, long)
+    return floats
+
+
+def _check_exact(texts: pa.Array, floats: pa.Array, suspects: np.ndarray | None) -> None:
+    """Raise unless every text (or each flagged by ``suspects``) is, as a decimal, the double it
+    became, as the encoder will write it (Arrow's shortest round-trip form)."""
+    if suspects is not None:
+        mask = bool_array(suspects)
+        texts, floats = texts.filter(mask), floats.filter(mask)
+    written = pc.cast(floats, pa.string())
+    differ = pc.invert(pc.fill_null(pc.equal(written, texts), True))
+    for text, shown in zip(texts.filter(differ).to_pylist(), written.filter(differ).to_pylist()):
+        try:
+            same = Decimal(text) == Decimal(shown)
+        except InvalidOperation:
+            same = False
+        if not same:
+            raise pa.ArrowInvalid(f"{text!r} is not exactly a double")
 
 
 def parse_timestamps(values: pa.Array) -> pa.Array:
@@ -68,16 +172,26 @@ def infer_string_column(values: pa.Array) -> pa.DataType:
     """The narrowest type every non-null value of a string array parses as (null if all null)."""
     if values.null_count == len(values):
         return pa.null()
-    present = values.drop_null()
+    present = _empty_to_null(values).drop_null()
+    if not len(present):
+        return pa.null()
     for candidate in _CANDIDATES:
         try:
             cast_strings(present, candidate)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-        if pa.types.is_floating(candidate) and not pc.all(pc.is_finite(pc.cast(present, candidate))).as_py():
-            continue  # "nan"/"inf" are not JSON numbers: keep such a column as text
+        if pa.types.is_floating(candidate) and _integer_texts(present):
+            # Whole numbers that int64 refused (beyond its range, or with a '+'): a double would
+            # round most of them, so such a column is text, not number.
+            return pa.string()
         return candidate
     return pa.string()
+
+
+def _integer_texts(values: pa.Array) -> bool:
+    """Every value is digits with an optional sign (given that each parses as a number)."""
+    raw, _, _ = _text_layout(values)
+    return not np.any((raw == ord(".")) | (raw == ord("e")) | (raw == ord("E")))
 
 
 def merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -167,10 +281,25 @@ def json_type(t: pa.DataType) -> dict:
     return {"type": ["null", "string"]}
 
 
-def json_schema(schema: pa.Schema) -> dict:
-    """The Airbyte ``json_schema`` of a stream whose batches have ``schema``."""
+def json_schema(schema: pa.Schema, text_fallback: bool = False) -> dict:
+    """The Airbyte ``json_schema`` of a stream whose batches have ``schema``.
+
+    ``text_fallback``: the types came from a sample, and a later value that does not fit its
+    column's type is kept as text (see :func:`cast_strings`), so every column also admits a string.
+    """
+    properties = {f.name: json_type(f.type) for f in schema}
+    if text_fallback:
+        properties = {name: _or_text(t) for name, t in properties.items()}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
-        "properties": {f.name: json_type(f.type) for f in schema},
+        "properties": properties,
     }
+
+
+def _or_text(declared: dict) -> dict:
+    """``declared`` widened to admit a string value too."""
+    types = declared.get("type")
+    if isinstance(types, list) and "string" not in types:
+        return {**declared, "type": types + ["string"]}
+    return declared

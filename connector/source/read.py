@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,14 +61,38 @@ FILE_COLUMNS = ("_last_modified_time", "_file")
 """The columns every record gets from its file: one value throughout a :class:`FileBatch`."""
 
 
-def add_file_columns(batch: pa.RecordBatch, ref: FileRef) -> pa.RecordBatch:
-    """``batch`` plus ``_last_modified_time`` (timestamp UTC) and ``_file`` (the key) columns."""
+def reserved_renames(names: Sequence[str]) -> dict[str, str]:
+    """Source columns that carry one of our :data:`FILE_COLUMNS` names -> the name they take
+    instead, so neither value is overwritten: ``_file`` -> ``_file_2`` (the first of ``_2``,
+    ``_3``... not taken by another column), as duplicate CSV header names are made unique.
+    The one rule for every format, applied to the stream schema and to each batch alike."""
+    taken = set(names) | set(FILE_COLUMNS)
+    renames = {}
+    for reserved in FILE_COLUMNS:
+        if reserved in names:
+            n = 2
+            while f"{reserved}_{n}" in taken:
+                n += 1
+            renames[reserved] = f"{reserved}_{n}"
+            taken.add(renames[reserved])
+    return renames
+
+
+def add_file_columns(batch: pa.RecordBatch, ref: FileRef, stream_names: Sequence[str] = ()) -> pa.RecordBatch:
+    """``batch`` plus ``_last_modified_time`` (timestamp UTC) and ``_file`` (the key) columns; a
+    source column of either name is renamed (:func:`reserved_renames` over ``stream_names``, the
+    stream schema's columns, then the batch's: the same new name in every batch of a stream)."""
     n = batch.num_rows
     modified = pa.repeat(timestamp_us_utc(ref.last_modified), n)
     key = pa.repeat(string_scalar(ref.key), n)
-    names = [name for name in batch.schema.names if name not in FILE_COLUMNS]
-    columns = [batch.column(name) for name in names]
-    return pa.RecordBatch.from_arrays(columns + [modified, key], names=names + list(FILE_COLUMNS))
+    names = batch.schema.names
+    if any(name in FILE_COLUMNS for name in names):
+        renames = reserved_renames([*stream_names, *names])
+        names = [renames.get(name, name) for name in names]
+        if len(set(names)) != len(names):
+            raise BadDataError(f"{ref.key}: columns {', '.join(batch.schema.names)} collide once "
+                               f"{', '.join(f'{a} is renamed {b}' for a, b in renames.items())}")
+    return pa.RecordBatch.from_arrays(batch.columns + [modified, key], names=names + list(FILE_COLUMNS))
 
 
 def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
@@ -91,8 +115,12 @@ def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema,
                     batch = batch.slice(emitted - seen)
                     seen = emitted
                 seen += batch.num_rows
+                if not emitted and any(name in FILE_COLUMNS for name in batch.schema.names):
+                    renames = reserved_renames([*schema.names, *batch.schema.names])
+                    log.warning("%s: source column(s) %s renamed %s (the names of the columns every record gets)",
+                                ref.key, ", ".join(renames), ", ".join(renames.values()))
                 emitted += batch.num_rows
-                yield add_file_columns(batch, ref)
+                yield add_file_columns(batch, ref, schema.names)
             stats.skipped = attempt_stats.skipped
             stats.skipped_examples = attempt_stats.skipped_examples
             stats.type_conflicts |= attempt_stats.type_conflicts

@@ -45,6 +45,8 @@ READ_BLOCK = 8 << 20
 @dataclass(frozen=True)
 class FormatOptions:
     csv: CsvOptions = CsvOptions()
+    #: The config names ``csv.delimiter`` (else ``.tsv`` files are read with tabs).
+    delimiter_given: bool = False
     on_bad_record: str = "fail"
     batch_size: int = 65536
     block_size: int = BLOCK_SIZE
