@@ -197,3 +197,12 @@ def test_words_that_look_like_nulls_are_values(tmp_path):
     src, props = _discovered(tmp_path, {"s/a.csv": b"country,note\nNA,null\nFR,N/A\n"})
     rows, _ = drain(src, "s")
     assert [(r["country"], r["note"]) for r in rows] == [("NA", "null"), ("FR", "N/A")]
+
+
+def test_row_longer_than_a_block_is_read_whole(tmp_path):
+    plain, spanning = "x" * (BLOCK_SIZE + 1000), "line\n" * (2 * BLOCK_SIZE // 5)
+    body = f'a,b\n1,{plain}\n2,"{spanning}"\n3,z\n'.encode()
+    src, _ = _discovered(tmp_path, {"s/a.csv": body})
+    rows, done = drain(src, "s")
+    assert [r["a"] for r in rows] == [1, 2, 3] and done[0].skipped == 0
+    assert rows[0]["b"] == plain and rows[1]["b"] == spanning and rows[2]["b"] == "z"

@@ -13,6 +13,7 @@ the config names a delimiter. An unquoted empty cell is null, a quoted one (``""
 from __future__ import annotations
 
 import csv as pycsv
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -32,6 +33,10 @@ from connector.source.listing import FileRef
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 #: How far into a file the header line is looked for.
 HEADER_LIMIT = 1 << 20
+#: The longest row read (a block grows to hold it; see _text_batches).
+MAX_ROW = 256 << 20
+#: How Arrow says a row is longer than its block.
+_STRADDLE = "straddling object"
 #: The UTF-8 byte order mark some tools (Excel) write first: not part of the first column's name.
 BOM = b"\xef\xbb\xbf"
 
@@ -199,24 +204,58 @@ def _next(reader: _Reader, ref: FileRef) -> pa.RecordBatch | None:
         raise
 
 
+def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats,
+                  raw_block: int, names: list[str]) -> Iterator[pa.RecordBatch]:
+    """Every row of the file as text columns, in order; ``names`` is filled with the column names
+    once the header is read. A row longer than a block (Arrow cannot parse it: "straddling
+    object") re-opens the file with blocks 4x larger, up to :data:`MAX_ROW`, and skips the rows
+    already yielded, so long values are read whole rather than failing the file."""
+    block, done = options.block_size, 0
+    attempt = FileStats()
+    try:
+        while True:
+            attempt, seen = FileStats(), 0  # a re-open meets (and counts) the same bad rows again
+            try:
+                with data_errors(ref):
+                    reader = _open(fs, ref, dataclasses.replace(options, block_size=block), attempt, raw_block)
+                with reader.raw:
+                    names[:] = reader.names
+                    while reader.reader is not None and (batch := _next(reader, ref)) is not None:
+                        if seen + batch.num_rows > done:
+                            batch = batch.slice(max(0, done - seen))
+                            done += batch.num_rows
+                            yield batch
+                        seen += batch.num_rows
+                return
+            except BadDataError as exc:
+                if _STRADDLE not in str(exc):
+                    raise
+                if block >= MAX_ROW:
+                    raise BadDataError(f"{ref.key}: a row longer than {MAX_ROW >> 20} MiB") from None
+                block = min(block * 4, MAX_ROW)
+    finally:
+        stats.skipped += attempt.skipped
+        stats.skipped_examples.extend(attempt.skipped_examples[: max(0, 3 - len(stats.skipped_examples))])
+
+
 def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
     """Column types from the first ``max_rows`` rows (see :func:`infer_string_column`)."""
-    with data_errors(ref):
-        reader = _open(fs, ref, options, FileStats(), SAMPLE_BLOCK)
-    with reader.raw:
-        if reader.reader is None:
-            return pa.schema([])
-        types: dict[str, pa.DataType] = {name: pa.null() for name in reader.names}
-        seen = 0
-        while seen < max_rows:
-            batch = _next(reader, ref)
-            if batch is None:
-                break
+    names: list[str] = []
+    types: dict[str, pa.DataType] = {}
+    seen = 0
+    rows = _text_batches(fs, ref, options, FileStats(), SAMPLE_BLOCK, names)
+    try:
+        for batch in rows:
+            types = types or {name: pa.null() for name in names}
             batch = batch.slice(0, max_rows - seen)
             seen += batch.num_rows
             for name, column in zip(batch.schema.names, batch.columns):
                 types[name] = merge_types(types[name], infer_string_column(column))
-        return pa.schema([pa.field(name, t) for name, t in types.items()])
+            if seen >= max_rows:
+                break
+    finally:
+        rows.close()
+    return pa.schema([pa.field(name, types.get(name, pa.null())) for name in names])
 
 
 def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats) -> pa.RecordBatch:
@@ -239,11 +278,6 @@ def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats) -> pa.Re
 def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
             stats: FileStats) -> Iterator[pa.RecordBatch]:
     """Every row of the file, in order, typed per ``schema``."""
-    with data_errors(ref):
-        reader = _open(fs, ref, options, stats, READ_BLOCK)
-    with reader.raw:
-        if reader.reader is None:
-            return
-        while (batch := _next(reader, ref)) is not None:
-            if batch.num_rows:
-                yield from slices(convert(batch, schema, stats), options.batch_size)
+    for batch in _text_batches(fs, ref, options, stats, READ_BLOCK, []):
+        if batch.num_rows:
+            yield from slices(convert(batch, schema, stats), options.batch_size)
