@@ -1,7 +1,7 @@
 """Type inference and type mapping.
 
 - CSV cells arrive as strings; :func:`infer_string_column` picks the narrowest type that parses
-  every non-null sampled value: integer, number, boolean, timestamp, else string.
+  every non-null sampled value: integer, number, boolean, date, timestamp, else string.
 - A value is only cast when its type carries it exactly (:func:`cast_strings` refuses the rest):
   integers fit int64 and are written canonically (``007``, ``0x1f`` stay text); numbers are finite
   and equal, as decimals, to the double they become (``2**53 + 1`` stays text).
@@ -43,6 +43,9 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
             raise pa.ArrowInvalid("not a boolean")
         return pc.if_else(pc.is_null(values), pa.nulls(len(values), pa.bool_()), is_true)
     if pa.types.is_timestamp(target):
+        _, _, lengths = _text_layout(values)
+        if values.null_count != len(values) and (lengths[_valid(values)] if values.null_count else lengths).min() <= 10:
+            raise pa.ArrowInvalid("a date without a time is not an instant")  # "2024-01-31": 10 bytes
         return parse_timestamps(values)
     if pa.types.is_integer(target):
         return _integers(values, target)
@@ -164,8 +167,9 @@ def parse_timestamps(values: pa.Array) -> pa.Array:
     return pc.coalesce(with_zone, naive)
 
 
-# Narrowest first: "1" must become an integer, not a boolean or a number.
-_CANDIDATES: tuple[pa.DataType, ...] = (pa.int64(), pa.float64(), pa.bool_(), TIMESTAMP)
+# Narrowest first: "1" must become an integer, not a boolean or a number; "2024-01-01" a date,
+# not the instant of its midnight in UTC.
+_CANDIDATES: tuple[pa.DataType, ...] = (pa.int64(), pa.float64(), pa.bool_(), pa.date32(), TIMESTAMP)
 
 
 def infer_string_column(values: pa.Array) -> pa.DataType:

@@ -206,3 +206,11 @@ def test_row_longer_than_a_block_is_read_whole(tmp_path):
     rows, done = drain(src, "s")
     assert [r["a"] for r in rows] == [1, 2, 3] and done[0].skipped == 0
     assert rows[0]["b"] == plain and rows[1]["b"] == spanning and rows[2]["b"] == "z"
+
+
+def test_dates_stay_dates(tmp_path):
+    src, props = _discovered(tmp_path, {"s/a.csv": b"d,t\n2024-01-31,2024-01-31\n0001-01-01,2024-01-31T10:00:00\n"})
+    assert props["d"]["format"] == "date" and props["t"]["type"][:2] == ["null", "string"]  # mixed: text
+    rows, _ = drain(src, "s")
+    assert [r["d"].isoformat() for r in rows] == ["2024-01-31", "0001-01-01"]
+    assert [r["t"] for r in rows] == ["2024-01-31", "2024-01-31T10:00:00"]

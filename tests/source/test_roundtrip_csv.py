@@ -42,7 +42,8 @@ timestamps = st.builds(
 )
 texts = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
                   st.text(alphabet='ab,"\n\r 1.', max_size=8), st.sampled_from(["NA", "null", "nan", "N/A", "5"]))
-KINDS = {"int": ints, "zero_padded": zero_padded, "float": floats, "bool": booleans, "timestamp": timestamps,
+dates = st.dates().map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
+KINDS = {"date": dates, "int": ints, "zero_padded": zero_padded, "float": floats, "bool": booleans, "timestamp": timestamps,
          "text": texts, "mixed": st.one_of(ints, floats, texts)}
 
 
@@ -87,7 +88,7 @@ def assert_exact(written: str | None, got, declared: dict, where: str) -> None:
         assert Decimal(written) == Decimal(got), where
         assert not (written.lstrip("+-").startswith("0") and written.lstrip("+-")[1:2].isdigit()), where
     elif got != written:  # a timestamp, written out in one form: the same instant
-        assert declared.get("format") == "date-time", where
+        assert declared.get("format") == "date-time", where  # (a date is written as it was)
         assert _instant(got) == _instant(written), where
     else:
         assert got == written, where
