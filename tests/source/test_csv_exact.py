@@ -214,3 +214,30 @@ def test_dates_stay_dates(tmp_path):
     rows, _ = drain(src, "s")
     assert [r["d"].isoformat() for r in rows] == ["2024-01-31", "0001-01-01"]
     assert [r["t"] for r in rows] == ["2024-01-31", "2024-01-31T10:00:00"]
+
+
+def test_des_source_records_validate_against_the_discovered_schema(tmp_path):
+    """Through the real entry point: discover, then read; every RECORD fits its stream's schema."""
+    import jsonschema
+
+    from tests.source.test_airbyte_source import catalog_for, run, write
+
+    body = (b"id,zip,_file,v\n" + b"".join(b"%d,9%04d,f%d,%d.5\n" % (i, i, i, i) for i in range(30))
+            + str(2**64).encode() + b",01234,g," + str(2**53 + 1).encode() + b"\n")
+    write_local(tmp_path / "root", {"s/a.csv": body, "t/b.tsv": b"k\tnote\n1\ta, b\n"})
+    config = write(tmp_path, "config.json", {"root_url": str(tmp_path / "root"), "schema_sample_rows": 10})
+    code, messages, _ = run("discover", "--config", config)
+    streams = messages[0]["catalog"]["streams"]
+    catalog = write(tmp_path, "catalog.json", catalog_for(streams, "full_refresh"))
+    code, messages, stderr = run("read", "--config", config, "--catalog", catalog)
+    assert code == 0, stderr
+    schemas = {s["name"]: jsonschema.Draft7Validator(s["json_schema"], format_checker=jsonschema.FormatChecker())
+               for s in streams}
+    records = [m["record"] for m in messages if m["type"] == "RECORD"]
+    for record in records:
+        assert not list(schemas[record["stream"]].iter_errors(record["data"])), record
+    last = [r["data"] for r in records if r["stream"] == "s"][-1]
+    assert (last["id"], last["zip"], last["_file_2"], last["v"]) == (str(2**64), "01234", "g", str(2**53 + 1))
+    assert last["_file"] == "s/a.csv"
+    [tsv] = [r["data"] for r in records if r["stream"] == "t"]
+    assert (tsv["k"], tsv["note"]) == (1, "a, b")
