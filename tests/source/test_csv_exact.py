@@ -142,7 +142,7 @@ def test_tsv_is_tab_separated(tmp_path, name):
 
 
 def test_tsv_with_a_configured_delimiter_uses_it(tmp_path):
-    src, props = _discovered(tmp_path, {"s/a.tsv": b"id,note\n1,a\tb\n"}, csv={"delimiter": ","})
+    src, _ = _discovered(tmp_path, {"s/a.tsv": b"id,note\n1,a\tb\n"}, csv={"delimiter": ","})
     rows, _ = drain(src, "s")
     assert [(r["id"], r["note"]) for r in rows] == [(1, "a\tb")]
 
@@ -194,7 +194,7 @@ def test_renamed_column_takes_the_next_free_suffix(tmp_path):
 
 
 def test_words_that_look_like_nulls_are_values(tmp_path):
-    src, props = _discovered(tmp_path, {"s/a.csv": b"country,note\nNA,null\nFR,N/A\n"})
+    src, _ = _discovered(tmp_path, {"s/a.csv": b"country,note\nNA,null\nFR,N/A\n"})
     rows, _ = drain(src, "s")
     assert [(r["country"], r["note"]) for r in rows] == [("NA", "null"), ("FR", "N/A")]
 

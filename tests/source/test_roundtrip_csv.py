@@ -10,7 +10,6 @@ down the keep-as-text path too.
 from __future__ import annotations
 
 import json
-import string
 import tempfile
 from datetime import datetime, timezone
 from decimal import Decimal

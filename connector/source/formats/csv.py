@@ -111,8 +111,7 @@ def _find_header(stream, options: FormatOptions, sep: str) -> tuple[bytes, tuple
     head = read_head(stream, options.csv.skip_rows + 1)
     while len(head) < len(BOM) and BOM.startswith(head) and (more := stream.read(len(BOM))):
         head += more
-    if head.startswith(BOM):
-        head = head[len(BOM):]
+    head = head.removeprefix(BOM)
     final = False
     while (found := _header(head, options, sep, final)) is None and not final:
         if len(head) > HEADER_LIMIT:
