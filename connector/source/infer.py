@@ -43,9 +43,8 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
             raise pa.ArrowInvalid("not a boolean")
         return pc.if_else(pc.is_null(values), pa.nulls(len(values), pa.bool_()), is_true)
     if pa.types.is_timestamp(target):
-        _, _, lengths = _text_layout(values)
-        if values.null_count != len(values) and (lengths[_valid(values)] if values.null_count else lengths).min() <= 10:
-            raise pa.ArrowInvalid("a date without a time is not an instant")  # "2024-01-31": 10 bytes
+        if _has_date_only(values):
+            raise pa.ArrowInvalid("a date without a time is not an instant")
         return parse_timestamps(values)
     if pa.types.is_integer(target):
         return _integers(values, target)
@@ -62,6 +61,15 @@ def _text_layout(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros(0, np.uint8), bounds[:-1] * 0, np.diff(bounds)
     raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
     return raw, bounds[:-1] - bounds[0], np.diff(bounds)
+
+
+def _has_date_only(values: pa.Array) -> bool:
+    """Some value is too short to hold a time of day (``2024-01-31`` is 10 bytes): Arrow would
+    read it as midnight UTC, which the text does not say."""
+    _, _, lengths = _text_layout(values)
+    if values.null_count:
+        lengths = lengths[_valid(values)]
+    return bool(len(lengths)) and int(lengths.min()) <= 10
 
 
 def _empty_to_null(values: pa.Array) -> pa.Array:
