@@ -241,3 +241,11 @@ def test_des_source_records_validate_against_the_discovered_schema(tmp_path):
     assert last["_file"] == "s/a.csv"
     [tsv] = [r["data"] for r in records if r["stream"] == "t"]
     assert (tsv["k"], tsv["note"]) == (1, "a, b")
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_line_ends_with_blank_lines_and_skipped_rows(tmp_path, end):
+    body = end.join([b"# exported", b"", b"a,b", b'1,"x' + end + b'y"', b"", b"2,z"]) + end
+    src, _ = _discovered(tmp_path, {"s/a.csv": body}, csv={"skip_rows": 1})
+    rows, _ = drain(src, "s")
+    assert [(r["a"], r["b"]) for r in rows] == [(1, "x" + end.decode() + "y"), (2, "z")]

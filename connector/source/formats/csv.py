@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv as pycsv
 import dataclasses
-import re
 from collections.abc import Iterator
 
 import fsspec
@@ -29,8 +28,6 @@ from connector.source.infer import cast_strings, infer_string_column, merge_type
 from connector.source.listing import FileRef
 
 
-#: Line ends as Arrow's CSV reader sees them (it also accepts a lone CR, old Mac style).
-_LINE_END = re.compile(rb"\r\n|\n|\r")
 #: How far into a file the header line is looked for.
 HEADER_LIMIT = 1 << 20
 #: The longest row read (a block grows to hold it; see _text_batches).
@@ -53,7 +50,8 @@ def _header(head: bytes, options: FormatOptions, sep: str, final: bool) -> tuple
     without a header) and the number of raw lines up to the end of that record (a quoted name may
     span lines); None when ``head`` holds no complete such record yet (``final``: ``head`` is the
     whole file, so none at all)."""
-    lines = head.splitlines(keepends=True)  # splits where _LINE_END does, keeping the ends
+    # bytes.splitlines ends lines where Arrow's reader does: CRLF, LF and a lone CR (old Mac).
+    lines = head.splitlines(keepends=True)
     if not final and lines and not lines[-1].endswith(b"\n"):
         lines = lines[:-1]  # the last piece may be a line cut short (or a CR whose LF is to come)
     for index in range(options.csv.skip_rows, len(lines)):
