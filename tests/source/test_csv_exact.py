@@ -249,3 +249,21 @@ def test_line_ends_with_blank_lines_and_skipped_rows(tmp_path, end):
     src, _ = _discovered(tmp_path, {"s/a.csv": body}, csv={"skip_rows": 1})
     rows, _ = drain(src, "s")
     assert [(r["a"], r["b"]) for r in rows] == [(1, "x" + end.decode() + "y"), (2, "z")]
+
+
+@pytest.mark.parametrize("on_bad_record", ["fail", "skip"])
+def test_quote_never_closed_is_a_bad_row_not_the_rest_of_the_file(tmp_path, on_bad_record):
+    src, _ = _discovered(tmp_path, {"s/a.csv": b'a,b\n0,ok\n1,"x\n2,y\n3,z\n'}, on_bad_record=on_bad_record)
+    if on_bad_record == "fail":
+        with pytest.raises(BadDataError, match=r"s/a\.csv: the last row: a quoted value is never closed"):
+            drain(src, "s")
+        return
+    rows, done = drain(src, "s")
+    assert [(r["a"], r["b"]) for r in rows] == [(0, "ok")] and done[0].skipped == 1
+
+
+@pytest.mark.parametrize("ending", [b'"', b'"\n', b'"\r\n\r\n', b'"""\n'])
+def test_last_value_with_a_line_break_that_is_closed_is_kept(tmp_path, ending):
+    src, _ = _discovered(tmp_path, {"s/a.csv": b'a,b\n1,"x\ny' + ending})
+    rows, _ = drain(src, "s")
+    assert [r["b"] for r in rows] == ["x\ny" + ('"' if ending.startswith(b'"""') else "")]

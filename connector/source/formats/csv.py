@@ -122,11 +122,28 @@ def _find_header(stream, options: FormatOptions, sep: str) -> tuple[bytes, tuple
     return head, found
 
 
-class _Reader:
-    """An open CSV file: the raw handle, Arrow's streaming reader (None when empty), the names."""
+class _Tail:
+    """A stream that remembers the last bytes read from it: whether the file ends inside quotes."""
 
-    def __init__(self, raw, reader, names: list[str], bad_rows: list[str]) -> None:
-        self.raw, self.reader, self.names, self.bad_rows = raw, reader, names, bad_rows
+    KEEP = 4096
+
+    def __init__(self, stream, head: bytes) -> None:
+        self._stream = stream
+        self.tail = head[-self.KEEP:]
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self.tail = (self.tail + bytes(data[-self.KEEP:]))[-self.KEEP:]
+        return data
+
+
+class _Reader:
+    """An open CSV file: the raw handle, Arrow's streaming reader (None when empty), the names,
+    and the stream's tail once read."""
+
+    def __init__(self, raw, reader, names: list[str], bad_rows: list[str], tail: _Tail | None = None) -> None:
+        self.raw, self.reader, self.names, self.bad_rows, self.tail = raw, reader, names, bad_rows, tail
 
 
 def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats | None,
@@ -149,13 +166,14 @@ def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, s
         bad_rows.append(problem)
         return "error"
 
+    tail = _Tail(stream, head)
     try:
-        reader = _open_arrow(head, stream, names, skip, sep, options, on_invalid)
+        reader = _open_arrow(head, tail, names, skip, sep, options, on_invalid)
     except pa.ArrowInvalid:
         if bad_rows:  # Arrow reads the first block on open: the bad row may already be there
             raise BadDataError(f"{ref.key}: {bad_rows[0]}") from None
         raise
-    return _Reader(raw, reader, names, bad_rows)
+    return _Reader(raw, reader, names, bad_rows, tail)
 
 
 def _open_arrow(head: bytes, stream, names: list[str], skip: int, sep: str, options: FormatOptions,
@@ -217,12 +235,16 @@ def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOp
                     reader = _open(fs, ref, dataclasses.replace(options, block_size=block), attempt, raw_block)
                 with reader.raw:
                     names[:] = reader.names
+                    held = None  # one batch behind: the last one is checked once the file has ended
                     while reader.reader is not None and (batch := _next(reader, ref)) is not None:
                         if seen + batch.num_rows > done:
-                            batch = batch.slice(max(0, done - seen))
-                            done += batch.num_rows
-                            yield batch
+                            if held is not None:
+                                done += held.num_rows
+                                yield held
+                            held = batch.slice(max(0, done - seen))
                         seen += batch.num_rows
+                    if held is not None:
+                        yield _closed_rows(held, reader, ref, options, attempt)
                 return
             except BadDataError as exc:
                 if _STRADDLE not in str(exc):
@@ -233,6 +255,28 @@ def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOp
     finally:
         stats.skipped += attempt.skipped
         stats.skipped_examples.extend(attempt.skipped_examples[: max(0, 3 - len(stats.skipped_examples))])
+
+
+def _closed_rows(batch: pa.RecordBatch, reader: _Reader, ref: FileRef, options: FormatOptions,
+                 stats: FileStats) -> pa.RecordBatch:
+    """The file's last batch, unless its last row ends inside a quoted value that is never
+    closed: Arrow then takes the rest of the file, line breaks and all, as that one value (the
+    rows after the stray quote would silently become text). Such a row is an error (or skipped).
+
+    Only a quoted value holds a line break, and a closed one is followed by the quote (then at
+    most whitespace) at the very end of the file."""
+    if not batch.num_rows or not batch.num_columns or reader.tail is None:
+        return batch
+    last = batch.column(batch.num_columns - 1)[batch.num_rows - 1].as_py()
+    if not isinstance(last, str) or not ("\n" in last or "\r" in last):
+        return batch
+    if reader.tail.tail.rstrip(b" \t\r\n").endswith(options.csv.quote_character.encode()):
+        return batch
+    problem = "the last row: a quoted value is never closed (the rest of the file would be one value)"
+    if options.on_bad_record != "skip":
+        raise BadDataError(f"{ref.key}: {problem}")
+    stats.skip(problem)
+    return batch.slice(0, batch.num_rows - 1)
 
 
 def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
