@@ -220,9 +220,10 @@ def _next(reader: _Reader, ref: FileRef) -> pa.RecordBatch | None:
 
 
 def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats,
-                  raw_block: int, names: list[str]) -> Iterator[pa.RecordBatch]:
+                  raw_block: int, names: list[str], whole: bool = True) -> Iterator[pa.RecordBatch]:
     """Every row of the file as text columns, in order; ``names`` is filled with the column names
-    once the header is read. A row longer than a block (Arrow cannot parse it: "straddling
+    once the header is read. ``whole``: the file will be read to its end, so its last batch is
+    held back until then and checked (:func:`_closed_rows`); a sample yields each batch at once. A row longer than a block (Arrow cannot parse it: "straddling
     object") re-opens the file with blocks 4x larger, up to :data:`MAX_ROW`, and skips the rows
     already yielded, so long values are read whole rather than failing the file."""
     block, done = options.block_size, 0
@@ -242,6 +243,10 @@ def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOp
                                 done += held.num_rows
                                 yield held
                             held = batch.slice(max(0, done - seen))
+                            if not whole:
+                                done += held.num_rows
+                                yield held
+                                held = None
                         seen += batch.num_rows
                     if held is not None:
                         yield _closed_rows(held, reader, ref, options, attempt)
@@ -284,7 +289,7 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
     names: list[str] = []
     types: dict[str, pa.DataType] = {}
     seen = 0
-    rows = _text_batches(fs, ref, options, FileStats(), SAMPLE_BLOCK, names)
+    rows = _text_batches(fs, ref, options, FileStats(), SAMPLE_BLOCK, names, whole=False)
     try:
         for batch in rows:
             types = types or {name: pa.null() for name in names}
