@@ -26,7 +26,7 @@ log = logging.getLogger("connector.source")
 META_FIELDS = pa.schema([pa.field(CURSOR_FIELD, pa.timestamp("us", tz="UTC")), pa.field("_file", pa.string())])
 #: Formats whose column types come from a sample: a later value that does not fit its column's type
 #: is kept as text, so the declared schema admits a string in every column of such a stream.
-TEXT_FALLBACK_FORMATS = frozenset({"csv"})
+TEXT_FALLBACK_FORMATS = frozenset({"csv", "json"})
 #: Files whose samples make a stream's schema: the oldest, and the newest few.
 SAMPLE_NEWEST = 2
 

@@ -101,9 +101,9 @@ def test_json_lines_array_and_single_object(s3_endpoint, s3_bucket):
     })
     src = Source(s3_config(s3_endpoint, s3_bucket))
     props = src.discover()[0]["json_schema"]["properties"]
-    assert props["user"]["type"] == ["null", "object"]
+    assert props["user"]["type"] == ["null", "object", "string"]  # sampled: a later misfit is kept as text
     assert props["user"]["properties"]["tags"]["type"] == ["null", "array"]
-    assert props["price"]["type"] == ["null", "number"] and props["at"]["format"] == "date-time"
+    assert props["price"]["type"] == ["null", "number", "string"] and props["at"]["format"] == "date-time"
     rows, done = drain(src, "o")
     assert sorted(r["id"] for r in rows) == [1, 2, 3, 4, 5]
     by_id = {r["id"]: r for r in rows}
