@@ -72,10 +72,21 @@ def classify(line: bytes, lineno: int) -> Message | None:
         if namespace is not None and not isinstance(namespace, str):
             raise InputError(f"stdin line {lineno}: RECORD namespace must be a string or null, "
                              f"not {type(namespace).__name__}")
-        return Message("RECORD", Record(record["stream"], msgspec.Raw(orjson.dumps(data)), namespace))
+        # Valid for orjson but refused by the typed decoder: its data could only be stored
+        # re-encoded, which is not what the source sent.
+        raise InputError(f"stdin line {lineno}: RECORD of stream {record['stream']!r} cannot be stored byte for byte "
+                         f"({_typed_error(line)})")
     if isinstance(kind, str):
         return Message(kind)
     return Message("")  # no type: not a message the destination acts on
+
+
+def _typed_error(line: bytes) -> str:
+    try:
+        decode_line(line)
+    except DECODE_ERRORS as exc:
+        return str(exc) or type(exc).__name__
+    return "refused by the fast decoder"
 
 
 def blocks(source: IO[bytes] | Iterable[bytes], *,

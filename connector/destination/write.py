@@ -239,8 +239,10 @@ def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], 
     utf8 = valid_utf8(block)
     for i, line in enumerate(block, start=base + 1):
         try:
-            if not utf8:
-                raise UnicodeError  # msgspec.Raw does not check UTF-8; orjson does
+            # Checked per line: a bad line elsewhere in the block must not send the good ones down
+            # the explanatory path (msgspec.Raw does not check UTF-8; orjson, in classify, does).
+            if not utf8 and not valid_utf8([line]):
+                raise UnicodeError
             out.append(decode_line(line))
         except (*DECODE_ERRORS, UnicodeError):
             try:
