@@ -196,3 +196,17 @@ def test_two_streams_into_one_dataset_is_refused(tmp_path):
     assert out.returncode == 1
     assert "streams 'orders' and 'users' both map to dataset 'all'" in out.stderr
     assert not (tmp_path / "store" / "all").exists()
+
+
+def test_a_csv_column_that_turns_to_text_reads_back(tmp_path):
+    """Integer in the sample, 'A-17' at row 70,000: the sync succeeds and to_table reads it back."""
+    rows = [str(i) for i in range(80_000)]
+    rows[70_000] = "A-17"
+    write_local(tmp_path / "data", {"s/a.csv": ("c\n" + "\n".join(rows) + "\n").encode()})
+    out = sync(tmp_path, {"root_url": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    with Store(str(tmp_path / "store")) as store:
+        column = store.to_table("s").column("c").to_pylist()
+        assert len(column) == 80_000 and column[70_000] == "A-17" and column[69_999] in (69_999, "69999")
+        assert [str(v) for v in column] == rows
+        assert store.read_range("s", 69_999, 70_000).column("c").to_pylist() == ["69999", "A-17"]
