@@ -65,7 +65,7 @@ def _json_text(value: Any) -> str:
 
 def table_of(chunks: Iterable[tuple[int, bytes]]) -> pa.Table:
     """``(first key, JSON Lines)`` chunks, one per container, as one table (see the module doc)."""
-    parts = [(first, data, _chunk_table(first, data)) for first, data in chunks if data.strip()]
+    parts = [(first, data, _chunk_table(first, data)) for first, data in chunks if data and not data.isspace()]
     if not parts:
         return pa.table({})
     tables = [t for _, _, t in parts]
