@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.source import FileBatch, FileDone, Source
@@ -200,8 +201,13 @@ class Sync:
                         continue
                 meta = {"last_modified": ref.last_modified.isoformat().replace("+00:00", "Z"), "etag": ref.etag,
                         "source_url": ref.url}
+                # A legal object key may not be a member name ('//', '\', a control character):
+                # packed under a reversible safe name, with the key itself in META.
+                name = safe_member_name(ref.key)
+                if name != ref.key:
+                    meta["source_key"] = ref.key
                 progress.add(ref, writer.next_key + writer.pending)
-                writer.write_file(ref.key, data, {k: v for k, v in meta.items() if v is not None})
+                writer.write_file(name, data, {k: v for k, v in meta.items() if v is not None})
                 summary.files += 1
                 summary.records += 1
                 self.progress(stream, 1)

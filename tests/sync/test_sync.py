@@ -210,3 +210,24 @@ def test_a_csv_column_that_turns_to_text_reads_back(tmp_path):
         assert len(column) == 80_000 and column[70_000] == "A-17" and column[69_999] in (69_999, "69999")
         assert [str(v) for v in column] == rows
         assert store.read_range("s", 69_999, 70_000).column("c").to_pylist() == ["69999", "A-17"]
+
+
+def test_files_mode_packs_keys_that_are_not_member_names_under_safe_names(tmp_path, s3_endpoint, s3_bucket):
+    """A backslash, '//' or a control character is a legal S3 key but not a member name: such an
+    object is packed under a reversible safe name with its key in META; the others as they are."""
+    odd = {"docs/a\\b.json": b"1", "docs//c.json": b"2", "docs/ctl\x01.json": b"3", "docs/100%.json": b"4"}
+    objects = {"docs/fine.json": b"0", **odd}
+    put(s3_endpoint, s3_bucket, objects)
+    out = sync(tmp_path, s3_config(s3_endpoint, s3_bucket), "--mode", "files")
+    assert out.returncode == 0, out.stderr
+    assert "docs -> docs: 5 files, 5 datapoints" in out.stdout, out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        (d,) = store.dataranges("docs")
+        reader = DesReader(store.fs._strip_protocol(d.url), fs=store.fs)
+        packed = {reader.meta(n).get("source_key", n): (n, reader.read(n)) for n in reader.names()}
+    assert {k: v[1] for k, v in packed.items()} == objects
+    assert packed["docs/fine.json"][0] == "docs/fine.json" and packed["docs/100%.json"][0] == "docs/100%.json"
+    from urllib.parse import unquote
+
+    for key in odd.keys() - {"docs/100%.json"}:
+        assert unquote(packed[key][0]) == key  # the safe name decodes to the key
