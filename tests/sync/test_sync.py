@@ -231,3 +231,44 @@ def test_files_mode_packs_keys_that_are_not_member_names_under_safe_names(tmp_pa
 
     for key in odd.keys() - {"docs/100%.json"}:
         assert unquote(packed[key][0]) == key  # the safe name decodes to the key
+
+
+@pytest.mark.parametrize("drop", [["delete", "s"], ["truncate", "s"], ["rotate", "s"]])
+def test_state_of_a_dropped_dataset_does_not_skip_its_files(tmp_path, drop):
+    """Delete, truncate or rotate the dataset: the state file beside the store describes data
+    that is gone, so the next sync reads every file again instead of '0 files'."""
+    write_local(tmp_path / "data", {"s/a.csv": b"i\n1\n2\n", "s/b.csv": b"i\n3\n"})
+    assert sync(tmp_path, {"root_url": str(tmp_path / "data")}).returncode == 0
+    out = subprocess.run(DES + ["datasets", "--root", str(tmp_path / "store"), *drop], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    out = sync(tmp_path, {"root_url": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    assert "s -> s: 2 files, 3 datapoints" in out.stdout and "state file entry ignored" in out.stdout, out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        assert store.to_table("s").column("i").to_pylist() == [1, 2, 3]
+    assert "s -> s: 0 files" in sync(tmp_path, {"root_url": str(tmp_path / "data")}).stdout  # and incremental again
+
+
+def test_full_refresh_flag_and_catalog_modes(tmp_path):
+    write_local(tmp_path / "data", {"s/a.csv": b"i\n1\n2\n"})
+    src = {"root_url": str(tmp_path / "data")}
+    assert sync(tmp_path, src).returncode == 0
+    out = sync(tmp_path, src, "--full-refresh")
+    assert out.returncode == 0 and "s -> s: 1 files, 2 datapoints" in out.stdout, out.stdout + out.stderr
+    with Store(str(tmp_path / "store")) as store:
+        assert store.to_table("s").column("i").to_pylist() == [1, 2, 1, 2]  # appended again
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s", "json_schema": {}},
+                                                "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}))
+    for _ in range(2):
+        out = sync(tmp_path, src, "--catalog", str(catalog))
+        assert out.returncode == 0 and "s -> s: 1 files, 2 datapoints" in out.stdout, out.stdout + out.stderr
+        with Store(str(tmp_path / "store")) as store:
+            assert store.to_table("s").column("i").to_pylist() == [1, 2]  # replaced, not appended
+            assert not store.list_versions("s")  # the replaced data is gone once the new is in
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s"}, "sync_mode": "incremental",
+                                                "destination_sync_mode": "append"}]}))
+    assert "s -> s: 0 files" in sync(tmp_path, src, "--catalog", str(catalog)).stdout
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s"}, "destination_sync_mode": "append_dedup"}]}))
+    out = sync(tmp_path, src, "--catalog", str(catalog))
+    assert out.returncode != 0 and "destination_sync_mode must be 'append' or 'overwrite'" in out.stderr
