@@ -85,3 +85,18 @@ def test_every_stored_value_reads_back_exactly(tmp_path_factory, rows, per_call)
                 assert got == want and (not isinstance(want, int) or int(got) == want)
             else:
                 assert got == want
+
+
+def test_a_batch_with_two_columns_of_one_name_is_refused(tmp_path):
+    """It would be stored as {"a":1,"a":2}, which no table reads back."""
+    import pyarrow as pa
+
+    with Store(str(tmp_path / "store")) as store:
+        store.create_dataset("d")
+        dup = pa.table([pa.array([1]), pa.array([2])], names=["a", "a"])
+        nested = pa.table({"s": pa.array([{"x": 1, "y": 2}]).cast(pa.struct([("x", pa.int64()), ("x", pa.int64())]))})
+        for batch, name in ((dup, "a"), (nested, "x")):
+            with store.writer("d") as w:
+                with pytest.raises(StoreError, match=f"two columns .* named '{name}'"):
+                    w.write_batch(batch)
+        assert store.dataranges("d") == []
