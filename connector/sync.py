@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.source import FileBatch, FileDone, Source
@@ -40,9 +41,33 @@ class StreamSummary:
     seconds: float = 0.0
     state: dict[str, Any] = field(default_factory=dict)
 
+    note: str = ""  # e.g. why a state was not used
+
     def line(self) -> str:
         return (f"{self.stream} -> {self.dataset}: {self.files} files, {self.records} datapoints, "
-                f"{self.bytes} bytes in {self.dataranges} dataranges, {self.seconds:.2f} s")
+                f"{self.bytes} bytes in {self.dataranges} dataranges, {self.seconds:.2f} s"
+                + (f" ({self.note})" if self.note else ""))
+
+
+@dataclass(frozen=True)
+class StreamMode:
+    """How one stream is synced: ``full_refresh`` reads every file again (no state),
+    ``overwrite`` replaces the dataset's data once the new data is complete."""
+
+    sync_mode: str = "incremental"
+    destination_sync_mode: str = "append"
+
+    def __post_init__(self) -> None:
+        if self.sync_mode not in ("incremental", "full_refresh"):
+            raise ConnectorError(f"sync_mode must be 'incremental' or 'full_refresh', not {self.sync_mode!r}")
+        if self.destination_sync_mode not in ("append", "overwrite"):
+            raise ConnectorError("destination_sync_mode must be 'append' or 'overwrite', not "
+                                 f"{self.destination_sync_mode!r}")
+
+
+# Beside each stream's state in the state file: the dataset it describes. A state whose dataset
+# was deleted, truncated or rotated since (another created time or key space) describes no data.
+DATASET_MARK = "_des_dataset"
 
 
 def default_state_path(destination: DestinationConfig) -> str:
@@ -94,9 +119,16 @@ class Sync:
         self.mode = mode
         self.state_path = state_path
         self.state = load_state(state_path)
+        self.modes: dict[str, StreamMode] = {}
+        self.full_refresh = False
         self.progress = progress or (lambda stream, n: None)
 
-    def run(self, streams: Iterable[str] | None = None) -> list[StreamSummary]:
+    def run(self, streams: Iterable[str] | None = None, modes: Mapping[str, StreamMode] | None = None, *,
+            full_refresh: bool = False) -> list[StreamSummary]:
+        """Sync ``streams`` (default: all); ``modes`` per stream (default: incremental, append);
+        ``full_refresh`` reads every file of every stream again."""
+        self.modes = dict(modes or {})
+        self.full_refresh = full_refresh
         available = self.source.streams()
         if not available:
             raise ConnectorError(self.source.no_streams_message())
@@ -118,15 +150,21 @@ class Sync:
 
     def _stream(self, store: Store, stream: str) -> StreamSummary:
         dataset = self.destination.dataset_for(stream, None)
+        mode = self.modes.get(stream, StreamMode())
         store.ensure_dataset(dataset)
+        overwrite = mode.destination_sync_mode == "overwrite"
+        if overwrite:
+            store.begin_overwrite(dataset)  # the old data stays readable until the new is complete
+        mark = _dataset_mark(store, dataset)
         summary = StreamSummary(stream, dataset)
         started = time.monotonic()
+
         def on_commit(datarange) -> None:
             summary.dataranges += 1
             summary.bytes += datarange.size
             committed = writer.committed_checkpoint
             if committed and self.state_path:
-                self.state[stream] = committed["source_state"]
+                self.state[stream] = {**(committed["source_state"] or {}), DATASET_MARK: mark}
                 save_state(self.state_path, self.state)
 
         kind = "records" if self.mode == "records" else "files"
@@ -141,20 +179,37 @@ class Sync:
             checkpoint = store.checkpoint(dataset)
             ours = (isinstance(checkpoint, dict) and "source_state" in checkpoint
                     and checkpoint.get("mode", "records") == self.mode)
-            state = checkpoint["source_state"] if ours else self.state.get(stream)
+            state = checkpoint["source_state"] if ours else self._file_state(stream, mark, summary)
             partial = checkpoint.get("partial") if ours else None
+            if mode.sync_mode == "full_refresh" or self.full_refresh:
+                state, partial = None, None  # every file again
             if self.mode == "records":
                 self._records(stream, state, partial, writer, summary)
             else:
                 self._files(stream, state, writer, summary)
+        if overwrite:
+            store.finish_overwrite(dataset)
         summary.seconds = time.monotonic() - started
-        summary.state = self.state.get(stream) or {}
+        summary.state = {k: v for k, v in (self.state.get(stream) or {}).items() if k != DATASET_MARK}
         if writer.committed_checkpoint:
             summary.state = writer.committed_checkpoint["source_state"]
         if self.state_path:
-            self.state[stream] = summary.state
+            self.state[stream] = {**(summary.state or {}), DATASET_MARK: mark}
             save_state(self.state_path, self.state)
         return summary
+
+    def _file_state(self, stream: str, mark: dict[str, Any], summary: StreamSummary) -> Any:
+        """The state file's entry for ``stream`` when the dataset has no checkpoint of ours: used
+        if it carries no dataset mark (a state from elsewhere) or this dataset's; a state written
+        for an earlier dataset of that name (deleted, truncated, rotated) describes no data here."""
+        entry = self.state.get(stream)
+        if not isinstance(entry, dict) or DATASET_MARK not in entry:
+            return entry
+        if entry[DATASET_MARK] != mark:
+            summary.note = (f"state file entry ignored: it was written for an earlier dataset {mark['name']!r} "
+                            "(deleted, truncated or rotated since), so every file is read")
+            return None
+        return {k: v for k, v in entry.items() if k != DATASET_MARK}
 
     def _records(self, stream: str, state: Any, partial: dict | None, writer, summary: StreamSummary) -> None:
         """Containers may be cut inside a file, so the checkpoint stored with each commit holds the
@@ -200,8 +255,13 @@ class Sync:
                         continue
                 meta = {"last_modified": ref.last_modified.isoformat().replace("+00:00", "Z"), "etag": ref.etag,
                         "source_url": ref.url}
+                # A legal object key may not be a member name ('//', '\', a control character):
+                # packed under a reversible safe name, with the key itself in META.
+                name = safe_member_name(ref.key)
+                if name != ref.key:
+                    meta["source_key"] = ref.key
                 progress.add(ref, writer.next_key + writer.pending)
-                writer.write_file(ref.key, data, {k: v for k, v in meta.items() if v is not None})
+                writer.write_file(name, data, {k: v for k, v in meta.items() if v is not None})
                 summary.files += 1
                 summary.records += 1
                 self.progress(stream, 1)
@@ -219,6 +279,12 @@ class Sync:
         except Exception as exc:  # noqa: BLE001 - reported with the object's name
             raise ConnectorError(f"cannot read {ref.url} after {self.source.config.retry_count} retries: "
                                  f"{type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def _dataset_mark(store: Store, dataset: str) -> dict[str, Any]:
+    """What identifies the data a state describes: the dataset's name, creation time and key space."""
+    d = store.get_dataset(dataset)
+    return {"name": d.name, "created": d.created, "epoch": d.epoch}
 
 
 class _FileProgress:

@@ -195,8 +195,9 @@ def _log(store, args):
 
 
 def _verify(store, args):
-    bad = store.verify(args.name)
-    return ({"dataset": args.name, "ok": not bad, "mismatches": bad}, 1 if bad else 0)
+    checked: dict[str, Any] = {}
+    bad = store.verify(args.name, checked)
+    return ({"dataset": args.name, "ok": not bad, "checked": checked, "mismatches": bad}, 1 if bad else 0)
 
 
 def _print(result: Any, as_json: bool) -> None:

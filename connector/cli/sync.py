@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--streams", help="comma-separated stream names (default: all)")
     p.add_argument("--state", help="state file, read at start and rewritten after every commit "
                                    "(default: <root>.state.json beside a local root)")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="read every file again, ignoring the state (the data is appended; a --catalog "
+                        "stream with destination_sync_mode overwrite replaces it)")
     p.add_argument("--mode", choices=("records", "files"), default="records",
                    help="records: one datapoint per record; files: the source objects themselves")
     p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
@@ -36,12 +39,17 @@ def _load(path: str, what: str):
 
 def run(args: argparse.Namespace) -> int:
     from connector.destination import DestinationConfig
-    from connector.sync import Sync, default_state_path, tqdm_progress
+    from connector.sync import StreamMode, Sync, default_state_path, tqdm_progress
 
     streams = [s for s in args.streams.split(",") if s] if args.streams else None
+    modes = {}
     if args.catalog:
         catalog = _load(args.catalog, "catalog")
         streams = [s["stream"]["name"] for s in catalog.get("streams", [])]
+        # Read as des-source and des-destination read it: full_refresh (the default) ignores the
+        # state, overwrite replaces the data.
+        modes = {e["stream"]["name"]: StreamMode(e.get("sync_mode", "full_refresh"), e.get("destination_sync_mode", "append"))
+                 for e in catalog.get("streams", [])}
     destination_raw, source_raw = _load(args.destination, "destination config"), _load(args.config, "source config")
     try:
         destination = DestinationConfig.from_dict(destination_raw)
@@ -55,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         close()
         raise ConfigError(f"source config {args.config}: {exc}") from None
     try:
-        summaries = sync.run(streams)
+        summaries = sync.run(streams, modes, full_refresh=args.full_refresh)
     finally:
         close()
     for s in summaries:

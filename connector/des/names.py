@@ -57,3 +57,25 @@ def safe_join(root: str | os.PathLike[str], name: str) -> str:
     if os.path.commonpath([base, target]) != base:
         raise MemberNameError(f"member name {name!r} would be written outside {root}")
     return target
+
+
+# Printable ASCII kept as is in a safe name; '%' (the escape), '/' and '\\' are encoded.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%/\\")
+
+
+def safe_member_name(key: str) -> str:
+    """``key`` itself when it is a valid member name, else a valid name it can be recovered from
+    with ``urllib.parse.unquote``: the whole key percent-encoded into one segment (``/``, ``\\``,
+    ``%``, control and non-ASCII characters), ``.`` and ``..`` as ``%2E``, ``%2E%2E``."""
+    try:
+        validate_member_name(key)
+        return key
+    except MemberNameError:
+        pass
+    from urllib.parse import quote
+
+    name = quote(key, safe=_SAFE)
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    validate_member_name(name)  # too long (over 65,535 bytes) stays an error
+    return name

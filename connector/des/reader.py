@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, TypeVar
 
@@ -216,28 +217,38 @@ class DesReader:
         # object store's own file would first make a HEAD request for the size).
         return io.BufferedReader(_MemberFile(self, entry), buffer_size=block_size)
 
-    @_refreshing
     def verify(self) -> int:
         """Re-read every INDEX entry (earlier copies of a duplicate name too) and check its sha256
-        and size; return how many were checked. Duplicates are not an error here: see
-        :meth:`duplicates`.
+        (crc32 for record members) and size; return how many were checked. Duplicates are not an
+        error here: see :meth:`duplicates`. Raises :class:`DesFormatError` listing the members
+        that do not match."""
+        return sum(n for check, n in self.verify_counts().items() if check != "data_crc32")
 
-        Raises :class:`DesFormatError` listing the members that do not match.
-        """
+    @_refreshing
+    def verify_counts(self) -> dict[str, int]:
+        """:meth:`verify`, returning how many members each check covered: ``sha256``, ``crc32``
+        (record members), ``size`` (META with no checksum: only the length could be checked); and
+        ``data_crc32`` 1 when the DATA region's own CRC-32 was checked too."""
         if self._buf is not None or self._fileobj is not None or (self.fs is not None and is_local(self.fs)):
             parse_header(self._read_range(0, HEADER_SIZE), self.url)
         self._load_meta_region()
         bad: list[str] = []
         entries = [m for m in self._index.members if not m.deleted]
+        counts = {"sha256": 0, "crc32": 0, "size": 0}
         for entry in entries:
             try:
-                self._verify_one(entry)
+                counts[self._verify_one(entry)] += 1
+            except DesFormatError as exc:
+                bad.append(str(exc))
+        if entries:
+            try:
+                counts["data_crc32"] = self._verify_data_crc(entries[0])
             except DesFormatError as exc:
                 bad.append(str(exc))
         if bad:
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise DesFormatError(f"{self.url}: {len(bad)} member(s) failed verification: " + "; ".join(bad[:5]) + more)
-        return len(entries)
+        return counts
 
     def close(self) -> None:
         """Nothing to release (reads are stateless range requests); kept for ``with``."""
@@ -562,12 +573,40 @@ class DesReader:
         expected = meta.get("sha256")
         if isinstance(expected, str) and hashlib.sha256(data).hexdigest() != expected:
             raise DesFormatError(f"{self.url}: member {entry.name!r}: checksum mismatch (sha256)")
+        crc = meta.get("crc32")
+        if isinstance(crc, int) and not isinstance(crc, bool) and zlib.crc32(data) != crc:
+            raise DesFormatError(f"{self.url}: member {entry.name!r}: checksum mismatch (crc32)")
 
-    def _verify_one(self, entry: MemberInfo) -> None:
+    def _verify_one(self, entry: MemberInfo) -> str:
+        """Check one member; which check covered it (``sha256``, ``crc32`` or only ``size``)."""
         meta = self._meta_of(entry, fetch=True)
         assert meta is not None
         data = self._read_entry(entry)
         self._check(entry, meta, data)
+        if isinstance(meta.get("sha256"), str):
+            return "sha256"
+        return "crc32" if isinstance(meta.get("crc32"), int) else "size"
+
+    def _verify_data_crc(self, first: MemberInfo) -> int:
+        """1 if the first member's META carries ``data_crc32`` and the DATA region matches it."""
+        expected = data_crc32_of(self._meta_of(first, fetch=True))
+        if expected is None:
+            return 0
+        f = self.footer
+        if zlib.crc32(self._read_range(f.data_start, f.data_start + f.data_length)) != expected:
+            raise DesFormatError(f"{self.url}: DATA region: checksum mismatch (data_crc32)")
+        return 1
+
+
+def data_crc32_of(meta: dict[str, Any] | None) -> int | None:
+    """The DATA region's CRC-32 a first member's META declares (8 hex digits), or None."""
+    value = (meta or {}).get("data_crc32")
+    if isinstance(value, str) and len(value) == 8:
+        try:
+            return int(value, 16)
+        except ValueError:
+            return None
+    return None
 
 
 def _scope(fs: fsspec.AbstractFileSystem) -> str:

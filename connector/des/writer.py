@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zlib
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -41,6 +42,10 @@ COPY_CHUNK = 8 * 1024 * 1024
 _DEFAULT: Any = object()
 #: ``compat=`` values: containers another implementation's readers read correctly.
 COMPAT_MODES = ("reference",)
+
+
+#: Where DATA's CRC-32 is written, as 8 hex digits, into the first member's META on close.
+DATA_CRC_PLACEHOLDER = b"\x00" * 8
 
 
 def external_prefix(path: str) -> str:
@@ -107,11 +112,17 @@ class DesWriter:
         self._count = 0
         self._names: set[str] = set()
         self._meta = io.BytesIO()
+        # CRC-32 of the DATA region while every member came from add_many, and where the first
+        # member's META holds the placeholder it is written into on close.
+        self._data_crc = 0
+        self._data_crc_at: int | None = None
+        self._in_data = False
         self._externals: list[str] = []
         self._state = "open"
         self.size = 0
         self.sha256 = ""
         self._write(HEADER_BYTES)
+        self._in_data = True
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -161,8 +172,9 @@ class DesWriter:
         """Add many small members stored back to back in ``data`` (``lengths`` bytes each), in one write.
 
         The fast path for record datapoints: members are stored plain, inside the container, with
-        the reference's minimal META ``{"size": n}`` and no per-member hash (the container's own
-        SHA-256 covers them), so the DATA region is exactly ``data``. No Python code runs per
+        META ``{"crc32": c, "size": n}`` (zlib's CRC-32 of the member; the first member of a
+        container also carries ``data_crc32``, the CRC-32 of the whole DATA region as 8 hex digits,
+        written on close), so the DATA region is exactly ``data``. No Python code runs per
         member when ``names`` is a NumPy ``S`` array of equal-length names: META and INDEX are built
         with vectorised kernels.
 
@@ -196,8 +208,12 @@ class DesWriter:
             encoded = [n.encode("utf-8") for n in names]
         offset = self._pos
         self._write(data)
-        metas, meta_lengths = _size_metas(lengths)
+        crcs = member_crcs(data, lengths)
+        first = self._count == 0
+        metas, meta_lengths = _record_metas(lengths, crcs, region_placeholder=first)
         meta_at = self._meta.tell()
+        if first:
+            self._data_crc_at = meta_at + metas.index(DATA_CRC_PLACEHOLDER)
         self._meta.write(metas)
         self._members.append(_Run(encoded, offset, lengths, meta_at, meta_lengths))
         self._count += len(lengths)
@@ -247,8 +263,12 @@ class DesWriter:
         if self._state != "open":
             return
         try:
+            self._in_data = False
             data_length = self._pos - HEADER_SIZE
             meta_start = self._pos
+            if self._data_crc_at is not None:
+                at = self._data_crc_at
+                self._meta.getbuffer()[at:at + len(DATA_CRC_PLACEHOLDER)] = b"%08x" % self._data_crc
             self._write(self._meta.getbuffer())
             index_start = self._pos
             index = _pack_index(self._members, meta_start)
@@ -293,6 +313,8 @@ class DesWriter:
     def _write(self, data: bytes | memoryview) -> None:
         self._file.write(data)
         self._hash.update(data)
+        if self._in_data:
+            self._data_crc = zlib.crc32(data, self._data_crc)
         self._pos += len(data)
 
     def _check_open(self) -> None:
@@ -398,17 +420,35 @@ def _starts(lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def _size_metas(lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """The concatenated META ``{"size":<n>}`` of each length, and each one's byte length."""
+def member_crcs(data: bytes | memoryview, lengths: np.ndarray) -> np.ndarray:
+    """CRC-32 (zlib's) of each of the back-to-back members of ``data``."""
+    view = memoryview(data)
+    ends = np.cumsum(lengths).tolist()
+    starts = [0, *ends[:-1]]
+    return np.fromiter(map(zlib.crc32, map(view.__getitem__, map(slice, starts, ends))), np.int64, len(ends))
+
+
+def _record_metas(lengths: np.ndarray, crcs: np.ndarray, *, region_placeholder: bool) -> tuple[bytes, np.ndarray]:
+    """The concatenated META ``{"crc32":<c>,"size":<n>}`` of each member, and each one's byte length;
+    with ``region_placeholder`` the first also carries ``"data_crc32":"<8 hex>"``, filled on close.
+    (Keys in the order the reference writer puts a member's own META before ``size``.)"""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connector.scalars import string_scalar
+    from connector.scalars import string_array, string_scalar
 
-    # Built from buffers: a Python-object conversion would make pyarrow import pandas (~0.25 s).
-    sizes = pa.Array.from_buffers(pa.int64(), len(lengths), [None, pa.py_buffer(np.ascontiguousarray(lengths, np.int64))])
-    texts = pc.binary_join_element_wise(string_scalar('{"size":'), pc.cast(sizes, pa.string()), string_scalar("}"),
-                                        string_scalar(""))
+    def ints(values: np.ndarray) -> pa.Array:
+        # Built from buffers: a Python-object conversion would make pyarrow import pandas (~0.25 s).
+        return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(np.ascontiguousarray(values, np.int64))])
+
+    n = len(lengths)
+    middle = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 8),
+                                                    pa.py_buffer(b',"size":' * n)])
+    if region_placeholder and n:
+        first = string_array([',"data_crc32":"' + DATA_CRC_PLACEHOLDER.decode() + '","size":'])
+        middle = pa.concat_arrays([first, middle.slice(1)])
+    texts = pc.binary_join_element_wise(string_scalar('{"crc32":'), pc.cast(ints(crcs), pa.string()), middle,
+                                        pc.cast(ints(lengths), pa.string()), string_scalar("}"), string_scalar(""))
     offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
     data = texts.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
     return data, np.diff(offsets).astype(np.int64)

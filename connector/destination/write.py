@@ -29,12 +29,14 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import msgspec
 
 from connector.destination.config import DestinationConfig
-from connector.destination.messages import DECODE_ERRORS, InputError, Message, blocks, classify, decode_line, valid_utf8
+from connector.destination.messages import (DECODE_ERRORS, InputError, Message, blocks, classify, decode_line,
+                                            first_duplicate, tables_cleanly, valid_utf8)
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.writer import DatasetWriter
@@ -239,8 +241,10 @@ def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], 
     utf8 = valid_utf8(block)
     for i, line in enumerate(block, start=base + 1):
         try:
-            if not utf8:
-                raise UnicodeError  # msgspec.Raw does not check UTF-8; orjson does
+            # Checked per line: a bad line elsewhere in the block must not send the good ones down
+            # the explanatory path (msgspec.Raw does not check UTF-8; orjson, in classify, does).
+            if not utf8 and not valid_utf8([line]):
+                raise UnicodeError
             out.append(decode_line(line))
         except (*DECODE_ERRORS, UnicodeError):
             try:
@@ -248,6 +252,18 @@ def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], 
             except InputError as exc:
                 return out, exc
     return out, None
+
+
+def _refuse_duplicates(msgs: list[Message | None], error: InputError | None,
+                       base: int) -> tuple[list[Message | None], InputError | None]:
+    """The block's messages up to the first RECORD whose data holds a key twice, and the error
+    naming it: such a record could be stored byte for byte but never read back as a table row."""
+    found = first_duplicate(msgs)
+    if found is None:
+        return msgs, error
+    i, key = found
+    return msgs[:i], InputError(f"stdin line {base + i + 1}: RECORD data holds key {key!r} twice; a record with "
+                                "duplicate keys has no exact table form and is refused")
 
 
 def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source: IO[bytes] | Iterable[bytes],
@@ -304,6 +320,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
         """How long stdin may stay silent before held states are flushed."""
         return max(0.0, config.flush_seconds - (clock() - held[0][2])) if held else None
 
+    checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
     last_stream: str | None = None
     last_ns: str | None = None
     sink: _StreamSink | None = None
@@ -320,12 +337,15 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                 flush_all()
                 continue
             raw = b"\n".join(block)
+            clean = checker.submit(tables_cleanly, raw)  # runs (without the GIL) while the block is decoded
             try:
                 raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
                 msgs: list[Message | None] = [decode_line(line) for line in block]  # the common case: all good
                 error = None
             except (*DECODE_ERRORS, UnicodeError):
                 msgs, error = _decode_block(block, lineno)
+            if not clean.result():
+                msgs, error = _refuse_duplicates(msgs, error, lineno)
             # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
             loose = b" " in raw or b"\t" in raw or b"\r" in raw
             if sink is not None:  # a flush between blocks may have replaced its pending list
@@ -395,4 +415,5 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             s.abort()
         raise
     finally:
+        checker.shutdown(wait=True)
         store.close()

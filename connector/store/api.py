@@ -8,7 +8,6 @@ spaces live in :mod:`connector.store.history`, aggregate/verify/gc/restore in
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import mimetypes
@@ -26,11 +25,9 @@ from typing import Any
 import fsspec
 import orjson
 import pyarrow as pa
-import pyarrow.json as pajson
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
-from connector.scalars import rows_without_columns
 from connector.store import records
 from connector.store.catalog import Catalog
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
@@ -38,6 +35,7 @@ from connector.store.history import HistoryMixin
 from connector.store.layout import Layout, validate_dataset_name
 from connector.store.maintenance import MaintenanceMixin
 from connector.store.model import STATUSES, Dataset, Datarange, WriteResult
+from connector.store.tables import table_of
 from connector.store.objects import remove_quietly
 from connector.store.writer import DatasetWriter, OnCommit, record_name
 
@@ -49,8 +47,6 @@ CATALOG_NAME = ".des-catalog.sqlite"
 SPOOL_DIR = ".spool"  # containers being built, on the root's own disk so publishing is a rename
 _log_seq = counter()
 _log = logging.getLogger(__name__)
-# Big blocks: a container's DATA region is parsed in few, large, multi-threaded pieces.
-_JSON_READ = pajson.ReadOptions(block_size=16 * 1024 * 1024)
 
 
 def default_catalog(fs: fsspec.AbstractFileSystem, root: str) -> str:
@@ -586,6 +582,12 @@ class Store(HistoryMixin, MaintenanceMixin):
         Atomic against a concurrent ``aggregate``: a container deleted after the dataranges were
         listed means a merged one replaced it, so the listing is read again and the read goes on
         from the first key not yet returned (every datapoint is returned once)."""
+        for _, chunk in self._chunks(dataset, first, last, version, whole):
+            yield chunk
+
+    def _chunks(self, dataset: str, first: int, last: int | None, version: str | None,
+                whole: bool | None = None) -> Iterator[tuple[int, bytes]]:
+        """:meth:`read_lines` with the key of each chunk's first record."""
         check_key(dataset, first)
         if last is not None:
             check_key(dataset, last)
@@ -604,8 +606,9 @@ class Store(HistoryMixin, MaintenanceMixin):
                         raise StoreError(f"datarange [{d.first}, {d.last}] of {dataset!r} holds files, not "
                                          "records; read them one by one")
                     chunk = self._slice_lines(d, next_key, last)
+                    start = max(next_key, d.first)
                     next_key = (d.last if last is None else min(d.last, last)) + 1
-                    yield chunk
+                    yield start, chunk
                 return
             except FileNotFoundError:
                 if version is not None or attempt == READ_ATTEMPTS - 1:
@@ -622,11 +625,11 @@ class Store(HistoryMixin, MaintenanceMixin):
 
     def read_range(self, dataset: str, first: int, last: int, version: str | None = None) -> pa.Table:
         """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container."""
-        return _table(self.read_lines(dataset, first, last, version))
+        return table_of(self._chunks(dataset, first, last, version))
 
     def to_table(self, dataset: str, version: str | None = None) -> pa.Table:
         """Every record of ``dataset`` (as of ``version``, if given) as one table."""
-        return _table(self.read_lines(dataset, 0, None, version))
+        return table_of(self._chunks(dataset, 0, None, version))
 
     def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
         """Gaps in the key space from 0 to the largest key, as ``(first, last)`` pairs."""
@@ -682,16 +685,6 @@ def _check_present(dataset: str, version: str | None, ranges: Sequence[Datarange
         holds = f"its last key is {end}" if end >= 0 else "it is empty"
         gaps = ", ".join(f"[{a}, {b}]" if a != b else str(a) for a, b in missing)
         raise RangeError(f"{where} has no datapoint {gaps} ({holds})")
-
-
-def _table(chunks: Iterable[bytes]) -> pa.Table:
-    """JSON Lines chunks (one per container) parsed by pyarrow.json into one table."""
-    tables = [pajson.read_json(io.BytesIO(c), read_options=_JSON_READ) for c in chunks if c.strip()]
-    if not tables:
-        return pa.table({})
-    if all(t.num_columns == 0 for t in tables):  # every record is {}: concat_tables would drop the rows
-        return pa.Table.from_batches([rows_without_columns(sum(t.num_rows for t in tables))])
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _check_status(status: str) -> str:

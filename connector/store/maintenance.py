@@ -155,9 +155,10 @@ class MaintenanceMixin:
 
     # -- verify ------------------------------------------------------------------------------------
 
-    def verify(self, dataset: str) -> list[dict[str, Any]]:
+    def verify(self, dataset: str, checked: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Re-hash every container of ``dataset`` and of its versions; the mismatches, each with
-        ``code: DATA_LOSS``, the range, url, where it is used and the problem."""
+        ``code: DATA_LOSS``, the range, url, where it is used and the problem. ``checked``, if
+        given, receives what was checked (``containers``: how many objects were hashed)."""
         digests: dict[str, str | None] = {}
         bad, seen = [], set()
         uses = [("current", d) for d in self.dataranges(dataset)]
@@ -176,6 +177,8 @@ class MaintenanceMixin:
                 problem = "object missing" if digest is None else f"sha256 {digest} != recorded {d.sha256}"
                 bad.append({"first": d.first, "last": d.last, "url": d.url, "used_by": used_by,
                             "problem": problem, "code": "DATA_LOSS"})
+        if checked is not None:
+            checked.update(containers=len(digests), by="sha256 of each whole container object against the catalog")
         self.log(dataset, "verify", containers=len(digests), mismatches=len(bad))
         return bad
 

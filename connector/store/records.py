@@ -8,15 +8,22 @@ is found by arithmetic.
 
 from __future__ import annotations
 
+import zlib
+
 import fsspec
 import numpy as np
+import orjson
 
 from connector.des.format import (ENTRY_FIXED_STRUCT, FOOTER_SIZE, HEADER_SIZE, NAME_LENGTH_STRUCT, Footer,
-                                  parse_footer)
+                                  parse_footer, parse_meta)
+from connector.des.reader import data_crc32_of
 from connector.errors import DesFormatError
 
 NAME_BYTES = 25  # "<key:020d>.json"
 ENTRY_BYTES = NAME_LENGTH_STRUCT.size + NAME_BYTES + ENTRY_FIXED_STRUCT.size
+# The first member's META ({"size":..,"crc32":..,"data_crc32":"<8 hex>"}) fits in this many bytes.
+FIRST_META_BYTES = 128
+MAX_RECORD_META = 4096  # a record member's META is a few dozen bytes; more is not ours: use DesReader
 
 
 def footer(fs: fsspec.AbstractFileSystem, path: str, size: int) -> Footer:
@@ -25,16 +32,35 @@ def footer(fs: fsspec.AbstractFileSystem, path: str, size: int) -> Footer:
 
 
 def data_region(fs: fsspec.AbstractFileSystem, path: str, size: int, data_length: int | None) -> bytes:
-    """The DATA region: one ranged GET when its length is known, else a footer GET first."""
+    """The DATA region, checked against the ``data_crc32`` its container declares: one ranged
+    GET when its length is known (it takes the first member's META, which follows DATA, along),
+    else a footer GET first. A container written before ``data_crc32`` existed is not checked."""
     if data_length is None:
         f = footer(fs, path, size)
         start, data_length = f.data_start, f.data_length
     else:
         start = HEADER_SIZE
-    data = fs.cat_file(path, start=start, end=start + data_length)
-    if len(data) != data_length:
-        raise DesFormatError(f"{path}: DATA region is {len(data)} bytes, expected {data_length} (truncated?)")
+    blob = fs.cat_file(path, start=start, end=min(start + data_length + FIRST_META_BYTES, size))
+    if len(blob) < data_length:
+        raise DesFormatError(f"{path}: DATA region is {len(blob)} bytes, expected {data_length} (truncated?)")
+    data = blob[:data_length] if len(blob) > data_length else blob
+    expected = data_crc32_of(_first_meta(blob[data_length:]))
+    if expected is not None and zlib.crc32(data) != expected:
+        raise DesFormatError(f"{path}: DATA region does not match its data_crc32 (corrupt); "
+                             "`des datasets verify` names the container")
     return data
+
+
+def _first_meta(head: bytes) -> dict | None:
+    """The first META object, from the bytes that follow DATA (None if it is not there whole)."""
+    end = head.find(b"}")
+    if not head.startswith(b"{") or end < 0:
+        return None
+    try:
+        meta = orjson.loads(head[:end + 1])
+    except orjson.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def record_at(fs: fsspec.AbstractFileSystem, path: str, size: int, index: int, name: str) -> bytes | None:
@@ -48,10 +74,21 @@ def record_at(fs: fsspec.AbstractFileSystem, path: str, size: int, index: int, n
     (name_length,) = NAME_LENGTH_STRUCT.unpack_from(entry, 0)
     if name_length != NAME_BYTES or entry[2:2 + NAME_BYTES] != name.encode():
         return None
-    offset, length, _meta_offset, _meta_length, flags = ENTRY_FIXED_STRUCT.unpack_from(entry, 2 + NAME_BYTES)
+    offset, length, meta_offset, meta_length, flags = ENTRY_FIXED_STRUCT.unpack_from(entry, 2 + NAME_BYTES)
     if flags or offset < f.data_start or offset + length > f.data_start + f.data_length:
         return None  # compressed, external or odd: let DesReader handle (and check) it
-    return fs.cat_file(path, start=offset, end=offset + length)
+    if not f.meta_start <= meta_offset <= meta_offset + meta_length <= f.meta_start + f.meta_length \
+            or meta_length > MAX_RECORD_META:
+        return None
+    # The member and its META in one round trip (two ranges fetched together).
+    data, raw_meta = fs.cat_ranges([path, path], [offset, meta_offset], [offset + length, meta_offset + meta_length])
+    meta = parse_meta(raw_meta, path, name)
+    if len(data) != length or meta.get("size", length) != length:
+        raise DesFormatError(f"{path}: member {name!r} has {len(data)} bytes, the index says {length} (truncated?)")
+    crc = meta.get("crc32")
+    if isinstance(crc, int) and zlib.crc32(data) != crc:
+        raise DesFormatError(f"{path}: member {name!r}: checksum mismatch (crc32): the record is corrupt")
+    return data
 
 
 def line_lengths(data: bytes, datarange) -> np.ndarray:

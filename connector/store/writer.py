@@ -149,6 +149,7 @@ class DatasetWriter:
         """Append every row of an Arrow batch as one record datapoint (compact JSON + ``\\n``).
         ``constant`` names columns that hold one value throughout ``batch`` (encoded once)."""
         self._need("records")
+        _check_unique_names(batch.schema, self.dataset)
         data, lengths = object_lines(batch, constant)
         view, start = memoryview(data), 0
         while len(lengths):
@@ -465,6 +466,21 @@ class DatasetWriter:
             _log.warning("dataset %r: could not append to the operation log: %s", self.dataset, exc)
         finally:
             self._lock.release()
+
+
+def _check_unique_names(fields: pa.Schema | pa.StructType, dataset: str) -> None:
+    """Two columns (or struct fields) of one name would be one JSON key twice: no table reads it back."""
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        dup = next(n for i, n in enumerate(names) if n in names[:i])
+        raise StoreError(f"dataset {dataset!r}: the batch has two columns (or struct fields) named {dup!r}; "
+                         "rename one, a record cannot hold a key twice")
+    for f in fields:
+        t = f.type
+        while pa.types.is_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        if pa.types.is_struct(t):
+            _check_unique_names(t, dataset)
 
 
 def _check_writable(row) -> None:

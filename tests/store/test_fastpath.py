@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -39,10 +41,14 @@ def test_add_many_is_byte_identical_to_the_reference_layout(tmp_path, as_array):
         w.add_many(record_names(107, 150) if as_array else names[100:], b"".join(lines[100:]), lengths[100:],
                    check_names=not as_array)
         assert w.count == 250
-    expected = reference_style_container([(n, line, {}) for n, line in zip(names, lines)])
+    # Each member's META carries its CRC-32, the first one also the DATA region's.
+    metas = [{"crc32": zlib.crc32(line)} for line in lines]
+    metas[0]["data_crc32"] = "%08x" % zlib.crc32(b"".join(lines))
+    expected = reference_style_container([(n, line, m) for n, line, m in zip(names, lines, metas)])
     assert path.read_bytes() == expected
     reader = DesReader(str(path))
-    assert reader.read(record_name(200)) == lines[193] and reader.meta(record_name(8)) == {"size": lengths[1]}
+    assert reader.read(record_name(200)) == lines[193]
+    assert reader.meta(record_name(8)) == {"crc32": zlib.crc32(lines[1]), "size": lengths[1]}
 
 
 def test_add_many_with_names_of_different_lengths_and_plain_members(tmp_path):

@@ -198,3 +198,79 @@ def test_two_streams_into_one_dataset_is_refused(tmp_path):
     assert out.returncode == 1
     assert "streams 'orders' and 'users' both map to dataset 'all'" in out.stderr
     assert not (tmp_path / "store" / "all").exists()
+
+
+def test_a_csv_column_that_turns_to_text_reads_back(tmp_path):
+    """Integer in the sample, 'A-17' at row 70,000: the sync succeeds and to_table reads it back."""
+    rows = [str(i) for i in range(80_000)]
+    rows[70_000] = "A-17"
+    write_local(tmp_path / "data", {"s/a.csv": ("c\n" + "\n".join(rows) + "\n").encode()})
+    out = sync(tmp_path, {"root_url": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    with Store(str(tmp_path / "store")) as store:
+        column = store.to_table("s").column("c").to_pylist()
+        assert len(column) == 80_000 and column[70_000] == "A-17" and column[69_999] in (69_999, "69999")
+        assert [str(v) for v in column] == rows
+        assert store.read_range("s", 69_999, 70_000).column("c").to_pylist() == ["69999", "A-17"]
+
+
+def test_files_mode_packs_keys_that_are_not_member_names_under_safe_names(tmp_path, s3_endpoint, s3_bucket):
+    """A backslash, '//' or a control character is a legal S3 key but not a member name: such an
+    object is packed under a reversible safe name with its key in META; the others as they are."""
+    odd = {"docs/a\\b.json": b"1", "docs//c.json": b"2", "docs/ctl\x01.json": b"3", "docs/100%.json": b"4"}
+    objects = {"docs/fine.json": b"0", **odd}
+    put(s3_endpoint, s3_bucket, objects)
+    out = sync(tmp_path, s3_config(s3_endpoint, s3_bucket), "--mode", "files")
+    assert out.returncode == 0, out.stderr
+    assert "docs -> docs: 5 files, 5 datapoints" in out.stdout, out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        (d,) = store.dataranges("docs")
+        reader = DesReader(store.fs._strip_protocol(d.url), fs=store.fs)
+        packed = {reader.meta(n).get("source_key", n): (n, reader.read(n)) for n in reader.names()}
+    assert {k: v[1] for k, v in packed.items()} == objects
+    assert packed["docs/fine.json"][0] == "docs/fine.json" and packed["docs/100%.json"][0] == "docs/100%.json"
+    from urllib.parse import unquote
+
+    for key in odd.keys() - {"docs/100%.json"}:
+        assert unquote(packed[key][0]) == key  # the safe name decodes to the key
+
+
+@pytest.mark.parametrize("drop", [["delete", "s"], ["truncate", "s"], ["rotate", "s"]])
+def test_state_of_a_dropped_dataset_does_not_skip_its_files(tmp_path, drop):
+    """Delete, truncate or rotate the dataset: the state file beside the store describes data
+    that is gone, so the next sync reads every file again instead of '0 files'."""
+    write_local(tmp_path / "data", {"s/a.csv": b"i\n1\n2\n", "s/b.csv": b"i\n3\n"})
+    assert sync(tmp_path, {"root_url": str(tmp_path / "data")}).returncode == 0
+    out = subprocess.run(DES + ["datasets", "--root", str(tmp_path / "store"), *drop], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    out = sync(tmp_path, {"root_url": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    assert "s -> s: 2 files, 3 datapoints" in out.stdout and "state file entry ignored" in out.stdout, out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        assert store.to_table("s").column("i").to_pylist() == [1, 2, 3]
+    assert "s -> s: 0 files" in sync(tmp_path, {"root_url": str(tmp_path / "data")}).stdout  # and incremental again
+
+
+def test_full_refresh_flag_and_catalog_modes(tmp_path):
+    write_local(tmp_path / "data", {"s/a.csv": b"i\n1\n2\n"})
+    src = {"root_url": str(tmp_path / "data")}
+    assert sync(tmp_path, src).returncode == 0
+    out = sync(tmp_path, src, "--full-refresh")
+    assert out.returncode == 0 and "s -> s: 1 files, 2 datapoints" in out.stdout, out.stdout + out.stderr
+    with Store(str(tmp_path / "store")) as store:
+        assert store.to_table("s").column("i").to_pylist() == [1, 2, 1, 2]  # appended again
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s", "json_schema": {}},
+                                                "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}))
+    for _ in range(2):
+        out = sync(tmp_path, src, "--catalog", str(catalog))
+        assert out.returncode == 0 and "s -> s: 1 files, 2 datapoints" in out.stdout, out.stdout + out.stderr
+        with Store(str(tmp_path / "store")) as store:
+            assert store.to_table("s").column("i").to_pylist() == [1, 2]  # replaced, not appended
+            assert not store.list_versions("s")  # the replaced data is gone once the new is in
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s"}, "sync_mode": "incremental",
+                                                "destination_sync_mode": "append"}]}))
+    assert "s -> s: 0 files" in sync(tmp_path, src, "--catalog", str(catalog)).stdout
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "s"}, "destination_sync_mode": "append_dedup"}]}))
+    out = sync(tmp_path, src, "--catalog", str(catalog))
+    assert out.returncode != 0 and "destination_sync_mode must be 'append' or 'overwrite'" in out.stderr

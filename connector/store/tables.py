@@ -1,0 +1,247 @@
+"""Record chunks (JSON Lines) -> one Arrow table, with every value as it was stored.
+
+pyarrow.json parses a chunk fast but not always exactly: an integer beyond int64, or beyond 2**53
+in a column that also holds fractions, becomes a double; a number beyond the double range, a
+duplicate key, or a column that is a number in one record and text in another (a CSV column whose
+later rows are not numbers) is an error for the whole read. Such a chunk is parsed again by the
+exact path below, which keeps every number as the text it was stored as and decides each column's
+type from all its values: a column whose values do not all fit one Arrow type exactly becomes a
+string column holding each value's JSON text (strings as they are), and says so in its field
+metadata (``des:text``) and in a log warning. The same happens across chunks whose column types do
+not merge exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from connector.scalars import rows_without_columns
+from connector.store.errors import StoreError
+
+log = logging.getLogger("connector.store")
+# Big blocks: a container's DATA region is parsed in few, large, multi-threaded pieces.
+_JSON_READ = pajson.ReadOptions(block_size=16 * 1024 * 1024)
+EXACT_DOUBLE = 2 ** 53  # every integer of smaller magnitude is a double exactly
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+TEXT_KEY = b"des:text"  # field metadata of a column kept as JSON text
+
+
+class _Number:
+    """A JSON number as the text it was stored as."""
+
+    __slots__ = ("text", "is_int")
+
+    def __init__(self, text: str, is_int: bool) -> None:
+        self.text, self.is_int = text, is_int
+
+
+def _int(text: str) -> _Number:
+    return _Number(text, True)
+
+
+def _float(text: str) -> _Number:
+    return _Number(text, False)
+
+
+def _number_fragment(value: Any) -> orjson.Fragment:
+    if isinstance(value, _Number):
+        return orjson.Fragment(value.text)
+    raise TypeError(type(value).__name__)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON of a parsed value, numbers as their stored text."""
+    return orjson.dumps(value, default=_number_fragment).decode()
+
+
+def table_of(chunks: Iterable[tuple[int, bytes]]) -> pa.Table:
+    """``(first key, JSON Lines)`` chunks, one per container, as one table (see the module doc)."""
+    parts = [(first, data, _chunk_table(first, data)) for first, data in chunks if data and not data.isspace()]
+    if not parts:
+        return pa.table({})
+    tables = [t for _, _, t in parts]
+    if all(t.num_columns == 0 for t in tables):  # every record is {}: concat_tables would drop the rows
+        return pa.Table.from_batches([rows_without_columns(sum(t.num_rows for t in tables))])
+    text = _unmergeable(tables)
+    if text:
+        tables = [t if all(_is_text(t, c) for c in text & set(t.column_names)) else _exact_table(first, data, text)
+                  for first, data, t in parts]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Nested types that do not merge: those columns as JSON text too.
+        names = {n for t in tables for n in t.column_names}
+        nested = {n for n in names if len({str(t.schema.field(n).type) for t in tables if n in t.column_names}) > 1}
+        tables = [_exact_table(first, data, text | nested) for first, data, _ in parts]
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _chunk_table(first: int, data: bytes) -> pa.Table:
+    """pyarrow's parse when it is exact, else the exact path."""
+    try:
+        table = pajson.read_json(io.BytesIO(data), read_options=_JSON_READ)
+    except pa.ArrowInvalid:
+        return _exact_table(first, data, set())
+    if any(_rounded(col.type, col) for col in table.columns):
+        return _exact_table(first, data, set())
+    return table
+
+
+def _rounded(t: pa.DataType, column: pa.Array | pa.ChunkedArray) -> bool:
+    """True if a double (at any depth) is at least 2**53: it may be a rounded integer."""
+    if pa.types.is_floating(t):
+        top = pc.max(pc.abs(column)).as_py()
+        return top is not None and top >= EXACT_DOUBLE
+    if pa.types.is_struct(t):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        return any(_rounded(t.field(i).type, column.field(i)) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        return _rounded(t.value_type, column.flatten())
+    return False
+
+
+def _is_text(table: pa.Table, name: str) -> bool:
+    return pa.types.is_string(table.schema.field(name).type) or pa.types.is_null(table.schema.field(name).type)
+
+
+def _unmergeable(tables: list[pa.Table]) -> set[str]:
+    """Top-level columns whose types differ between chunks in a way no exact type covers."""
+    types: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            if not pa.types.is_null(f.type):
+                types.setdefault(f.name, set()).add(f.type)
+    out = set()
+    for name, kinds in types.items():
+        if len(kinds) <= 1:
+            continue
+        if kinds == {pa.int64(), pa.float64()}:
+            big = any(pa.types.is_integer(t.schema.field(name).type)
+                      and (pc.max(pc.abs(t.column(name))).as_py() or 0) > EXACT_DOUBLE
+                      for t in tables if name in t.column_names)
+            if not big:
+                continue  # promoted to double exactly
+        if all(pa.types.is_nested(k) for k in kinds):
+            continue  # left to concat_tables's struct/list merging (text if that fails)
+        out.add(name)
+    if out:
+        log.warning("columns %s hold values of different types in different containers: read as JSON text",
+                    ", ".join(sorted(out)))
+    return out
+
+
+def _no_duplicates(first: int, line: int):
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            raise StoreError(f"datapoint {first + line} holds key {dup!r} twice: it has no exact table form "
+                             "(read it with Store.read)")
+        return out
+    return hook
+
+
+def _parse_lines(first: int, data: bytes) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n")):
+        try:
+            row = json.loads(line, parse_int=_int, parse_float=_float, parse_constant=_float,
+                             object_pairs_hook=_no_duplicates(first, i))
+        except ValueError as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"datapoint {first + i} is not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise StoreError(f"datapoint {first + i} is a JSON {type(row).__name__}, not an object")
+        rows.append(row)
+    return rows
+
+
+def _exact_table(first: int, data: bytes, force_text: set[str]) -> pa.Table:
+    """The slow, exact parse of one chunk: every column typed from all its values."""
+    rows = _parse_lines(first, data)
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    if not names:
+        return pa.Table.from_batches([rows_without_columns(len(rows))])
+    arrays, fields = [], []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        array, why = _column(values, name in force_text)
+        if why:
+            log.warning("column %r of datapoints %d-%d kept as JSON text: %s", name, first, first + len(rows) - 1, why)
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, metadata={TEXT_KEY: why.encode()} if why else None))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _column(values: list[Any], force_text: bool) -> tuple[pa.Array, str]:
+    """An exact Arrow array for one column's values, and why it is JSON text ('' if it is not)."""
+    kinds = {_kind(v) for v in values} - {"null"}
+    if force_text:
+        return _texts(values), "its type differs between containers"
+    if not kinds:
+        return pa.nulls(len(values)), ""
+    if kinds == {"int"}:
+        ints = [None if v is None else int(v.text) for v in values]
+        if all(v is None or INT64_MIN <= v <= INT64_MAX for v in ints):
+            return pa.array(ints, pa.int64()), ""
+        return _texts(values), "an integer does not fit int64"
+    if kinds <= {"int", "float"}:
+        doubles = [None if v is None else float(v.text) for v in values]
+        exact = all(v is None or (not v.is_int and abs(d) != float("inf")) or (v.is_int and abs(int(v.text)) <= EXACT_DOUBLE)
+                    for v, d in zip(values, doubles))
+        if exact:
+            return pa.array(doubles, pa.float64()), ""
+        return _texts(values), "a number is not exactly a double (beyond 2**53 or the double range)"
+    if kinds in ({"str"}, {"bool"}):
+        return pa.array(values, pa.string() if kinds == {"str"} else pa.bool_()), ""
+    if kinds in ({"dict"}, {"list"}):
+        nested = _nested(values)
+        if nested is not None:
+            return nested, ""
+        return _texts(values), "its nested values have no exact common type"
+    return _texts(values), f"it holds {' and '.join(sorted(kinds))} values"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, _Number):
+        return "int" if value.is_int else "float"
+    if isinstance(value, bool):
+        return "bool"
+    return {str: "str", dict: "dict", list: "list"}[type(value)]
+
+
+def _texts(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else v if isinstance(v, str) else
+                     ("true" if v else "false") if isinstance(v, bool) else
+                     v.text if isinstance(v, _Number) else _json_text(v) for v in values], pa.string())
+
+
+def _nested(values: list[Any]) -> pa.Array | None:
+    """Objects or arrays through pyarrow (one column), if that is exact."""
+    lines = b"".join(b'{"v":' + (b"null" if v is None else _json_text(v).encode()) + b"}\n" for v in values)
+    try:
+        table = pajson.read_json(io.BytesIO(lines), read_options=_JSON_READ)
+    except pa.ArrowInvalid:
+        return None
+    column = table.column("v")
+    if _rounded(column.type, column):
+        return None
+    return column.combine_chunks()
