@@ -7,8 +7,10 @@ Like fsspec's ``zip://``, the container is the filesystem and its members are th
 
 Opening costs one ranged GET of the container's tail (two if the index outgrows the tail), and
 nothing once the index is in the shared :class:`~connector.des.cache.IndexCache`. A member is read
-by range, ``cat`` of many members coalesces neighbours into few requests, and ``open`` gives a
-seekable file that fetches only the blocks read. Read-only.
+by range, ``cat`` of many members coalesces neighbours into few requests, and ``open`` gives an
+fsspec buffered file (:class:`~connector.des.file.DesMemberFile`) whose ``read()`` of a whole
+member is one request. Every read is checked against the container's version
+(:mod:`connector.des.blob`). Listing is linear in the member count.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 import fsspec
 from fsspec.archive import AbstractArchiveFileSystem
 from fsspec.core import split_protocol
+from fsspec.utils import tokenize
 
 from connector.des.cache import DEFAULT_CACHE, IndexCache
+from connector.des.file import DesMemberFile
 from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.errors import DesFormatError
 
@@ -31,12 +35,13 @@ NO_CONTAINER = ("des:// needs the container after '::': 'des://<member>::<contai
 
 
 class DesFileSystem(AbstractArchiveFileSystem):
-    """Read-only view of a DES v1 container.
+    """A DES v1 container as a filesystem.
 
     Parameters
     ----------
     fo:
-        The container: a path or URL (``s3://bucket/x.des``), or an open binary file.
+        The container: a path or URL (``s3://bucket/x.des``), an open binary file, or a
+        :class:`~connector.des.reader.DesReader`.
     target_protocol, target_options:
         Filesystem of the container when ``fo`` is a path (inferred from the URL otherwise) and
         the options to build it with (credentials, ``endpoint_url``...).
@@ -61,17 +66,23 @@ class DesFileSystem(AbstractArchiveFileSystem):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        cache = index_cache
-        if isinstance(fo, (str, os.PathLike)):
+        self._tail_size, self._cached = tail_size, index_cache is not None
+        if isinstance(fo, DesReader):
+            self.reader = fo
+            self._tail_size, self._cached = fo.tail_size, fo._cache is not None
+        elif isinstance(fo, (str, os.PathLike)):
             fo = os.fspath(fo)
             if not fo:
                 raise ValueError(NO_CONTAINER)
             protocol, _ = split_protocol(fo)
             target = fsspec.filesystem(target_protocol or protocol or "file", **(target_options or {}))
-            self.reader = DesReader(target._strip_protocol(fo), fs=target, tail_size=tail_size, cache=cache)
+            self.reader = DesReader(target._strip_protocol(fo), fs=target, tail_size=tail_size, cache=index_cache)
         else:
-            self.reader = DesReader(fo, tail_size=tail_size, cache=cache)
+            self.reader = DesReader(fo, tail_size=tail_size, cache=index_cache)
+        self.fo = self.reader.url  # what fsspec's archive helpers (and their ukey) expect
         self.dir_cache: dict[str, dict[str, Any]] | None = None
+        self._children: dict[str, dict[str, dict[str, Any]]] = {}
+        self._indexed: Any = None  # the index the listing was built from
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
@@ -81,46 +92,125 @@ class DesFileSystem(AbstractArchiveFileSystem):
     def __repr__(self) -> str:
         return f"<DesFileSystem {self.reader.url}>"
 
-    # -- listing ---------------------------------------------------------------------------------
+    __str__ = __repr__
+
+    def __reduce__(self):
+        # Rebuilt from the container's filesystem and path (picklable for Dask workers); a
+        # container given as bytes or a plain open file cannot travel.
+        reader = self.reader
+        if reader.fs is None or reader.path is None:
+            raise TypeError(f"{reader.url}: a des:// filesystem over bytes or a plain file object cannot be pickled")
+        return _rebuild, (reader.fs, reader.path, self._tail_size, self._cached)
+
+    # -- identity ----------------------------------------------------------------------------------
+
+    def ukey(self, path: str) -> str:
+        """Changes when the member or the container's version (ETag; size and mtime locally) does:
+        caches keyed by it never serve an older container's bytes."""
+        name = self._member(path)
+        entry = self.reader.info(name)
+        return tokenize(self.protocol, self.reader.url, self.reader.identity, name, entry.offset, entry.length, entry.flags)
+
+    def modified(self, path: str):
+        """The container's modification time (members have no time of their own)."""
+        self.info(path)  # a missing member is FileNotFoundError
+        return self.reader.modified()
+
+    # -- listing (linear in the member count) -------------------------------------------------------
 
     def _get_dirs(self) -> None:
-        if self.dir_cache is not None:
+        index = self.reader._index
+        if self.dir_cache is not None and self._indexed is index:
             return
         names = self.reader.names()
-        cache: dict[str, dict[str, Any]] = {
-            d.rstrip("/"): {"name": d.rstrip("/"), "size": 0, "type": "directory"}
-            for d in self._all_dirnames(names)
-        }
+        cache: dict[str, dict[str, Any]] = {}
+        children: dict[str, dict[str, dict[str, Any]]] = {"": {}}
         for name in names:
             entry = self.reader.info(name)
             cache[name] = {
                 "name": name,
                 "type": "file",
                 # Plain members: the stored length is the size. Compressed or external ones say
-                # theirs in META, fetched only when asked for (see ``info``).
+                # theirs in META, fetched only when asked for (see ``_sized``).
                 "size": None if entry.compressed or entry.external else entry.length,
                 "offset": entry.offset,
                 "flags": entry.flags,
             }
-        self.dir_cache = cache
+            child = name
+            while True:
+                parent = child.rpartition("/")[0]
+                siblings = children.setdefault(parent, {})
+                if child in siblings:
+                    break
+                siblings[child] = cache[child]
+                if not parent:
+                    break
+                if parent not in cache:
+                    cache[parent] = {"name": parent, "size": 0, "type": "directory"}
+                elif cache[parent]["type"] == "file":
+                    raise DesFormatError(f"{self.reader.url}: {parent!r} is both a member and a folder")
+                child = parent
+        self.dir_cache, self._children, self._indexed = cache, children, index
+
+    def _sized(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fill in the sizes that live in META (compressed, external members), META read once."""
+        missing = [e for e in entries if e["type"] == "file" and e["size"] is None]
+        if missing:
+            self.reader._load_meta_region()
+            for e in missing:
+                size = self.reader.meta(e["name"]).get("size")
+                if type(size) is not int or size < 0:
+                    raise DesFormatError(f"{self.reader.url}: member {e['name']!r} is compressed or external "
+                                         f"but its META has no valid 'size' ({size!r})")
+                e["size"] = size
+        return entries
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        out = super().info(path, **kwargs)
-        if out["type"] == "file" and out["size"] is None:
-            size = self.reader.meta(out["name"]).get("size")
-            if type(size) is not int or size < 0:
-                raise DesFormatError(f"{self.reader.url}: member {out['name']!r} is compressed or external "
-                                     f"but its META has no valid 'size' ({size!r})")
-            out["size"] = size
-            self.dir_cache[out["name"]]["size"] = size  # type: ignore[index]
-        return out
+        self._get_dirs()
+        assert self.dir_cache is not None
+        name = self._strip_protocol(path).rstrip("/")
+        if not name:
+            return {"name": "", "type": "directory", "size": 0}
+        if name not in self.dir_cache:
+            raise FileNotFoundError(f"{self.reader.url}: no member or folder named {name!r}")
+        return self._sized([self.dir_cache[name]])[0]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any):
-        entries = super().ls(path, detail=True, **kwargs)
-        for e in entries:
-            if e["type"] == "file" and e["size"] is None:
-                e["size"] = self.info(e["name"])["size"]
+        self._get_dirs()
+        name = self._strip_protocol(path).rstrip("/")
+        if name in self._children:
+            entries = sorted(self._children[name].values(), key=lambda e: e["name"])
+        else:
+            entries = [self.info(name)]  # a member lists as itself; missing: FileNotFoundError
+        entries = self._sized(entries)
         return entries if detail else [e["name"] for e in entries]
+
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any):
+        """Every member (and folder, with ``withdirs``) under ``path``, in one pass over the index."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        self._get_dirs()
+        assert self.dir_cache is not None
+        root = self._strip_protocol(path).rstrip("/")
+        if root in self.dir_cache and self.dir_cache[root]["type"] == "file":
+            found = {root: self.dir_cache[root]}
+        elif root and root not in self.dir_cache:
+            found = {}
+        else:
+            prefix = root + "/" if root else ""
+            base = prefix.count("/")
+            found = {}
+            for name, entry in self.dir_cache.items():
+                if not name.startswith(prefix) or (not withdirs and entry["type"] != "file"):
+                    continue
+                if maxdepth is not None and name.count("/") - base >= maxdepth:
+                    continue
+                found[name] = entry
+        names = sorted(found)
+        if not detail:
+            return names
+        self._sized([found[n] for n in names])
+        return {n: found[n] for n in names}
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -184,7 +274,12 @@ class DesFileSystem(AbstractArchiveFileSystem):
         if mode != "rb":
             raise NotImplementedError("des:// is read-only; write containers with connector.des.DesWriter")
         name = self._member(path)
-        return self.reader.open(name, block_size=block_size or 1024 * 1024)
+        return DesMemberFile(self, name, block_size=block_size, cache_options=cache_options, **kwargs)
+
+
+def _rebuild(target: fsspec.AbstractFileSystem, path: str, tail_size: int, cached: bool) -> DesFileSystem:
+    reader = DesReader(path, fs=target, tail_size=tail_size, cache=DEFAULT_CACHE if cached else None)
+    return DesFileSystem(fo=reader, tail_size=tail_size, index_cache=DEFAULT_CACHE if cached else None)
 
 
 def _bounds(size: int, start: int | None, end: int | None) -> tuple[int, int]:
