@@ -62,6 +62,11 @@ class Blob:
         self.modified = _modified_of(info)
         return _identity_of(info)
 
+    def unchanged(self) -> bool:
+        """Whether the object still is the expected version (one request at most: a ``info`` call,
+        a 1-byte GET with ``If-Match`` on S3, a ``stat`` locally)."""
+        return self.identity is not None and self.current_identity() == self.identity
+
     def expect(self, identity: Any, size: int | None) -> None:
         """Reads from now on must come from this version (the one the index belongs to)."""
         self.identity, self.size = identity, size
@@ -150,6 +155,15 @@ class S3Blob(Blob):
 
     def current_identity(self) -> Any:
         return None  # every GET checks it
+
+    def unchanged(self) -> bool:
+        if self.identity is None or not self.size:
+            return False
+        try:
+            self.read(self.size - 1, self.size)
+        except ContainerChanged:
+            return False
+        return True
 
     def read(self, start: int, end: int) -> bytes:
         return fsspec.asyn.sync(self.fs.loop, self._get, f"bytes={start}-{end - 1}")

@@ -25,6 +25,9 @@ from fsspec.utils import tokenize
 
 from connector.des.cache import DEFAULT_CACHE, IndexCache
 from connector.des.file import DesMemberFile
+from connector.des.fswrite import WriteSession, write_one_member
+from connector.des.target import url_of
+from connector.des.writer import DEFAULT_BIG_FILE_THRESHOLD
 from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.errors import DesFormatError
 
@@ -50,6 +53,14 @@ class DesFileSystem(AbstractArchiveFileSystem):
     index_cache:
         Where parsed indexes are kept, shared across instances so a warm open costs no request
         (default: the process-wide cache; ``None`` disables it).
+    mode:
+        ``"r"`` (default) reads; a member opened with ``"wb"`` then creates the container holding
+        just that member, which must not exist yet. ``"w"`` is a write session: members opened with
+        ``"wb"`` are added as they close and the container (replacing any of that name) appears
+        when the filesystem is closed (``close()`` or the end of a ``with`` block); an exception
+        in the block or ``discard()`` leaves nothing. See :mod:`connector.des.fswrite`.
+    compression, big_file_threshold:
+        How written members are stored (as in :class:`~connector.des.writer.DesWriter`).
     """
 
     protocol = "des"
@@ -63,23 +74,46 @@ class DesFileSystem(AbstractArchiveFileSystem):
         target_options: dict[str, Any] | None = None,
         tail_size: int = DEFAULT_TAIL_SIZE,
         index_cache: IndexCache | None = DEFAULT_CACHE,
+        mode: str = "r",
+        compression: str | None = None,
+        big_file_threshold: int | None = DEFAULT_BIG_FILE_THRESHOLD,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if mode not in ("r", "w"):
+            raise ValueError(f"des:// mode must be 'r' or 'w', not {mode!r}")
+        self.mode = mode
         self._tail_size, self._cached = tail_size, index_cache is not None
+        self._write_options = {"compression": compression, "big_file_threshold": big_file_threshold}
+        self._reader: DesReader | None = None
+        self._missing: FileNotFoundError | None = None
+        self._session: WriteSession | None = None
+        self.target: fsspec.AbstractFileSystem | None = None
+        self.target_path: str | None = None
         if isinstance(fo, DesReader):
-            self.reader = fo
+            self._reader = fo
             self._tail_size, self._cached = fo.tail_size, fo._cache is not None
+            self.target, self.target_path = fo.fs, fo.path
         elif isinstance(fo, (str, os.PathLike)):
             fo = os.fspath(fo)
             if not fo:
                 raise ValueError(NO_CONTAINER)
             protocol, _ = split_protocol(fo)
-            target = fsspec.filesystem(target_protocol or protocol or "file", **(target_options or {}))
-            self.reader = DesReader(target._strip_protocol(fo), fs=target, tail_size=tail_size, cache=index_cache)
+            self.target = fsspec.filesystem(target_protocol or protocol or "file", **(target_options or {}))
+            self.target_path = self.target._strip_protocol(fo)
+            if mode == "w":
+                self._session = WriteSession(self.target, self.target_path, overwrite=True, **self._write_options)
+            else:
+                try:
+                    self._reader = DesReader(self.target_path, fs=self.target, tail_size=tail_size, cache=index_cache)
+                except FileNotFoundError as exc:
+                    self._missing = exc  # writing one member may create it; reading says it is missing
         else:
-            self.reader = DesReader(fo, tail_size=tail_size, cache=index_cache)
-        self.fo = self.reader.url  # what fsspec's archive helpers (and their ukey) expect
+            if mode == "w":
+                raise ValueError("des:// mode 'w' needs the container's path or URL, not a file object")
+            self._reader = DesReader(fo, tail_size=tail_size, cache=index_cache)
+        # What fsspec's archive helpers expect.
+        self.fo = self._reader.url if self._reader is not None else url_of(self.target, self.target_path)  # type: ignore[arg-type]
         self.dir_cache: dict[str, dict[str, Any]] | None = None
         self._children: dict[str, dict[str, dict[str, Any]]] = {}
         self._indexed: Any = None  # the index the listing was built from
@@ -90,23 +124,64 @@ class DesFileSystem(AbstractArchiveFileSystem):
         return super()._strip_protocol(path).lstrip("/")
 
     def __repr__(self) -> str:
-        return f"<DesFileSystem {self.reader.url}>"
+        return f"<DesFileSystem {self.fo}{' (writing)' if self.mode == 'w' else ''}>"
 
     __str__ = __repr__
 
+    @property
+    def reader(self) -> DesReader:
+        """The container's reader (``FileNotFoundError`` when it does not exist)."""
+        if self._reader is None:
+            if self.mode == "w":
+                raise ValueError(f"{self.fo}: des:// opened for writing (mode='w') cannot read the container")
+            assert self._missing is not None
+            raise FileNotFoundError(self._missing.errno, str(self._missing)) from None
+        return self._reader
+
     def __reduce__(self):
         # Rebuilt from the container's filesystem and path (picklable for Dask workers); a
-        # container given as bytes or a plain open file cannot travel.
-        reader = self.reader
-        if reader.fs is None or reader.path is None:
-            raise TypeError(f"{reader.url}: a des:// filesystem over bytes or a plain file object cannot be pickled")
-        return _rebuild, (reader.fs, reader.path, self._tail_size, self._cached)
+        # container given as bytes or a plain open file, or a write session, cannot travel.
+        if self.mode == "w" or self.target is None or self.target_path is None:
+            raise TypeError(f"{self.fo}: a des:// write session, or a filesystem over bytes or a plain file "
+                            f"object, cannot be pickled")
+        return _rebuild, (self.target, self.target_path, self._tail_size, self._cached)
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Publish the container of a write session (nothing to do when reading)."""
+        if self._session is not None:
+            self._session.commit()
+
+    def discard(self) -> None:
+        """Drop a write session: no container, no ``_bigFiles/`` object is left."""
+        if self._session is not None:
+            self._session.discard()
+
+    def __enter__(self) -> DesFileSystem:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        """Folders are implied by member names: nothing to create."""
+
+    mkdirs = makedirs
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Folders are implied by member names: nothing to create."""
 
     # -- identity ----------------------------------------------------------------------------------
 
     def ukey(self, path: str) -> str:
         """Changes when the member or the container's version (ETag; size and mtime locally) does:
-        caches keyed by it never serve an older container's bytes."""
+        caches keyed by it never serve an older container's bytes. The version is checked first
+        (S3: a 1-byte GET with If-Match; locally a stat), since the index may come from the cache."""
+        self.reader.refresh()
         name = self._member(path)
         entry = self.reader.info(name)
         return tokenize(self.protocol, self.reader.url, self.reader.identity, name, entry.offset, entry.length, entry.flags)
@@ -271,15 +346,28 @@ class DesFileSystem(AbstractArchiveFileSystem):
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict | None = None, **kwargs: Any):
+        if mode in ("wb", "xb"):
+            return self._open_for_write(self._strip_protocol(path))
         if mode != "rb":
-            raise NotImplementedError("des:// is read-only; write containers with connector.des.DesWriter")
+            raise NotImplementedError(f"des:// opens members with 'rb' or 'wb', not {mode!r} (members cannot be appended to)")
         name = self._member(path)
         return DesMemberFile(self, name, block_size=block_size, cache_options=cache_options, **kwargs)
 
 
+    def _open_for_write(self, name: str):
+        from connector.des.names import validate_member_name
+
+        validate_member_name(name)
+        if self._session is not None:
+            return self._session.open_member(name)
+        if self.target is None or self.target_path is None:
+            raise NotImplementedError(f"{self.fo}: a container given as bytes or a file object cannot be written")
+        return write_one_member(self.target, self.target_path, name, **self._write_options)
+
+
 def _rebuild(target: fsspec.AbstractFileSystem, path: str, tail_size: int, cached: bool) -> DesFileSystem:
     reader = DesReader(path, fs=target, tail_size=tail_size, cache=DEFAULT_CACHE if cached else None)
-    return DesFileSystem(fo=reader, tail_size=tail_size, index_cache=DEFAULT_CACHE if cached else None)
+    return DesFileSystem(fo=reader)
 
 
 def _bounds(size: int, start: int | None, end: int | None) -> tuple[int, int]:

@@ -285,6 +285,17 @@ class DesReader:
             self._blob, self._size, self._expected_size = old
             raise
 
+    def refresh(self) -> bool:
+        """Make sure the index is the container's current version (at most one small request;
+        a read costs none for this, as every read checks it). True when it had to be reloaded."""
+        if self._blob is None:
+            return False
+        with self._storage("checking the container's version"):
+            if self._blob.unchanged():
+                return False
+        self.reload()
+        return True
+
     def _identity(self) -> Any:
         if self._blob is not None:
             with self._storage("reading the container's identity"):
