@@ -120,8 +120,12 @@ class DesFileSystem(AbstractArchiveFileSystem):
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
-        # Member paths are relative to the container's root.
-        return super()._strip_protocol(path).lstrip("/")
+        # Member paths are relative to the container's root, which "" and "." both name
+        # ("des://." is a root URL for clients that refuse an empty one, such as dlt).
+        path = super()._strip_protocol(path).lstrip("/")
+        if path == "." or path.startswith("./"):
+            path = path[2:]
+        return path
 
     def __repr__(self) -> str:
         return f"<DesFileSystem {self.fo}{' (writing)' if self.mode == 'w' else ''}>"
@@ -228,7 +232,12 @@ class DesFileSystem(AbstractArchiveFileSystem):
         self.dir_cache, self._children, self._indexed = cache, children, index
 
     def _sized(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Fill in the sizes that live in META (compressed, external members), META read once."""
+        """Fill in the sizes that live in META (compressed, external members), META read once, and
+        the container's modification time as every member's ``mtime`` (a POSIX timestamp)."""
+        if any("mtime" not in e for e in entries):
+            mtime = self.reader.modified().timestamp()
+            for e in entries:
+                e["mtime"] = mtime
         missing = [e for e in entries if e["type"] == "file" and e["size"] is None]
         if missing:
             self.reader._load_meta_region()
