@@ -190,7 +190,9 @@ class S3Blob(Blob):
         return list(await asyncio.gather(*(one(s, e) for s, e in ranges)))
 
     async def _get(self, byte_range: str) -> bytes:
-        from s3fs.core import _error_wrapper  # retries a body cut short, as s3fs's own reads do
+        from s3fs.core import (
+            _error_wrapper,  # retries a body cut short, as s3fs's own reads do
+        )
 
         return await _error_wrapper(self._get_once, args=(byte_range,), retries=self.fs.retries)
 
@@ -268,17 +270,17 @@ def _modified_of(info: dict[str, Any]) -> dt.datetime | None:
     for key in ("LastModified", "last_modified", "modified", "mtime", "updated", "created"):
         value = info.get(key)
         if isinstance(value, dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+            return dt.datetime.fromtimestamp(value, dt.UTC)
         if isinstance(value, str):
             try:
                 parsed = dt.datetime.fromisoformat(value)
             except ValueError:
                 continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     return None
 
 
 def _from_ns(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)

@@ -34,7 +34,7 @@ def _mtime(info: dict[str, Any]) -> dt.datetime | None:
     value = info.get("mtime")
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(value, dt.UTC)
 
 
 def des_files(container: str | DesFileSystem, file_glob: str = "**", *, folder: str = "",

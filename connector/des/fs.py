@@ -26,11 +26,10 @@ from fsspec.utils import tokenize
 from connector.des.cache import DEFAULT_CACHE, IndexCache
 from connector.des.file import DesMemberFile
 from connector.des.fswrite import WriteSession, write_one_member
+from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.des.target import url_of
 from connector.des.writer import DEFAULT_BIG_FILE_THRESHOLD
-from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.errors import DesFormatError
-
 
 #: What a ``des://`` URL without its container (no ``::``) is told.
 NO_CONTAINER = ("des:// needs the container after '::': 'des://<member>::<container URL>', e.g. "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 import pickle
 import time
@@ -14,8 +13,8 @@ import pandas as pd
 import pytest
 
 from connector.des import DesWriter, IndexCache
-from connector.des.fs import DesFileSystem
 from connector.des.file import DesMemberFile
+from connector.des.fs import DesFileSystem
 
 BODY = b"".join(b"%d,row-%d\n" % (i, i) for i in range(30_000))  # ~400 KB, one plain member
 MEMBERS = {"d/a.csv": b"k,v\n" + BODY, "d/b.csv": b"k,v\n1,x\n", "z.txt": b"zz" * 5000}
@@ -79,7 +78,7 @@ def test_ukey_names_member_and_container_version(box, tmp_path):
 
 def test_modified_is_the_containers_mtime(box):
     fs = DesFileSystem(fo=box)
-    assert fs.modified("d/a.csv") == dt.datetime.fromtimestamp(os.stat(box).st_mtime_ns / 1e9, dt.timezone.utc)
+    assert fs.modified("d/a.csv") == dt.datetime.fromtimestamp(os.stat(box).st_mtime_ns / 1e9, dt.UTC)
     with pytest.raises(FileNotFoundError):
         fs.modified("nope.csv")
 
