@@ -130,7 +130,9 @@ class LocalBlob(Blob):
         finally:
             os.close(fd)
         now = (st.st_size, st.st_mtime_ns)
-        if self.identity is not None and now != self.identity:
+        if self.identity is None:
+            self.identity = now  # the first read fixes the version (objects read without an index)
+        elif now != self.identity:
             raise ContainerChanged(self.url, f"size/mtime {self.identity} -> {now}")
         return b"".join(chunks)
 

@@ -117,6 +117,7 @@ class DesReader:
         self._cache = cache
         self._meta_region: bytes | None = None
         self._external_at: dict[MemberInfo, str] = {}  # entry -> where its _bigFiles/ object was found
+        self._external_blobs: dict[str, Blob] = {}  # each _bigFiles/ object's version, from its first read
         self._expected_size: int | None = None  # the size the footer describes, once known
         self._load()
 
@@ -274,6 +275,7 @@ class DesReader:
         if self._cache is not None and self.fs is not None and self.path is not None:
             self._cache.discard(IndexCache.key(self.fs, self.path))
         old = self._blob, self._size, self._expected_size
+        self._external_blobs = {}
         if self._blob is not None:
             self._blob = blob_for(self.fs, self.path, self.url)  # type: ignore[arg-type]
             self._size = None
@@ -548,7 +550,7 @@ class DesReader:
                     if hi is None:
                         data = self.fs.cat_file(path)
                     else:
-                        data = self.fs.cat_file(path, start=lo, end=hi)
+                        data = self._external_blob(path).read(lo, hi)
             except FileNotFoundError:
                 continue
             self._external_at[entry] = path
@@ -558,6 +560,15 @@ class DesReader:
             return data
         tried = ", ".join(candidates)
         raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is missing (looked for {tried})")
+
+    def _external_blob(self, path: str) -> Blob:
+        """Ranged reads of one ``_bigFiles/`` object, checked against the version first read (an
+        object replaced between two ranges of one member raises ``ContainerChanged``)."""
+        blob = self._external_blobs.get(path)
+        if blob is None:
+            assert self.fs is not None
+            blob = self._external_blobs[path] = blob_for(self.fs, path, f"{self.url} (external object {path})")
+        return blob
 
     def _read_external(self, entry: MemberInfo) -> bytes:
         # One ranged GET: the length is in the index, and a whole-object read would first ask the

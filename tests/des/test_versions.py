@@ -135,3 +135,24 @@ def test_a_container_cut_at_the_front_is_never_read_shifted(where):
         where.fs(cache).open("b.csv").read()
     with pytest.raises((ContainerChanged, ValueError)):
         where.fs(cache).cat_file("b.csv", 0, 6)
+
+
+def test_an_external_member_replaced_between_two_ranges_is_refused(where):
+    # A _bigFiles/ object is its own object: its version is fixed by the first ranged read.
+    data = bytes(range(256)) * 40
+    fs_target = fsspec.filesystem("file") if isinstance(where, Local) else where.s3
+    box = where.url.replace("box.des", "ext.des")
+    with DesWriter(box, fs=fs_target, big_file_threshold=1000) as w:
+        w.add("big.bin", data)
+    fs = DesFileSystem(fo=box, target_options=where.so or None, index_cache=IndexCache())
+    assert fs.reader.info("big.bin").external
+    with fs.open("big.bin", block_size=100, cache_type="none") as f:
+        assert f.read(100) == data[:100]
+        external = fs.reader._external_at[fs.reader.info("big.bin")]
+        time.sleep(0.01)
+        fs_target.pipe(external, data[::-1])  # same length, other bytes
+        if isinstance(where, Local):  # make sure the mtime moves on coarse clocks
+            st = os.stat(external)
+            os.utime(external, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        with pytest.raises(ContainerChanged, match="external object"):
+            f.read(100)
