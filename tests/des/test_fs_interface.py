@@ -115,7 +115,8 @@ def test_caching_wrappers_over_des_never_serve_an_old_version(box, tmp_path, wra
 # -- any target filesystem (item 5) -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["memory", "simplecache", "filecache", "blockcache", "simplecache-memory", "http"])
+@pytest.mark.parametrize("target", ["memory", "simplecache", "filecache", "blockcache", "simplecache-memory", "http",
+                                    "simplecache-s3"])
 def test_container_over_any_target_filesystem(box, tmp_path, target, request):
     kw: dict = {}
     if target == "memory":
@@ -129,6 +130,10 @@ def test_container_over_any_target_filesystem(box, tmp_path, target, request):
         with open(box, "rb") as f:
             s3_endpoint.boto3_client().put_object(Bucket=bucket, Key="box.des", Body=f.read(), ACL="public-read")
         url = f"{s3_endpoint.endpoint_url}/{bucket}/box.des"  # moto serves objects over plain HTTP
+    elif target == "simplecache-s3":
+        s3_endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        s3_endpoint.s3fs().put(box, f"{bucket}/box.des")
+        url, kw = f"simplecache::s3://{bucket}/box.des", {"s3": s3_endpoint.storage_options()}
     else:
         url = f"{target}::{box}"
         if target != "simplecache":
