@@ -233,8 +233,8 @@ class DesFileSystem(AbstractArchiveFileSystem):
     def _sized(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Fill in the sizes that live in META (compressed, external members), META read once, and
         the container's modification time as every member's ``mtime`` (a POSIX timestamp)."""
-        if any("mtime" not in e for e in entries):
-            mtime = self.reader.modified().timestamp()
+        if any("mtime" not in e for e in entries) and self.reader.fs is not None:
+            mtime = self.reader.modified().timestamp()  # a container given as bytes has none
             for e in entries:
                 e["mtime"] = mtime
         missing = [e for e in entries if e["type"] == "file" and e["size"] is None]
