@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import os
 import threading
 import zlib
@@ -21,6 +20,7 @@ from typing import IO, Any, TypeVar
 
 import fsspec
 
+from connector.des.blob import Blob, ContainerChanged, blob_for
 from connector.des.cache import DEFAULT_CACHE, CachedIndex, IndexCache
 from connector.des.codecs import decompress
 from connector.des.format import (
@@ -50,12 +50,15 @@ T = TypeVar("T")
 
 
 def _refreshing(method: Callable[..., T]) -> Callable[..., T]:
-    """Retry a read once with a fresh index when it failed on a cached one that turns out stale."""
+    """Retry a read once with a fresh index when it failed on a cached one that turns out stale,
+    or when the container changed under its name (a read by member name then reads the new one)."""
 
     @functools.wraps(method)
     def wrapper(self: DesReader, *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
+        except ContainerChanged:
+            self.reload()
         except (DesFormatError, KeyError):
             if not self._reload_if_replaced():
                 raise
@@ -90,6 +93,7 @@ class DesReader:
         self.path: str | None = None
         self._buf: bytes | None = None
         self._fileobj: IO[bytes] | None = None
+        self._blob: Blob | None = None
         self._lock = threading.Lock()
         self._size = size
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -109,9 +113,12 @@ class DesReader:
         else:
             self.fs, self.path = resolve(source, fs, storage_options)  # type: ignore[arg-type]
             self.url = url_of(self.fs, self.path)
+        if self.fs is not None and self.path is not None:
+            self._blob = blob_for(self.fs, self.path, self.url)
         self._cache = cache
         self._meta_region: bytes | None = None
         self._external_at: dict[MemberInfo, str] = {}  # entry -> where its _bigFiles/ object was found
+        self._external_blobs: dict[str, Blob] = {}  # each _bigFiles/ object's version, from its first read
         self._expected_size: int | None = None  # the size the footer describes, once known
         self._load()
 
@@ -210,12 +217,10 @@ class DesReader:
 
     def open(self, name: str, block_size: int = 1024 * 1024) -> IO[bytes]:
         """A seekable binary file over one member, reading by range (no full download)."""
-        entry = self.info(name)
-        if entry.compressed or entry.flags & FLAG_ENCRYPTED:
-            return io.BytesIO(self.read(name))
-        # Internal and _bigFiles/ members alike: ranged reads of the length the index gives (an
-        # object store's own file would first make a HEAD request for the size).
-        return io.BufferedReader(_MemberFile(self, entry), buffer_size=block_size)
+        from connector.des.fs import DesFileSystem  # the file is fsspec's; fs imports this module
+
+        self.info(name)
+        return DesFileSystem(fo=self).open(name, block_size=block_size)
 
     def verify(self) -> int:
         """Re-read every INDEX entry (earlier copies of a duplicate name too) and check its sha256
@@ -264,14 +269,53 @@ class DesReader:
 
     # -- opening ------------------------------------------------------------------------------
 
+    @property
+    def identity(self) -> Any:
+        """The version of the container the index belongs to (ETag; size and mtime locally)."""
+        return self._index.identity
+
+    def modified(self) -> Any:
+        """The container's modification time (a timezone-aware datetime)."""
+        if self._blob is None:
+            raise NotImplementedError(f"{self.url}: a container given as bytes or a plain file has no modification time")
+        with self._storage("reading the modification time"):
+            return self._blob.stat_modified()
+
+    def reload(self) -> None:
+        """Forget the index (also in the shared cache) and read the container's tail again."""
+        if self._cache is not None and self.fs is not None and self.path is not None:
+            self._cache.discard(IndexCache.key(self.fs, self.path))
+        old = self._blob, self._size, self._expected_size
+        self._external_blobs = {}
+        if self._blob is not None:
+            self._blob = blob_for(self.fs, self.path, self.url)  # type: ignore[arg-type]
+            self._size = None
+        try:
+            self._load()
+        except BaseException:
+            # The old index stays with the old version's identity, so its reads keep failing
+            # instead of reading the new object at the old offsets.
+            self._blob, self._size, self._expected_size = old
+            raise
+
+    def refresh(self) -> bool:
+        """Make sure the index is the container's current version (at most one small request;
+        a read costs none for this, as every read checks it). True when it had to be reloaded."""
+        if self._blob is None:
+            return False
+        with self._storage("checking the container's version"):
+            if self._blob.unchanged():
+                return False
+        self.reload()
+        return True
+
     def _identity(self) -> Any:
-        if self.fs is not None and self.path is not None and is_local(self.fs):
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                raise FileNotFoundError(f"{self.url}: no such container") from None
-            self._size = st.st_size
-            return (st.st_size, st.st_mtime_ns)
+        if self._blob is not None:
+            with self._storage("reading the container's identity"):
+                identity = self._blob.current_identity()
+            if self._blob.size is not None:
+                self._size = self._blob.size
+            return identity
         return self._size
 
     def _load(self) -> None:
@@ -281,6 +325,8 @@ class DesReader:
             identity = self._identity()
             cached = self._cache.get(key, identity)
             if cached is not None:
+                if self._blob is not None:
+                    self._blob.expect(cached.identity, cached.size)
                 self._index = cached
                 self._meta_region = cached.meta_region
                 self._expected_size = cached.size
@@ -289,6 +335,8 @@ class DesReader:
         else:
             identity = self._identity() if self.fs is not None else self._size
         self._from_cache = False
+        if self._blob is not None:
+            self._blob.expect(identity, self._size)
         self._index = self._read_tail(identity)
         self._meta_region = self._index.meta_region
         if key is not None and self._cache is not None:
@@ -302,8 +350,7 @@ class DesReader:
         if not getattr(self, "_from_cache", False) or self._cache is None or self.fs is None or self.path is None:
             return False
         old = self._index
-        self._cache.discard(IndexCache.key(self.fs, self.path))
-        self._load()
+        self.reload()
         return (self._index.footer, self._index.size) != (old.footer, old.size)
 
     def _read_tail(self, identity: Any) -> CachedIndex:
@@ -336,6 +383,8 @@ class DesReader:
         view = memoryview(tail)
         index_raw = view[footer.index_start - tail_start : footer.index_start - tail_start + footer.index_length]
         members = parse_index(index_raw, footer, self.url)
+        if self._blob is not None:
+            identity = self._blob.identity  # S3: the ETag the tail's GET answered with
         meta_region = None
         if footer.meta_start >= tail_start:
             meta_region = bytes(view[footer.meta_start - tail_start : footer.meta_start - tail_start + footer.meta_length])
@@ -378,7 +427,7 @@ class DesReader:
         try:
             yield
         except OSError as exc:
-            if isinstance(exc, (FileNotFoundError, PermissionError)) or self._expected_size is None:
+            if isinstance(exc, (FileNotFoundError, PermissionError, ContainerChanged)) or self._expected_size is None:
                 raise
             try:
                 actual = self.fs.size(self.path) if self.fs is not None else None
@@ -393,9 +442,15 @@ class DesReader:
         assert self.fs is not None
         try:
             with self._storage("reading the tail"):
-                return self.fs.cat_file(self.path, start=-n)
+                assert self._blob is not None
+                tail = self._blob.read_suffix(n)
+                if self._blob.size is not None:
+                    self._size = self._blob.size
+                return tail
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.url}: no such container") from None
+        except ContainerChanged:
+            raise
         except (ValueError, OSError) as exc:
             # Some stores refuse a suffix range on objects shorter than it, or do not do suffixes.
             try:
@@ -418,8 +473,9 @@ class DesReader:
                 data = self._fileobj.read(end - start)
         else:
             assert self.fs is not None
+            assert self._blob is not None
             with self._size_checked_on_failure(), self._storage(f"reading bytes [{start}, {end})"):
-                data = self.fs.cat_file(self.path, start=start, end=end)
+                data = self._blob.read(start, end)
         if len(data) != end - start:
             raise DesFormatError(f"{self.url}: truncated: wanted bytes [{start}, {end}), got {len(data)} bytes")
         return data
@@ -429,11 +485,9 @@ class DesReader:
             return []
         if self.fs is None or len(ranges) == 1:
             return [self._read_range(s, e) for s, e in ranges]
+        assert self._blob is not None
         with self._size_checked_on_failure(), self._storage(f"reading {len(ranges)} byte ranges"):
-            blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
-            for blob in blobs:
-                if isinstance(blob, BaseException):
-                    raise blob
+            blobs = self._blob.read_ranges(ranges)
         for (s, e), blob in zip(ranges, blobs):
             if len(blob) != e - s:
                 raise DesFormatError(f"{self.url}: truncated: wanted bytes [{s}, {e}), got {len(blob)} bytes")
@@ -507,7 +561,7 @@ class DesReader:
                     if hi is None:
                         data = self.fs.cat_file(path)
                     else:
-                        data = self.fs.cat_file(path, start=lo, end=hi)
+                        data = self._external_blob(path).read(lo, hi)
             except FileNotFoundError:
                 continue
             self._external_at[entry] = path
@@ -517,6 +571,15 @@ class DesReader:
             return data
         tried = ", ".join(candidates)
         raise DesFormatError(f"{self.url}: member {entry.name!r}: external object is missing (looked for {tried})")
+
+    def _external_blob(self, path: str) -> Blob:
+        """Ranged reads of one ``_bigFiles/`` object, checked against the version first read (an
+        object replaced between two ranges of one member raises ``ContainerChanged``)."""
+        blob = self._external_blobs.get(path)
+        if blob is None:
+            assert self.fs is not None
+            blob = self._external_blobs[path] = blob_for(self.fs, path, f"{self.url} (external object {path})")
+        return blob
 
     def _read_external(self, entry: MemberInfo) -> bytes:
         # One ranged GET: the length is in the index, and a whole-object read would first ask the
@@ -627,48 +690,3 @@ def _coalesce(entries: list[MemberInfo], max_gap: int) -> list[list[MemberInfo]]
         spans.append([e])
         end = e.offset + e.length
     return spans
-
-
-class _MemberFile(io.RawIOBase):
-    """Raw, seekable view of one uncompressed member; reads become range requests (of the
-    container, or of the member's ``_bigFiles/`` object)."""
-
-    def __init__(self, reader: DesReader, entry: MemberInfo) -> None:
-        self._reader, self._entry, self._pos = reader, entry, 0
-        self.name = entry.name
-        if entry.external:
-            reader._external_candidates(entry)  # a refused external_key fails the open, not a later read
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._entry.length}[whence]
-        pos = base + offset
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._entry.length - self._pos)
-        if n <= 0:
-            return 0
-        if self._entry.external:
-            data = self._reader._read_external_range(self._entry, self._pos, self._pos + n)
-        else:
-            start = self._entry.offset + self._pos
-            data = self._reader._read_range(start, start + n)
-        b[:n] = data
-        self._pos += n
-        return n
-
-    @property
-    def size(self) -> int:
-        return self._entry.length

@@ -198,10 +198,26 @@ def test_a_container_replaced_under_its_name_is_noticed_by_a_warm_reader(s3_endp
     with pytest.raises(KeyError):
         DesReader(url, storage_options=so, cache=cache).read("absent.txt")
 
-    # A real corruption (same footer) is not retried again and again: one tail re-read, then the error.
+    # A corrupted replacement is read once more, not again and again: the member's GET answers 412
+    # (the ETag changed), the tail is read again, the member once more, then the checksum error.
     data = bytearray(other.read_bytes())
     data[data.index(b"new c")] ^= 0x20
     s3_endpoint.s3fs().pipe(url, bytes(data))
     with s3_proxy.window() as w, pytest.raises(DesFormatError, match="'c.txt': checksum mismatch"):
         DesReader(url, storage_options=so, cache=cache).read("c.txt")
-    assert w.count("GET") == 2, w  # the member, the tail (unchanged footer: no retry)
+    assert w.count("GET") == 3, w
+
+
+def test_reading_a_whole_member_through_open_is_one_get(container, s3_endpoint, s3_proxy):
+    # pandas read_json(lines=True), Polars and Dask's JSON readers call open(member).read():
+    # it was one GET per 8 KiB (256 for this 2 MiB member).
+    so = s3_proxy.storage_options(s3_endpoint)
+    fs = DesFileSystem(fo=container, target_options=so, index_cache=IndexCache())
+    with s3_proxy.window() as w:
+        with fs.open("big.bin") as f:
+            assert f.read() == BIG
+    assert w.count() == w.count("GET") == 1 and w.sent == len(BIG), w
+    with s3_proxy.window() as w:
+        with fs.open("big.bin", block_size=4096) as f:  # a small block size does not split it either
+            assert f.read() == BIG
+    assert w.count() == 1, w

@@ -96,7 +96,9 @@ def test_open_files_with_chained_urls_and_open_file_objects(box):
         assert f.readline() == "top\n"
     # fo may be an open file (fsspec's or a plain one).
     with open(box, "rb") as raw:
-        assert DesFileSystem(fo=raw, index_cache=None).cat_file("top.txt") == MEMBERS["top.txt"] * 50
+        plain = DesFileSystem(fo=raw, index_cache=None)
+        assert plain.cat_file("top.txt") == MEMBERS["top.txt"] * 50
+        assert "top.txt" in plain.find("", detail=True) and plain.ls("a", detail=True)[0]["type"] == "directory"
     with fsspec.open(box, "rb") as remote_style:
         assert DesFileSystem(fo=remote_style, index_cache=None).cat_file("top.txt") == MEMBERS["top.txt"] * 50
 

@@ -52,8 +52,9 @@ def test_readme_des_section_runs(workdir, s3_endpoint, s3_bucket, s3):
     assert (workdir / "out" / "unpacked" / "orders" / "orders_01.jsonl").read_bytes() == (
         ROOT / "testdata" / "orders" / "orders_01.jsonl").read_bytes()
 
-    local, on_s3, api = _blocks("python")
+    local, on_s3, clients, _dlt, api = _blocks("python")
     _run([sys.executable, "-c", local], workdir)
+    _run([sys.executable, "-c", clients], workdir)
 
     s3.put(str(workdir / "out" / "testdata.des"), f"{s3_bucket}/testdata.des")
     assert EXAMPLE_ENDPOINT in on_s3 and EXAMPLE_BUCKET in on_s3
@@ -77,3 +78,18 @@ def test_tail_size_reaches_the_filesystem_from_a_chained_url(tmp_path):
         "assert of.open().read() == b'abc'\n"
     )
     _run([sys.executable, "-c", code], tmp_path)
+
+
+@pytest.mark.slow
+def test_readme_dlt_recipe_runs(workdir):
+    _run([sys.executable, "-m", "connector.cli", "pack", "testdata", "-o", "out/testdata.des"], workdir)
+    recipe = _blocks("python")[3]
+    assert "des_files" in recipe
+    out = _run([sys.executable, "-c", recipe], workdir)
+    assert b"LOADED" in out.stdout
+    import duckdb
+
+    with duckdb.connect(str(workdir / "out" / "users.duckdb")) as con:
+        rows = con.sql("select count(*) from raw.users").fetchall()
+    with open(ROOT / "testdata" / "users" / "users_2024-01.csv") as f:
+        assert rows == [(sum(1 for _ in f) - 1,)]
