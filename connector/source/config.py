@@ -33,6 +33,12 @@ class CsvOptions:
 
 
 @dataclass(frozen=True)
+class ExcelOptions:
+    #: The sheet read from each workbook; None: the first.
+    sheet_name: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamGlobs:
     name: str
     globs: tuple[str, ...]
@@ -54,6 +60,7 @@ class SourceConfig:
     retry_count: int = 3
     request_timeout: float | None = None
     csv: CsvOptions = CsvOptions()
+    excel: ExcelOptions = ExcelOptions()
     stream_depth: int = 1
     streams: tuple[StreamGlobs, ...] = ()
     start_date: datetime | None = None
@@ -89,6 +96,7 @@ class SourceConfig:
             retry_count=raw.get("retry_count", 3),
             request_timeout=raw.get("request_timeout"),
             csv=CsvOptions(**raw.get("csv", {})),
+            excel=ExcelOptions(**raw.get("excel", {})),
             stream_depth=raw.get("stream_depth", 1),
             streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
             start_date=start,

@@ -55,7 +55,7 @@ def _per_value(column: pa.Array) -> pa.Array:
         return string_array(_texts(column))
     dumps = orjson.dumps
     return string_array(["null" if v is None else dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
-                         for v in column.to_pylist()])
+                         for v in column.to_pylist(maps_as_pydicts="strict")])  # maps are JSON objects
 
 
 def _default(value):
