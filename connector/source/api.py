@@ -53,6 +53,7 @@ class Source:
         csv_given = config.get("csv") if isinstance(config, Mapping) else None
         self.options = FormatOptions(csv=self.config.csv, on_bad_record=self.config.on_bad_record,
                                      batch_size=self.config.batch_size, excel=self.config.excel,
+                                     avro=self.config.avro,
                                      delimiter_given=isinstance(csv_given, Mapping) and "delimiter" in csv_given)
         self._retry_base = retry_base_delay
         self._schemas: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}

@@ -39,6 +39,12 @@ class ExcelOptions:
 
 
 @dataclass(frozen=True)
+class AvroOptions:
+    #: Float and double values as strings (Airbyte's option of the same name).
+    double_as_string: bool = False
+
+
+@dataclass(frozen=True)
 class StreamGlobs:
     name: str
     globs: tuple[str, ...]
@@ -66,6 +72,7 @@ class SourceConfig:
     request_timeout: float | None = None
     csv: CsvOptions = CsvOptions()
     excel: ExcelOptions = ExcelOptions()
+    avro: AvroOptions = AvroOptions()
     stream_depth: int = 1
     streams: tuple[StreamGlobs, ...] = ()
     start_date: datetime | None = None
@@ -108,6 +115,7 @@ class SourceConfig:
             request_timeout=raw.get("request_timeout"),
             csv=CsvOptions(**raw.get("csv", {})),
             excel=ExcelOptions(**raw.get("excel", {})),
+            avro=AvroOptions(**raw.get("avro", {})),
             stream_depth=raw.get("stream_depth", 1),
             streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
             start_date=start,

@@ -201,3 +201,26 @@ def test_dates_and_times_are_exact():
     arrow, convert, _ = file_schema(fastavro.parse_schema(schema))
     table = pa.Table.from_pylist(list(fastavro.reader(io.BytesIO(avro_bytes(schema, rows)))), schema=arrow)
     assert table.to_pylist() == rows
+
+
+def test_double_as_string_option(tmp_path):
+    schema = {"type": "record", "name": "F", "fields": [
+        {"name": "d", "type": ["null", "double"]}, {"name": "f", "type": "float"}, {"name": "n", "type": "long"}]}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/x.avro").write_bytes(avro_bytes(schema, [{"d": 0.1, "f": 1.1, "n": 1}, {"d": None, "f": 2.5, "n": 2}]))
+    src = Source({"root_url": str(tmp_path), "avro": {"double_as_string": True}})
+    props = src.airbyte_stream("s")["json_schema"]["properties"]
+    assert props["d"] == props["f"] == {"type": ["null", "string"]} and props["n"] == {"type": ["null", "integer"]}
+    records = validated_records(src, "s")
+    assert [(r["d"], r["f"]) for r in records] == [("0.1", repr(1.100000023841858)), (None, "2.5")]
+    records = validated_records(Source({"root_url": str(tmp_path)}), "s")
+    assert records[0]["d"] == Decimal("0.1")
+
+
+@pytest.mark.parametrize("avro", [{"double_as_string": "yes"}, {"doubles": True}, []])
+def test_bad_avro_options_name_the_field(avro):
+    from connector.errors import ConfigError
+    from connector.source.config import SourceConfig
+
+    with pytest.raises(ConfigError, match="'avro"):
+        SourceConfig.from_dict({"root_url": "x", "avro": avro})

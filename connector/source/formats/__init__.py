@@ -27,7 +27,7 @@ from typing import IO
 import fsspec
 import pyarrow as pa
 
-from connector.source.config import CsvOptions, ExcelOptions
+from connector.source.config import AvroOptions, CsvOptions, ExcelOptions
 from connector.source.errors import BadDataError, FileVanishedError, TransientError
 from connector.source.listing import FileRef
 from connector.source.retry import is_transient
@@ -51,6 +51,7 @@ class FormatOptions:
     batch_size: int = 65536
     block_size: int = BLOCK_SIZE
     excel: ExcelOptions = ExcelOptions()
+    avro: AvroOptions = AvroOptions()
 
 
 @dataclass

@@ -10,6 +10,8 @@ types map to Arrow as follows; a value is never rounded or re-encoded on the way
   uuid -> string; local-timestamp-* (no zone) -> ISO-8601 text without a zone, since a UTC
   timestamp would claim a zone the value does not have;
 - record -> struct, array -> list, map -> map<string, T>;
+- ``avro.double_as_string`` (Airbyte's option): float and double as text (``repr``: the shortest
+  text that reads back as the same value);
 - a union of null and one type -> that type (every column is nullable); a union of several
   types -> string holding each value as text (JSON for nested values), so nothing is dropped.
 
@@ -59,6 +61,8 @@ def arrow_type(schema: Any, names: dict[str, Any]) -> tuple[pa.DataType, Convert
     """The Arrow type of Avro ``schema`` and the function making fastavro's values fit it (None:
     they already do). ``names`` collects named types (record, enum, fixed) as they are defined."""
     if isinstance(schema, str):
+        if schema in ("float", "double") and getattr(names, "doubles_as_text", False):
+            return pa.string(), repr  # Airbyte's double_as_string: the shortest exact text
         if schema in _PRIMITIVES:
             return _PRIMITIVES[schema], None
         if schema not in names:
@@ -164,9 +168,18 @@ def _json_default(value: Any) -> Any:
     return str(value)  # Decimal (exact digits), UUID
 
 
-def file_schema(writer_schema: Any) -> tuple[pa.Schema, Convert, bool]:
-    """``(arrow schema, row converter, is_record)`` of a file's writer schema."""
-    names: dict[str, Any] = {}
+class TypeNames(dict):
+    """Named types defined so far, and how floating-point values are mapped."""
+
+    def __init__(self, doubles_as_text: bool = False) -> None:
+        super().__init__()
+        self.doubles_as_text = doubles_as_text
+
+
+def file_schema(writer_schema: Any, doubles_as_text: bool = False) -> tuple[pa.Schema, Convert, bool]:
+    """``(arrow schema, row converter, is_record)`` of a file's writer schema; ``doubles_as_text``
+    maps float and double to strings (``avro.double_as_string``)."""
+    names = TypeNames(doubles_as_text)
     t, convert = arrow_type(writer_schema, names)
     if pa.types.is_struct(t) and not isinstance(writer_schema, list):
         return pa.schema(list(t)), convert, True
@@ -178,7 +191,7 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
     if ref.size == 0:
         return pa.schema([])
     with data_errors(ref, "header"), _reading(), open_raw(fs, ref, block_size=HEADER_BLOCK, cache_type="readahead") as raw:
-        return file_schema(fastavro.reader(raw).writer_schema)[0]
+        return file_schema(fastavro.reader(raw).writer_schema, options.avro.double_as_string)[0]
 
 
 def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
@@ -190,7 +203,7 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
     with open_raw(fs, ref, block_size=DATA_BLOCK, cache_type="readahead") as raw:
         with data_errors(ref, "header"), _reading():
             reader = fastavro.reader(raw)
-            own, convert, is_record = file_schema(reader.writer_schema)
+            own, convert, is_record = file_schema(reader.writer_schema, options.avro.double_as_string)
         target = pa.schema([schema.field(f.name) if f.name in schema.names else f for f in own])
         rows: list[Any] = []
         start = 0
