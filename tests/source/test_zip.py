@@ -116,3 +116,24 @@ def test_encrypted_member_is_bad_data(tmp_path):
     (tmp_path / "s/a.zip").write_bytes(bytes(archive))
     with pytest.raises(BadDataError, match=r"s/a\.zip/x\.csv: cannot read this zip member"):
         drain(Source({"root_url": str(tmp_path)}), "s")
+
+
+def test_des_sync_files_mode_stores_each_member(tmp_path):
+    import json
+    import subprocess
+
+    from connector.store import Store
+
+    src = tmp_path / "data"
+    members = {"x.csv": CSV, "sub/y.jsonl": b'{"id": 9}\n'}
+    (src / "s").mkdir(parents=True)
+    (src / "s/a.zip").write_bytes(generate.zipped(members))
+    (tmp_path / "src.json").write_text(json.dumps({"root_url": str(src)}))
+    (tmp_path / "dst.json").write_text(json.dumps({"root_url": str(tmp_path / "store")}))
+    out = subprocess.run([sys.executable, "-m", "connector.cli", "sync", "--config", str(tmp_path / "src.json"),
+                          "--destination", str(tmp_path / "dst.json"), "--state", str(tmp_path / "state.json"),
+                          "--mode", "files"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "s -> s: 2 files, 2 datapoints" in out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        assert sorted([store.read("s", 0), store.read("s", 1)]) == sorted(members.values())
