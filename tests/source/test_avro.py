@@ -224,3 +224,20 @@ def test_bad_avro_options_name_the_field(avro):
 
     with pytest.raises(ConfigError, match="'avro"):
         SourceConfig.from_dict({"root_url": "x", "avro": avro})
+
+
+def test_map_columns_are_json_objects_also_nested():
+    """records.py: a map (Avro map, Parquet map) is a JSON object, not a list of [key, value]."""
+    import orjson
+
+    from connector.source.records import record_lines
+
+    m = pa.map_(pa.string(), pa.int64())
+    batch = pa.RecordBatch.from_arrays([
+        pa.array([[("a", 1), ("b", None)], None], m),
+        pa.array([{"inner": [("k", 2)]}, {"inner": None}], pa.struct([pa.field("inner", m)])),
+        pa.array([[[("x", 3)]], []], pa.list_(m)),
+    ], names=["m", "s", "l"])
+    rows = [orjson.loads(line)["record"]["data"] for line in record_lines("t", batch, 0).splitlines()]
+    assert rows == [{"m": {"a": 1, "b": None}, "s": {"inner": {"k": 2}}, "l": [{"x": 3}]},
+                    {"m": None, "s": {"inner": None}, "l": []}]
