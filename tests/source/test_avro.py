@@ -241,3 +241,13 @@ def test_map_columns_are_json_objects_also_nested():
     rows = [orjson.loads(line)["record"]["data"] for line in record_lines("t", batch, 0).splitlines()]
     assert rows == [{"m": {"a": 1, "b": None}, "s": {"inner": {"k": 2}}, "l": [{"x": 3}]},
                     {"m": None, "s": {"inner": None}, "l": []}]
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy", "zstandard", "bzip2", "xz", "lz4"])
+def test_every_avro_codec(tmp_path, codec):
+    schema = {"type": "record", "name": "C", "fields": [{"name": "i", "type": "long"}, {"name": "s", "type": "string"}]}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/x.avro").write_bytes(avro_bytes(schema, [{"i": i, "s": f"v{i}"} for i in range(300)], codec=codec,
+                                                   sync_interval=1000))
+    rows, _ = drain(Source({"root_url": str(tmp_path)}), "s")
+    assert [(r["i"], r["s"]) for r in rows] == [(i, f"v{i}") for i in range(300)]
