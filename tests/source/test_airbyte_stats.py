@@ -64,7 +64,7 @@ def test_state_record_counts_and_estimate(tmp_path):
     assert mine[2]["state"]["sourceStats"] == {"recordCount": 0.0}
 
     # Full refresh: every file estimated, no STATE.
-    catalog = write(tmp_path, "full.json", catalog_for(messages and _discovered(config), mode="full_refresh"))
+    catalog = write(tmp_path, "full.json", catalog_for(_discovered(config), mode="full_refresh"))
     code, messages, _ = run("read", "--config", config, "--catalog", catalog, "--state", state)
     mine = stream_messages(messages, "s")
     assert code == 0 and [m["trace"]["estimate"]["byte_estimate"] for m in mine if kind(m) == "ESTIMATE"] == [sizes]

@@ -137,3 +137,27 @@ def test_des_sync_files_mode_stores_each_member(tmp_path):
     assert "s -> s: 2 files, 2 datapoints" in out.stdout
     with Store(str(tmp_path / "store")) as store:
         assert sorted([store.read("s", 0), store.read("s", 1)]) == sorted(members.values())
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_parquet_avro_and_excel_members(tmp_path, compression):
+    """Formats that seek (Parquet's footer, a workbook's directory) work inside an archive too,
+    stored or deflated."""
+    import io
+
+    import fastavro
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2]}), sink)
+    avro = io.BytesIO()
+    fastavro.writer(avro, fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "id", "type": "long"}]}),
+                    [{"id": 3}])
+    members = {"a.parquet": sink.getvalue(), "b.avro": avro.getvalue(), "c.xlsx": generate.xlsx({"x": [["id"], [4]]})}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/m.zip").write_bytes(generate.zipped(members, compression))
+    src = Source({"root_url": str(tmp_path)})
+    records = validated_records(src, "s")
+    assert sorted((r["_file"], r["id"]) for r in records) == [
+        ("s/m.zip/a.parquet", 1), ("s/m.zip/a.parquet", 2), ("s/m.zip/b.avro", 3), ("s/m.zip/c.xlsx", 4)]
