@@ -44,10 +44,27 @@ class AvroOptions:
     double_as_string: bool = False
 
 
+#: Airbyte's ``streams[].format.filetype`` -> our format name.
+FILETYPES = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "avro": "avro", "excel": "excel"}
+
+
 @dataclass(frozen=True)
 class StreamGlobs:
     name: str
     globs: tuple[str, ...]
+    #: Only files of this format belong to the stream (Airbyte's ``format.filetype``); None: any.
+    format: str | None = None
+    #: Avro options of this stream (``format.double_as_string``); None: the top-level ``avro``.
+    avro: AvroOptions | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StreamGlobs:
+        spec = raw.get("format") or {}
+        avro = AvroOptions(spec["double_as_string"]) if "double_as_string" in spec else None
+        if avro is not None and spec.get("filetype") != "avro":
+            raise ConfigError(f"config field 'streams.format.double_as_string' (stream {raw['name']!r}) "
+                              "applies to filetype 'avro' only")
+        return cls(raw["name"], tuple(raw["globs"]), FILETYPES.get(spec.get("filetype", "")), avro)
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,7 @@ class SourceConfig:
             excel=ExcelOptions(**raw.get("excel", {})),
             avro=AvroOptions(**raw.get("avro", {})),
             stream_depth=raw.get("stream_depth", 1),
-            streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
+            streams=tuple(StreamGlobs.from_dict(s) for s in raw.get("streams", ())),
             start_date=start,
             schema_sample_rows=raw.get("schema_sample_rows", 1000),
             on_bad_record=raw.get("on_bad_record", "fail"),

@@ -149,10 +149,12 @@ def _archive_members(fs: fsspec.AbstractFileSystem, ref: FileRef, config: Source
         return []
 
 
-def stream_of(key: str, config: SourceConfig, root: str = "") -> list[str]:
-    """The stream names ``key`` belongs to (several when explicit globs overlap; none at the top)."""
+def stream_of(key: str, config: SourceConfig, root: str = "", fmt: str | None = None) -> list[str]:
+    """The stream names ``key`` (of format ``fmt``) belongs to (several when explicit globs
+    overlap; none at the top). A configured stream with a ``format`` takes files of it only."""
     if config.streams:
-        return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)]
+        return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)
+                and (s.format is None or fmt is None or s.format == fmt)]
     parts = key.split("/")
     if config.stream_depth == 0:
         return [root_stream_name(root)] if len(parts) == 1 else []
@@ -168,7 +170,7 @@ def group_streams(refs: list[FileRef], config: SourceConfig, root: str = "") -> 
         for s in config.streams:
             grouped[s.name] = []
     for ref in refs:
-        for name in stream_of(archive.archive_key(ref), config, root):
+        for name in stream_of(archive.archive_key(ref), config, root, ref.format):
             grouped.setdefault(name, []).append(ref)
     return {name: files for name, files in sorted(grouped.items()) if files}
 

@@ -251,3 +251,35 @@ def test_every_avro_codec(tmp_path, codec):
                                                    sync_interval=1000))
     rows, _ = drain(Source({"root_url": str(tmp_path)}), "s")
     assert [(r["i"], r["s"]) for r in rows] == [(i, f"v{i}") for i in range(300)]
+
+
+def test_airbyte_stream_format_filetype_and_double_as_string(tmp_path):
+    """Airbyte's file-based streams[].format carries over: filetype picks the files of a stream
+    (jsonl is our json), double_as_string applies to that stream."""
+    schema = {"type": "record", "name": "F", "fields": [{"name": "d", "type": "double"}]}
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix/x.avro").write_bytes(avro_bytes(schema, [{"d": 0.25}]))
+    (tmp_path / "mix/y.jsonl").write_bytes(b'{"d": 1}\n')
+    src = Source({"root_url": str(tmp_path), "streams": [
+        {"name": "a", "globs": ["mix/*"], "format": {"filetype": "avro", "double_as_string": True}},
+        {"name": "j", "globs": ["mix/*"], "format": {"filetype": "jsonl"}},
+        {"name": "all", "globs": ["mix/*"]}]})
+    assert [r.key for r in src.files("a")] == ["mix/x.avro"] and [r.key for r in src.files("j")] == ["mix/y.jsonl"]
+    assert len(src.files("all")) == 2
+    assert [r["d"] for r in validated_records(src, "a")] == ["0.25"]
+    assert [r["d"] for r in validated_records(src, "j")] == [1]
+
+
+@pytest.mark.parametrize("fmt, needle", [
+    ({"filetype": "unstructured"}, "'streams.0.format.filetype'"),
+    ({}, "'streams.0.format'"),
+    ({"filetype": "csv", "double_as_string": True}, "'streams.format.double_as_string' \\(stream 'a'\\) applies to filetype 'avro'"),
+    ({"filetype": "avro", "double_as_string": "no"}, "'streams.0.format.double_as_string'"),
+    ({"filetype": "avro", "delimiter": ";"}, "'streams.0.format'"),
+])
+def test_bad_stream_format_names_the_field(fmt, needle):
+    from connector.errors import ConfigError
+    from connector.source.config import SourceConfig
+
+    with pytest.raises(ConfigError, match=needle):
+        SourceConfig.from_dict({"root_url": "x", "streams": [{"name": "a", "globs": ["*"], "format": fmt}]})
