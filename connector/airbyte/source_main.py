@@ -23,7 +23,7 @@ from connector.errors import ConfigError, ConnectorError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgParser(prog="des-source", description="CSV/JSON/Parquet files from S3 or any fsspec URL, as an Airbyte source.")
+    parser = ArgParser(prog="des-source", description="CSV/JSON/Parquet/Avro/Excel files (also in .zip archives) from S3 or any fsspec URL, as an Airbyte source.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser, required=True)
     sub.add_parser("spec", help="print the configuration spec")
     for name, help_text in (("check", "list the root and open one file"), ("discover", "print the catalog")):
