@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import posixpath
 import zipfile
+import zlib
 from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
@@ -113,14 +113,8 @@ class _Member(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[override]
         try:
             data = self._member.read(len(buffer))
-        except (zipfile.BadZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # bad CRC, truncated or bad deflate data
             raise ValueError(f"corrupt zip member: {exc}") from None
-        except Exception as exc:
-            import zlib
-
-            if isinstance(exc, zlib.error):
-                raise ValueError(f"corrupt zip member: {exc}") from None
-            raise
         buffer[: len(data)] = data
         return len(data)
 
@@ -141,8 +135,9 @@ class _Member(io.RawIOBase):
 
 
 def archive_key(ref: FileRef) -> str:
-    """The key of the file in storage: the archive's for a member, else the file's own."""
+    """The key of the object in storage: the archive's for a member (``<archive>/<member>``),
+    else the file's own."""
     if ref.member is None:
         return ref.key
-    return ref.key[: -len(ref.member) - 1] if ref.key.endswith("/" + ref.member) else posixpath.dirname(ref.key)
+    return ref.key[: -len(ref.member) - 1]
 
