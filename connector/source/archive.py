@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import zipfile
 import zlib
 from typing import IO, TYPE_CHECKING, Any
@@ -23,8 +22,6 @@ from connector.source.errors import BadDataError, FileVanishedError
 
 if TYPE_CHECKING:  # listing imports this module
     from connector.source.listing import FileRef
-
-log = logging.getLogger("connector.source")
 
 #: Read-ahead while reading the central directory: the tail of the archive, in small ranges.
 DIRECTORY_BLOCK = 64 << 10
