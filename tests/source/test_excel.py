@@ -7,6 +7,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connector.errors import ConfigError
 from connector.source import BadDataError, Source
@@ -95,3 +97,22 @@ def test_corrupt_workbook_is_bad_data_naming_the_file(tmp_path):
         drain(Source({"root_url": str(tmp_path)}), "s")
     rows, [done] = drain(Source({"root_url": str(tmp_path), "on_bad_record": "skip"}), "s")
     assert rows == [] and done.skipped == 1
+
+
+XML_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(lambda s: s.strip() == s)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                          st.integers(min_value=-2**53, max_value=2**53), XML_TEXT, st.booleans()),
+                min_size=1, max_size=20))
+def test_cells_round_trip_exactly(tmp_path, rows):
+    folder = tmp_path / f"w{abs(hash(str(rows)))}"
+    (folder / "s").mkdir(parents=True)
+    (folder / "s/x.xlsx").write_bytes(generate.xlsx({"a": [["f", "i", "t", "b"], *map(list, rows)]}))
+    records = validated_records(Source({"root_url": str(folder)}), "s")
+    assert [int(r["i"]) for r in records] == [i for _, i, _, _ in rows]
+    assert [r["t"] for r in records] == [t for _, _, t, _ in rows]
+    assert [r["b"] for r in records] == [b for _, _, _, b in rows]
+    # Excel stores doubles: each comes back as the same double (an all-whole column is integer).
+    assert [float(r["f"]) for r in records] == [f for f, _, _, _ in rows]
