@@ -9,6 +9,7 @@ a sync longer than a role session never signs with expired credentials.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -20,6 +21,11 @@ from aiobotocore.credentials import (
 )
 from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError
+
+# A failed AssumeRole is logged by aiobotocore with its traceback, then raised, and reported by us
+# naming the STS endpoint; without any handler configured, logging's last resort would print the
+# traceback to stderr too. A NullHandler stops only that fallback (configured handlers still see it).
+logging.getLogger("aiobotocore.credentials").addHandler(logging.NullHandler())
 
 #: Lifetime asked of each role session (STS allows 900 s up to the role's maximum, 1 h by default).
 SESSION_SECONDS = 3600

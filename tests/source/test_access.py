@@ -138,3 +138,15 @@ def test_bad_role_option_is_a_config_error_from_des_source(tmp_path):
     [trace] = [m for m in messages if m["type"] == "TRACE"]
     assert code != 0 and trace["trace"]["error"]["failure_type"] == "config_error"
     assert "'role_arn'" in trace["trace"]["error"]["message"]
+
+
+def test_unreachable_sts_fails_check_naming_it_without_a_traceback(tmp_path):
+    from tests.conftest import free_port
+
+    sts = f"http://127.0.0.1:{free_port()}"
+    config = write(tmp_path, "config.json", {"bucket_name": "bkt1", "endpoint": "http://127.0.0.1:9", "region": "us-east-1",
+                                             "role_arn": ROLE, "sts_endpoint": sts, "retry_count": 0})
+    code, messages, stderr = run("check", "--config", config)
+    [status] = [m["connectionStatus"] for m in messages if m["type"] == "CONNECTION_STATUS"]
+    assert code == 0 and status["status"] == "FAILED" and sts in status["message"]
+    assert "Traceback" not in stderr, stderr
