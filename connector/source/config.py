@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -14,6 +15,8 @@ import jsonschema
 
 from connector.errors import ConfigError
 
+#: Where Airbyte's platform puts the external ID for role_arn; used when the config gives none.
+EXTERNAL_ID_ENV = "AWS_ASSUME_ROLE_EXTERNAL_ID"
 #: Config fields whose values must never appear in messages.
 SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 
@@ -191,7 +194,8 @@ class SourceConfig:
 
             # STS at the S3 endpoint by default: MinIO and LocalStack serve both on one port.
             options["session"] = assumed_role_session(
-                self.role_arn, external_id=self.external_id, key=self.access_key_id,
+                self.role_arn, external_id=self.external_id or os.environ.get(EXTERNAL_ID_ENV) or None,
+                key=self.access_key_id,
                 secret=self.secret_access_key, token=self.session_token, region=self.region,
                 sts_endpoint=self.sts_endpoint or self.endpoint, retries=self.retry_count)
         elif self.access_key_id is not None:

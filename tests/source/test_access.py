@@ -150,3 +150,12 @@ def test_unreachable_sts_fails_check_naming_it_without_a_traceback(tmp_path):
     [status] = [m["connectionStatus"] for m in messages if m["type"] == "CONNECTION_STATUS"]
     assert code == 0 and status["status"] == "FAILED" and sts in status["message"]
     assert "Traceback" not in stderr, stderr
+
+
+def test_external_id_from_airbyte_environment_variable(s3_endpoint, s3_bucket, monkeypatch):
+    put(s3_endpoint, s3_bucket, {"s/a.csv": CSV})
+    monkeypatch.setenv("AWS_ASSUME_ROLE_EXTERNAL_ID", "workspace-7")
+    with CountingProxy(s3_endpoint.endpoint_url) as proxy, proxy.window() as w:
+        assert Source(base_config(s3_bucket, proxy.url, role_arn=ROLE)).streams() == ["s"]
+        assert Source(base_config(s3_bucket, proxy.url, role_arn=ROLE, external_id="mine")).streams() == ["s"]
+    assert [c["ExternalId"] for c in assume_role_calls(w)] == [["workspace-7"], ["mine"]]
