@@ -54,21 +54,8 @@ def _per_value(column: pa.Array) -> pa.Array:
             or pa.types.is_fixed_size_list(t)) and not _orjson_safe(t):
         return string_array(_texts(column))
     dumps = orjson.dumps
-    # A map must become a JSON object, not a list of pairs; asked only when there is one, since
-    # converting maps to dicts makes to_pylist 2-3x slower for every nested column.
-    values = column.to_pylist(maps_as_pydicts="strict") if _has_map(column.type) else column.to_pylist()
     return string_array(["null" if v is None else dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
-                         for v in values])
-
-
-def _has_map(t: pa.DataType) -> bool:
-    if pa.types.is_map(t):
-        return True
-    if pa.types.is_struct(t):
-        return any(_has_map(f.type) for f in t)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_map(t.value_type)
-    return False
+                         for v in column.to_pylist()])
 
 
 def _default(value):
