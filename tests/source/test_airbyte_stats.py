@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import jsonschema
 
-from tests.source.formats_helpers import FORMATS
+from tests.source.formats_helpers import CHECKER, FORMATS
 from tests.source.helpers import write_local
 from tests.source.test_airbyte_source import catalog_for, run, write
 
@@ -83,7 +83,7 @@ def test_formats_fixtures_end_to_end(tmp_path):
     catalog = write(tmp_path, "catalog.json", catalog_for(streams))
     code, messages, _ = run("read", "--config", config, "--catalog", catalog)
     assert code == 0
-    validators = {s["name"]: jsonschema.Draft7Validator(s["json_schema"]) for s in streams}
+    validators = {s["name"]: jsonschema.Draft7Validator(s["json_schema"], format_checker=CHECKER) for s in streams}
     counts: dict[str, int] = {}
     for m in messages:
         if m["type"] == "RECORD":
