@@ -244,8 +244,11 @@ class Sync:
                 size += ref.size
             # cat_ranges issues only the GETs (fs.cat would first HEAD every path to expand it), and
             # s3fs's max_concurrency=1 stops its cat_file from a HEAD per object to plan chunked GETs.
-            blobs = fs.cat_ranges([r.path for r in batch], [None] * len(batch), [None] * len(batch),
-                                  on_error="return", **options)
+            plain = [r for r in batch if r.member is None]
+            fetched = iter(fs.cat_ranges([r.path for r in plain], [None] * len(plain), [None] * len(plain),
+                                         on_error="return", **options) if plain else [])
+            # A member of a zip archive is its own file: its bytes, not the archive's path.
+            blobs = [next(fetched) if ref.member is None else self._member(ref) for ref in batch]
             for ref, data in zip(batch, blobs):
                 if isinstance(data, FileNotFoundError):
                     continue  # deleted since listing: not synced, picked up if it comes back
@@ -267,13 +270,29 @@ class Sync:
                 self.progress(stream, 1)
             start += len(batch)
 
+    def _fetch_one(self, ref) -> bytes:
+        """One object's bytes; a zip member's are read from inside its archive."""
+        if ref.member is None:
+            return self.source.fs.cat_file(ref.path)
+        from connector.source.formats import open_raw
+
+        with open_raw(self.source.fs, ref) as member:
+            return member.read()
+
+    def _member(self, ref) -> bytes | BaseException:
+        """The bytes of zip member ``ref`` (read by range), or the error, as ``cat_ranges`` gives."""
+        try:
+            return self._fetch_one(ref)
+        except Exception as exc:  # noqa: BLE001 - vanished: skipped; else retried by _refetch
+            return exc
+
     def _refetch(self, ref, first_error: BaseException) -> bytes | None:
         """One object whose batched GET failed: retried with backoff like the source's reads;
         ``None`` if it vanished since the listing (it is not counted as synced)."""
         from connector.source.retry import call_with_retry
 
         try:
-            return call_with_retry(lambda: self.source.fs.cat_file(ref.path), self.source.config.retry_count)
+            return call_with_retry(lambda: self._fetch_one(ref), self.source.config.retry_count)
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - reported with the object's name

@@ -42,14 +42,16 @@ def record(stream: str, data: Mapping[str, Any], emitted_at: int | None = None) 
     return {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": emitted_at or now_ms()}}
 
 
-def stream_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "STATE",
-        "state": {
-            "type": "STREAM",
-            "stream": {"stream_descriptor": {"name": stream}, "stream_state": dict(state)},
-        },
+def stream_state(stream: str, state: Mapping[str, Any], record_count: int | None = None) -> dict[str, Any]:
+    """A STREAM state; ``record_count``: records emitted for the stream since its previous STATE
+    (``sourceStats.recordCount``, which the platform checks against the records it received)."""
+    message: dict[str, Any] = {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": stream}, "stream_state": dict(state)},
     }
+    if record_count is not None:
+        message["sourceStats"] = {"recordCount": float(record_count)}
+    return {"type": "STATE", "state": message}
 
 
 def log(message: str, level: LogLevel = "INFO") -> dict[str, Any]:
@@ -79,6 +81,14 @@ def trace_stream_status(stream: str, status: StreamStatus) -> dict[str, Any]:
             "stream_status": {"stream_descriptor": {"name": stream}, "status": status},
         },
     }
+
+
+def trace_estimate(stream: str, byte_estimate: int, row_estimate: int | None = None) -> dict[str, Any]:
+    """An ESTIMATE trace for one stream: the bytes (and rows, when known) it is about to read."""
+    estimate: dict[str, Any] = {"name": stream, "type": "STREAM", "byte_estimate": byte_estimate}
+    if row_estimate is not None:
+        estimate["row_estimate"] = row_estimate
+    return {"type": "TRACE", "trace": {"type": "ESTIMATE", "emitted_at": float(now_ms()), "estimate": estimate}}
 
 
 def dumps(message: Mapping[str, Any]) -> bytes:

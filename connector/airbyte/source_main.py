@@ -23,7 +23,7 @@ from connector.errors import ConfigError, ConnectorError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgParser(prog="des-source", description="CSV/JSON/Parquet files from S3 or any fsspec URL, as an Airbyte source.")
+    parser = ArgParser(prog="des-source", description="CSV/JSON/Parquet/Avro/Excel files (also in .zip archives) from S3 or any fsspec URL, as an Airbyte source.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser, required=True)
     sub.add_parser("spec", help="print the configuration spec")
     for name, help_text in (("check", "list the root and open one file"), ("discover", "print the catalog")):
@@ -75,6 +75,14 @@ def _project(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch
     return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
+def _estimate(out: Output, source: Any, stream: str, state: dict[str, Any] | None) -> None:
+    """ESTIMATE trace (bytes) and a LOG (files and bytes) of what ``stream`` is about to read."""
+    pending = source.files(stream, state)
+    size = sum(ref.size for ref in pending)
+    out.message(messages.log(f"stream {stream}: {len(pending)} file(s), {size} byte(s) to read"))
+    out.message(messages.trace_estimate(stream, size))
+
+
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.source import FileBatch, Source, StreamState, TransientError
     from connector.source.read import FILE_COLUMNS
@@ -101,24 +109,28 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         if name not in available:
             logging.getLogger("connector.source").warning("stream %r has no files any more; nothing to read", name)
             if incremental and states.get(name):
-                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict()))
+                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict(), 0))
             out.message(messages.trace_stream_status(name, "COMPLETE"))
             continue
         columns = _selected(stream)
         running = state_sent = False
+        since_state = 0  # records emitted since this stream's previous STATE
         try:
+            _estimate(out, source, name, states.get(name) if incremental else None)
             for event in source.read(name, states.get(name), sync_mode=mode):
                 if isinstance(event, FileBatch):
                     if not running:
                         out.message(messages.trace_stream_status(name, "RUNNING"))
                         running = True
                     out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
+                    since_state += event.batch.num_rows
                 elif incremental:
-                    out.message(messages.stream_state(name, event.state))
+                    out.message(messages.stream_state(name, event.state, since_state))
+                    since_state = 0
                     state_sent = True
             if incremental and not state_sent and states.get(name):
                 # Nothing new: repeat the state so the platform keeps it.
-                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict()))
+                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict(), since_state))
             out.message(messages.trace_stream_status(name, "COMPLETE"))
         except ConnectorError as exc:
             failed = True

@@ -52,7 +52,8 @@ class Source:
         self.fs: fsspec.AbstractFileSystem = built_fs
         csv_given = config.get("csv") if isinstance(config, Mapping) else None
         self.options = FormatOptions(csv=self.config.csv, on_bad_record=self.config.on_bad_record,
-                                     batch_size=self.config.batch_size,
+                                     batch_size=self.config.batch_size, excel=self.config.excel,
+                                     avro=self.config.avro,
                                      delimiter_given=isinstance(csv_given, Mapping) and "delimiter" in csv_given)
         self._retry_base = retry_base_delay
         self._schemas: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
@@ -136,7 +137,7 @@ class Source:
         schemas, errors = [], []
         for ref in sample:
             try:
-                schemas.append(self._infer(ref))
+                schemas.append(self._infer(ref, stream))
             except FileVanishedError as exc:
                 log.warning("%s (ignored for schema inference)", exc)
             except (BadDataError, TransientError) as exc:
@@ -150,10 +151,15 @@ class Source:
         self._schemas[key] = merged
         return merged
 
-    def _infer(self, ref: FileRef) -> pa.Schema:
+    def _options(self, stream: str | None) -> FormatOptions:
+        """The format options of ``stream``: the top-level ones, with its own Avro options if any."""
+        own = next((s.avro for s in self.config.streams if s.name == stream and s.avro is not None), None)
+        return self.options if own is None else dataclasses.replace(self.options, avro=own)
+
+    def _infer(self, ref: FileRef, stream: str | None = None) -> pa.Schema:
         fmt = formats.get(ref.format)
         # Sampling tolerates bad rows: the read reports them (or skips them) with their line numbers.
-        options = dataclasses.replace(self.options, on_bad_record="skip")
+        options = dataclasses.replace(self._options(stream), on_bad_record="skip")
         return call_with_retry(lambda: fmt.infer(self.fs, ref, options, self.config.schema_sample_rows),
                                self.config.retry_count, self._retry_base)
 
@@ -201,7 +207,7 @@ class Source:
         current = StreamState.from_dict(state) if sync_mode == "incremental" else StreamState()
         pending = current.pending(all_files)
         schema = self._data_schema(stream, all_files) if pending else pa.schema([])
-        return read_files(stream, self.fs, pending, schema, current, self.options,
+        return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base)
 

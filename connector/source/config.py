@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -14,8 +15,10 @@ import jsonschema
 
 from connector.errors import ConfigError
 
+#: Where Airbyte's platform puts the external ID for role_arn; used when the config gives none.
+EXTERNAL_ID_ENV = "AWS_ASSUME_ROLE_EXTERNAL_ID"
 #: Config fields whose values must never appear in messages.
-SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key"})
+SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 
 
 @cache
@@ -33,9 +36,38 @@ class CsvOptions:
 
 
 @dataclass(frozen=True)
+class ExcelOptions:
+    #: The sheet read from each workbook; None: the first.
+    sheet_name: str | None = None
+
+
+@dataclass(frozen=True)
+class AvroOptions:
+    #: Float and double values as strings (Airbyte's option of the same name).
+    double_as_string: bool = False
+
+
+#: Airbyte's ``streams[].format.filetype`` -> our format name.
+FILETYPES = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "avro": "avro", "excel": "excel"}
+
+
+@dataclass(frozen=True)
 class StreamGlobs:
     name: str
     globs: tuple[str, ...]
+    #: Only files of this format belong to the stream (Airbyte's ``format.filetype``); None: any.
+    format: str | None = None
+    #: Avro options of this stream (``format.double_as_string``); None: the top-level ``avro``.
+    avro: AvroOptions | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StreamGlobs:
+        spec = raw.get("format") or {}
+        avro = AvroOptions(spec["double_as_string"]) if "double_as_string" in spec else None
+        if avro is not None and spec.get("filetype") != "avro":
+            raise ConfigError(f"config field 'streams.format.double_as_string' (stream {raw['name']!r}) "
+                              "applies to filetype 'avro' only")
+        return cls(raw["name"], tuple(raw["globs"]), FILETYPES.get(spec.get("filetype", "")), avro)
 
 
 @dataclass(frozen=True)
@@ -49,11 +81,18 @@ class SourceConfig:
     endpoint: str | None = None
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    sts_endpoint: str | None = None
+    anonymous: bool = False
     file_format: str = "auto"
     max_threads: int = 10
     retry_count: int = 3
     request_timeout: float | None = None
     csv: CsvOptions = CsvOptions()
+    excel: ExcelOptions = ExcelOptions()
+    avro: AvroOptions = AvroOptions()
     stream_depth: int = 1
     streams: tuple[StreamGlobs, ...] = ()
     start_date: datetime | None = None
@@ -75,6 +114,7 @@ class SourceConfig:
             raise ConfigError("config: give exactly one of 'root_url' or 'bucket_name'")
         if ("access_key_id" in raw) != ("secret_access_key" in raw):
             raise ConfigError("config fields 'access_key_id' and 'secret_access_key' go together: give both or neither")
+        _check_access(raw)
         start = _parse_time(raw["start_date"], "start_date") if "start_date" in raw else None
         return cls(
             root_url=raw.get("root_url"),
@@ -84,13 +124,20 @@ class SourceConfig:
             endpoint=raw.get("endpoint"),
             access_key_id=raw.get("access_key_id"),
             secret_access_key=raw.get("secret_access_key"),
+            session_token=raw.get("session_token"),
+            role_arn=raw.get("role_arn"),
+            external_id=raw.get("external_id"),
+            sts_endpoint=raw.get("sts_endpoint"),
+            anonymous=raw.get("anonymous", False),
             file_format=raw.get("file_format", "auto"),
             max_threads=raw.get("max_threads", 10),
             retry_count=raw.get("retry_count", 3),
             request_timeout=raw.get("request_timeout"),
             csv=CsvOptions(**raw.get("csv", {})),
+            excel=ExcelOptions(**raw.get("excel", {})),
+            avro=AvroOptions(**raw.get("avro", {})),
             stream_depth=raw.get("stream_depth", 1),
-            streams=tuple(StreamGlobs(s["name"], tuple(s["globs"])) for s in raw.get("streams", ())),
+            streams=tuple(StreamGlobs.from_dict(s) for s in raw.get("streams", ())),
             start_date=start,
             schema_sample_rows=raw.get("schema_sample_rows", 1000),
             on_bad_record=raw.get("on_bad_record", "fail"),
@@ -140,10 +187,37 @@ class SourceConfig:
         # (one GET per object) could never overlap more than 10 whatever max_threads said.
         config_kwargs["max_pool_connections"] = max(10, self.max_threads)
         options["config_kwargs"] = config_kwargs
-        if self.access_key_id is not None:
+        if self.anonymous:
+            options["anon"] = True  # unsigned requests: public buckets
+        elif self.role_arn is not None:
+            from connector.source.credentials import assumed_role_session
+
+            # STS at the S3 endpoint by default: MinIO and LocalStack serve both on one port.
+            options["session"] = assumed_role_session(
+                self.role_arn, external_id=self.external_id or os.environ.get(EXTERNAL_ID_ENV) or None,
+                key=self.access_key_id,
+                secret=self.secret_access_key, token=self.session_token, region=self.region,
+                sts_endpoint=self.sts_endpoint or self.endpoint, retries=self.retry_count)
+        elif self.access_key_id is not None:
             options["key"] = self.access_key_id
             options["secret"] = self.secret_access_key
+            if self.session_token is not None:
+                options["token"] = self.session_token
         return options
+
+
+def _check_access(raw: dict[str, Any]) -> None:
+    """The credential fields that only make sense together (the spec checks each one alone)."""
+    if "session_token" in raw and "access_key_id" not in raw:
+        raise ConfigError("config field 'session_token' goes with 'access_key_id' and 'secret_access_key' "
+                          "(temporary credentials are all three)")
+    for name in ("external_id", "sts_endpoint"):
+        if name in raw and "role_arn" not in raw:
+            raise ConfigError(f"config field {name!r} needs 'role_arn' (it only applies to assuming a role)")
+    if raw.get("anonymous"):
+        given = [name for name in ("access_key_id", "session_token", "role_arn") if name in raw]
+        if given:
+            raise ConfigError(f"config field 'anonymous': unsigned access cannot be combined with {given[0]!r}")
 
 
 def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:

@@ -8,6 +8,7 @@ root; the format and compression come from the extension.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from typing import Any
 
 import fsspec
 
+from connector.source import archive
 from connector.source.compression import split_compression
 from connector.source.config import SourceConfig
 
@@ -27,7 +29,11 @@ FORMAT_EXTENSIONS: dict[str, str] = {
     ".ndjson": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".avro": "avro",
+    ".xlsx": "excel",
 }
+#: Formats that compress internally (or are zip archives themselves): an outer codec is refused.
+SELF_CONTAINED = frozenset({"parquet", "avro", "excel"})
 
 
 @dataclass(frozen=True, order=False)
@@ -46,6 +52,8 @@ class FileRef:
     etag: str | None = None
     format: str = "csv"
     compression: str | None = None
+    #: For a member of a zip archive (``path`` is then the archive's): its name inside it.
+    member: str | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
@@ -58,8 +66,8 @@ def detect_format(key: str) -> tuple[str | None, str | None]:
     base, codec = split_compression(key)
     ext = posixpath.splitext(base)[1].lower()
     fmt = FORMAT_EXTENSIONS.get(ext)
-    if fmt == "parquet" and codec is not None:
-        return None, None  # Parquet compresses internally; an outer codec would defeat ranged reads.
+    if fmt in SELF_CONTAINED and codec is not None:
+        return None, None  # compressed internally; an outer codec would defeat ranged reads.
     return fmt, codec
 
 
@@ -96,24 +104,24 @@ def list_files(fs: fsspec.AbstractFileSystem, root: str, config: SourceConfig) -
             continue  # S3 "folder" placeholder objects
         key = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
         fmt, codec = detect_format(key)
-        if fmt is None or (config.file_format != "auto" and fmt != config.file_format):
+        zipped = archive.is_archive(key)
+        if not zipped and (fmt is None or (config.file_format != "auto" and fmt != config.file_format)):
             continue
         modified = last_modified(info)
         if config.start_date is not None and modified < config.start_date:
             continue
         etag = info.get("ETag") or info.get("etag")
-        refs.append(
-            FileRef(
-                path=path,
-                key=key,
-                url=f"{protocol}://{path}" if protocol not in ("file", "local") else f"file://{path}",
-                size=int(info.get("size") or 0),
-                last_modified=modified,
-                etag=etag.strip('"') if isinstance(etag, str) else None,
-                format=fmt,
-                compression=codec,
-            )
+        ref = FileRef(
+            path=path,
+            key=key,
+            url=f"{protocol}://{path}" if protocol not in ("file", "local") else f"file://{path}",
+            size=int(info.get("size") or 0),
+            last_modified=modified,
+            etag=etag.strip('"') if isinstance(etag, str) else None,
+            format=fmt or "zip",
+            compression=codec,
         )
+        refs.extend(_archive_members(fs, ref, config) if zipped else [ref])
     refs.sort(key=lambda r: r.sort_key)
     return refs
 
@@ -124,10 +132,29 @@ def root_stream_name(root: str) -> str:
     return posixpath.basename(root.rstrip("/")) or root.strip("/") or "root"
 
 
-def stream_of(key: str, config: SourceConfig, root: str = "") -> list[str]:
-    """The stream names ``key`` belongs to (several when explicit globs overlap; none at the top)."""
+def _archive_members(fs: fsspec.AbstractFileSystem, ref: FileRef, config: SourceConfig) -> list[FileRef]:
+    """The data files inside zip archive ``ref``; a corrupt one fails the listing, or is left out
+    with a warning under ``on_bad_record: skip``."""
+    from connector.source.errors import BadDataError, FileVanishedError
+
+    try:
+        return archive.members(fs, ref, config.file_format)
+    except FileVanishedError as exc:
+        logging.getLogger("connector.source").warning("%s (skipped)", exc)
+        return []
+    except BadDataError as exc:
+        if config.on_bad_record != "skip":
+            raise
+        logging.getLogger("connector.source").warning("%s (skipped)", exc)
+        return []
+
+
+def stream_of(key: str, config: SourceConfig, root: str = "", fmt: str | None = None) -> list[str]:
+    """The stream names ``key`` (of format ``fmt``) belongs to (several when explicit globs
+    overlap; none at the top). A configured stream with a ``format`` takes files of it only."""
     if config.streams:
-        return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)]
+        return [s.name for s in config.streams if any(fnmatch.fnmatchcase(key, g) for g in s.globs)
+                and (s.format is None or fmt is None or s.format == fmt)]
     parts = key.split("/")
     if config.stream_depth == 0:
         return [root_stream_name(root)] if len(parts) == 1 else []
@@ -143,7 +170,7 @@ def group_streams(refs: list[FileRef], config: SourceConfig, root: str = "") -> 
         for s in config.streams:
             grouped[s.name] = []
     for ref in refs:
-        for name in stream_of(ref.key, config, root):
+        for name in stream_of(archive.archive_key(ref), config, root, ref.format):
             grouped.setdefault(name, []).append(ref)
     return {name: files for name, files in sorted(grouped.items()) if files}
 
@@ -152,7 +179,7 @@ def no_streams_hint(refs: list[FileRef], config: SourceConfig) -> str:
     """Why data files were found but no stream: where they lie against ``stream_depth``, what to set."""
     if not refs or config.streams:
         return ""
-    depths = sorted({r.key.count("/") for r in refs})
+    depths = sorted({archive.archive_key(r).count("/") for r in refs})
     if depths[-1] < config.stream_depth:
         where = "directly under the root" if depths == [0] else f"at most {depths[-1]} folder(s) deep"
         return (f"; {len(refs)} data file(s) lie {where}, above stream_depth {config.stream_depth}: "

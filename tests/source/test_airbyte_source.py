@@ -72,7 +72,7 @@ def test_check_discover_read_on_s3_and_resume(tmp_path, s3_endpoint, s3_bucket):
     assert records[0]["data"]["ship"] == {"city": "Paris"}
     assert {"_last_modified_time", "_file"} <= set(records[0]["data"])
     statuses = [(m["trace"]["stream_status"]["stream_descriptor"]["name"], m["trace"]["stream_status"]["status"])
-                for m in messages if m["type"] == "TRACE"]
+                for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "STREAM_STATUS"]
     assert statuses == [("orders", "STARTED"), ("orders", "RUNNING"), ("orders", "COMPLETE"),
                         ("users", "STARTED"), ("users", "RUNNING"), ("users", "COMPLETE")]
     states = [m["state"] for m in messages if m["type"] == "STATE"]
@@ -82,7 +82,7 @@ def test_check_discover_read_on_s3_and_resume(tmp_path, s3_endpoint, s3_bucket):
     state = write(tmp_path, "state.json", states)
     code, messages, _ = run("read", "--config", config, "--catalog", catalog, "--state", state)
     assert code == 0 and not [m for m in messages if m["type"] == "RECORD"]
-    assert [m["state"] for m in messages if m["type"] == "STATE"] == states
+    assert [m["state"]["stream"] for m in messages if m["type"] == "STATE"] == [s["stream"] for s in states]
 
 
 def discovered_csv(tmp_path: Path, body: bytes) -> tuple[Path, str, list[dict]]:

@@ -27,7 +27,7 @@ from typing import IO
 import fsspec
 import pyarrow as pa
 
-from connector.source.config import CsvOptions
+from connector.source.config import AvroOptions, CsvOptions, ExcelOptions
 from connector.source.errors import BadDataError, FileVanishedError, TransientError
 from connector.source.listing import FileRef
 from connector.source.retry import is_transient
@@ -50,6 +50,8 @@ class FormatOptions:
     on_bad_record: str = "fail"
     batch_size: int = 65536
     block_size: int = BLOCK_SIZE
+    excel: ExcelOptions = ExcelOptions()
+    avro: AvroOptions = AvroOptions()
 
 
 @dataclass
@@ -67,14 +69,19 @@ class FileStats:
 
 
 def get(name: str) -> ModuleType:
-    """The module implementing format ``name`` (csv, json, parquet)."""
-    from connector.source.formats import csv, json, parquet
+    """The module implementing format ``name`` (csv, json, parquet, avro, excel)."""
+    from connector.source.formats import avro, csv, excel, json, parquet
 
-    return {"csv": csv, "json": json, "parquet": parquet}[name]
+    return {"csv": csv, "json": json, "parquet": parquet, "avro": avro, "excel": excel}[name]
 
 
 def open_raw(fs: fsspec.AbstractFileSystem, ref: FileRef, **kwargs) -> IO[bytes]:
-    """Open ``ref`` for binary reading; a missing file is :class:`FileVanishedError`."""
+    """Open ``ref`` for binary reading; a missing file is :class:`FileVanishedError`. A member of
+    a zip archive is opened inside it (``kwargs`` then apply to the archive)."""
+    if ref.member is not None:
+        from connector.source.archive import open_member
+
+        return open_member(fs, ref, **kwargs)
     try:
         return fs.open(ref.path, "rb", **kwargs)
     except FileNotFoundError:
