@@ -9,6 +9,7 @@ that is safe to persist) only follows a file once all of its batches have been y
 from __future__ import annotations
 
 import logging
+import posixpath
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.source import formats
-from connector.source.errors import BadDataError, FileVanishedError, TransientError
+from connector.source.errors import BadDataError, FileVanishedError, SourceError, TransientError
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
@@ -52,9 +53,14 @@ class FileDone:
     stream: str
     file: FileRef
     records: int
-    state: dict[str, Any]
+    stream_state: StreamState
     skipped: int = 0
     type_conflicts: tuple[str, ...] = field(default=())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state's JSON form (built on demand: with a long history it is not small)."""
+        return self.stream_state.to_dict()
 
 
 FILE_COLUMNS = ("_last_modified_time", "_file")
@@ -181,6 +187,27 @@ class _Job:
             self.put(("error", exc))
 
 
+def check_vanished(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> None:
+    """Raise :class:`SourceError` unless ``ref``, which failed to open as missing, is really gone.
+
+    A file the listing still shows but that cannot be opened (a key the filesystem does not take
+    literally, a broken link...) must not be skipped as "deleted after listing": later files would
+    move the cursor past it and it would never be read.
+    """
+    parent = posixpath.dirname(ref.path.rstrip("/"))
+    try:
+        fs.invalidate_cache(parent)
+        listed = {p.rstrip("/") for p in fs.ls(parent, detail=False)}
+    except FileNotFoundError:
+        return  # its folder is gone too
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+        raise SourceError(f"{ref.key}: could not be opened ({error}) and listing its folder to tell whether it "
+                          f"was deleted failed: {_short(exc)}") from exc
+    if ref.path.rstrip("/") in listed:
+        raise SourceError(f"{ref.key}: listed but cannot be opened ({_short(error)}); "
+                          f"not skipped, or the cursor would pass it")
+
+
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
                state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
                retry_base: float = BASE_DELAY) -> Iterator[FileBatch | FileDone]:
@@ -217,9 +244,10 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                     if job.stats.type_conflicts:
                         log.warning("%s: values not matching the inferred type kept as text in column(s) %s",
                                     job.ref.key, ", ".join(sorted(job.stats.type_conflicts)))
-                    yield FileDone(stream, job.ref, records, state.to_dict(), job.stats.skipped,
+                    yield FileDone(stream, job.ref, records, state, job.stats.skipped,
                                    tuple(sorted(job.stats.type_conflicts)))
                 elif kind == "vanished":
+                    check_vanished(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced", payload)
                 else:
                     raise payload
