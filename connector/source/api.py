@@ -12,7 +12,8 @@ import pyarrow as pa
 
 from connector.source import formats
 from connector.source.config import SourceConfig
-from connector.source.errors import BadDataError, FileVanishedError, RootNotFoundError, SourceError, TransientError
+from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
+                                     TransientError)
 from connector.source.formats import FormatOptions
 from connector.source.infer import json_schema, merge_schemas
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
@@ -148,7 +149,7 @@ class Source:
         for ref in sample:
             try:
                 schemas.append(self._infer(ref))
-            except FileVanishedError as exc:
+            except (FileVanishedError, FileChangedError) as exc:
                 log.warning("%s (ignored for schema inference)", exc)
             except (BadDataError, TransientError) as exc:
                 log.warning("schema inference: %s", exc)

@@ -23,7 +23,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.source import formats
-from connector.source.errors import BadDataError, FileVanishedError, SourceError, TransientError
+from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, SourceError, TransientError
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
@@ -139,7 +139,7 @@ def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema,
             stats.skipped = attempt_stats.skipped + 1
             stats.skipped_examples = attempt_stats.skipped_examples + [f"rest of file: {exc}"]
             return
-        except FileVanishedError:
+        except (FileVanishedError, FileChangedError):
             raise
         except Exception as exc:
             if not (isinstance(exc, TransientError) or is_transient(exc)):
@@ -183,6 +183,8 @@ class _Job:
             self.put(("done", None))
         except FileVanishedError as exc:
             self.put(("vanished", exc))
+        except FileChangedError as exc:
+            self.put(("changed", exc))
         except BaseException as exc:  # handed to the consumer thread, which re-raises it
             self.put(("error", exc))
 
@@ -249,6 +251,8 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                 elif kind == "vanished":
                     check_vanished(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced", payload)
+                elif kind == "changed":
+                    log.warning("%s: skipped, not counted as synced; its new version is read next time", payload)
                 else:
                     raise payload
                 break
