@@ -99,3 +99,15 @@ def test_start_date_overflowing_in_utc_fails_check_naming_the_field(tmp_path):
     assert [m["connectionStatus"]["status"] for m in messages] == ["FAILED"]
     assert "'start_date'" in messages[0]["connectionStatus"]["message"]
     assert "0001-01-01T00:00:00+01:00" in messages[0]["connectionStatus"]["message"]
+
+
+def test_des_sync_files_mode_packs_s3_keys_literally(tmp_path, s3_endpoint, s3_bucket):
+    from connector.store import Store
+    from tests.sync.test_sync import sync
+
+    put(s3_endpoint, s3_bucket, {key: b"i\n%d\n" % n for n, key in enumerate(KEYS)})
+    out = sync(tmp_path, s3_config(s3_endpoint, s3_bucket), "--mode", "files", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    with Store(str(tmp_path / "store")) as store:
+        bodies = sorted(store.read("w", key) for key in range(len(KEYS)))
+    assert bodies == sorted(b"i\n%d\n" % n for n in range(len(KEYS)))  # each object's own bytes, once
