@@ -149,3 +149,12 @@ def test_a_big_state_is_emitted_at_most_every_second_and_after_the_last_file(tmp
     assert len(last["_files_at_cursor"]) == n
     reader.state = last
     assert reader.run() == []
+
+
+def test_state_of_a_stream_whose_files_are_gone_comes_back_unchanged(tmp_path):
+    data = tmp_path / "data"
+    write_local(data, {"other/a.csv": b"i\n1\n"}, T0)  # the root still holds a stream; "s" has no files
+    reader = Reader(tmp_path, {"root_url": str(data)}, "s", "stream")
+    reader.state = dict(OLAKE)
+    assert reader.run() == []
+    assert reader.state == OLAKE  # the old code wrote "_files_at_cursor": [] here too
