@@ -189,6 +189,20 @@ class _Job:
             self.put(("error", exc))
 
 
+def _listed_now(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> dict[str, Any] | None:
+    """A fresh listing's entry for ``ref`` (None: not listed any more)."""
+    parent = posixpath.dirname(ref.path.rstrip("/"))
+    try:
+        fs.invalidate_cache(parent)
+        entries = fs.ls(parent, detail=True)
+    except FileNotFoundError:
+        return None  # its folder is gone too
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+        raise SourceError(f"{ref.key}: could not be opened as listed ({error}) and listing its folder again "
+                          f"failed: {_short(exc)}") from exc
+    return next((e for e in entries if e.get("name", "").rstrip("/") == ref.path.rstrip("/")), None)
+
+
 def check_vanished(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> None:
     """Raise :class:`SourceError` unless ``ref``, which failed to open as missing, is really gone.
 
@@ -196,18 +210,19 @@ def check_vanished(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExcep
     literally, a broken link...) must not be skipped as "deleted after listing": later files would
     move the cursor past it and it would never be read.
     """
-    parent = posixpath.dirname(ref.path.rstrip("/"))
-    try:
-        fs.invalidate_cache(parent)
-        listed = {p.rstrip("/") for p in fs.ls(parent, detail=False)}
-    except FileNotFoundError:
-        return  # its folder is gone too
-    except Exception as exc:  # noqa: BLE001 - reported with the file's name
-        raise SourceError(f"{ref.key}: could not be opened ({error}) and listing its folder to tell whether it "
-                          f"was deleted failed: {_short(exc)}") from exc
-    if ref.path.rstrip("/") in listed:
+    if _listed_now(fs, ref, error) is not None:
         raise SourceError(f"{ref.key}: listed but cannot be opened ({_short(error)}); "
                           f"not skipped, or the cursor would pass it")
+
+
+def check_changed(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> None:
+    """Raise :class:`SourceError` unless ``ref``, opened with another ETag than listed, really was
+    replaced: if the listing still shows the listed ETag, opening the path reads another object."""
+    entry = _listed_now(fs, ref, error)
+    etag = entry.get("ETag") if entry else None
+    if isinstance(etag, str) and etag.strip('"') == ref.etag:
+        raise SourceError(f"{ref.key}: opening it reads another object than the one listed ({error}); "
+                          f"is the key taken literally by this filesystem?")
 
 
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
@@ -252,6 +267,7 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                     check_vanished(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced", payload)
                 elif kind == "changed":
+                    check_changed(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced; its new version is read next time", payload)
                 else:
                     raise payload

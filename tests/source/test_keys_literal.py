@@ -111,3 +111,12 @@ def test_des_sync_files_mode_packs_s3_keys_literally(tmp_path, s3_endpoint, s3_b
     with Store(str(tmp_path / "store")) as store:
         bodies = sorted(store.read("w", key) for key in range(len(KEYS)))
     assert bodies == sorted(b"i\n%d\n" % n for n in range(len(KEYS)))  # each object's own bytes, once
+
+
+def test_a_filesystem_opening_another_object_than_listed_is_an_error(s3_endpoint, s3_bucket):
+    """A plain s3fs given as ``fs`` opens "v.csv" for "v.csv?versionId=1.csv": v.csv's rows
+    under the other name, without a word, in the old code."""
+    put(s3_endpoint, s3_bucket, {"w/v.csv": b"i\n1\n", "w/v.csv?versionId=1.csv": b"i\n2\n"})
+    src = Source(s3_config(s3_endpoint, s3_bucket, max_threads=1), fs=s3_endpoint.s3fs())
+    with pytest.raises(ConnectorError, match=r"w/v\.csv\?versionId=1\.csv: opening it reads another object"):
+        drain(src, "w")
