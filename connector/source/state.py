@@ -54,11 +54,9 @@ _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 
 def format_time(value: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` (microseconds only when present), as in Olake's state."""
-    value = value.astimezone(timezone.utc)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}"
-    return text + "Z"
+    value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    # isoformat, not strftime: "%Y" writes year 1 as "1", which no ISO-8601 parser takes back.
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"
 
 
 @lru_cache(maxsize=1 << 16)
@@ -140,11 +138,12 @@ class StreamState:
         out: dict[str, Any] = {CURSOR_FIELD: format_time(self.cursor)}
         if self.start is not None and self.start > self.cursor:
             return out  # Olake's form: everything up to the cursor is synced
+        start = _EARLIEST if self.start is None else self.start  # None: no file before the cursor is synced
         older = {k: _format_cached(t) for k, t in sorted(self.history.items()) if t != self.cursor}
         out[FILES_AT_CURSOR] = sorted(self.at_cursor)
-        if self.start is not None and (older or self.start != self.cursor):
+        if older or start != self.cursor:
             out[HISTORY] = older
-            out[HISTORY_START] = format_time(self.start)
+            out[HISTORY_START] = format_time(start)
         return out
 
     def is_pending(self, ref: FileRef) -> bool:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from connector.source import FileBatch, FileDone, Source, StreamState
-from connector.source.state import parse_input_state, parse_time
+from connector.source.state import format_time, parse_input_state, parse_time
 from tests.source.helpers import drain, put, s3_config, write_local
 
 T0 = datetime(2024, 1, 15, 10, 30, 0, tzinfo=timezone.utc)
@@ -194,3 +194,16 @@ def test_a_narrower_window_never_skips_files_pending_in_an_interrupted_run():
     assert narrow.pending(late) == late
     resumed = StreamState.from_dict(narrow.advance(late[0]).to_dict(), lookback=timedelta(seconds=10))
     assert resumed.pending(late) == [late[1]]  # interrupted after late1: late2 is still pending
+
+
+def test_a_state_built_without_a_start_keeps_its_meaning_through_json():
+    state = StreamState(BASE + timedelta(seconds=10), {"a": BASE + timedelta(seconds=10)})
+    late = ref("late", 1)
+    assert state.is_pending(late)  # no start: nothing before the cursor counts as synced
+    assert StreamState.from_dict(json.loads(json.dumps(state.to_dict()))).is_pending(late)
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(timezones=st.just(timezone.utc)))
+def test_times_round_trip_through_the_state_text(moment):
+    assert parse_time(format_time(moment)) == moment  # years before 1000 came out as "1-01-01T..."
