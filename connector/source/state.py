@@ -43,13 +43,15 @@ CURSOR_FIELD = "_last_modified_time"
 FILES_AT_CURSOR = "_files_at_cursor"
 HISTORY = "_history"
 HISTORY_START = "_history_start"
-#: Keys kept in ``_history`` (besides those at the cursor), like airbyte-source-s3's history.
+#: Keys the history keeps (``_files_at_cursor`` and ``_history``), like airbyte-source-s3's; more
+#: only when they share the newest time, as the keys at the cursor must all be kept.
 MAX_HISTORY = 10_000
 #: Default look-back window (``lookback_window_days``).
 DEFAULT_LOOKBACK = timedelta(days=3)
 
 _TICK = timedelta(microseconds=1)  # the resolution of every time here
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
 
 def format_time(value: datetime) -> str:
@@ -125,6 +127,8 @@ class StreamState:
             raise ConfigError(f"state: {HISTORY} needs {HISTORY_START} (from when the history is complete)")
         elif keys:
             start = cursor  # {cursor, files at cursor}: files before the cursor are synced
+        elif cursor == _LATEST:
+            raise ConfigError(f"state: {CURSOR_FIELD} {state[CURSOR_FIELD]!r} is the latest time there is")
         else:
             start = cursor + _TICK  # Olake's {cursor}: files at the cursor are synced too
         if any(t < start for t in history.values()):
