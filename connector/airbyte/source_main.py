@@ -79,7 +79,7 @@ def _project(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch
 #: A state whose history holds more keys than this is emitted at most every STATE_EVERY seconds
 #: (and after the stream's last file): each STATE carries the whole history, so one per file
 #: would cost O(files x keys) in a backfill of many small files.
-BIG_STATE = 1000
+BIG_STATE = 100
 STATE_EVERY = 1.0
 
 

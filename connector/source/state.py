@@ -101,6 +101,9 @@ class StreamState:
     start: datetime | None = None
     lookback: timedelta = field(default=DEFAULT_LOOKBACK, compare=False)
     max_history: int = field(default=MAX_HISTORY, compare=False)
+    #: The oldest time in ``history`` when known (None: to be computed), so that advancing a
+    #: state by one file does not scan its whole history to find nothing to prune.
+    oldest: datetime | None = field(default=None, compare=False, repr=False)
 
     @property
     def at_cursor(self) -> frozenset[str]:
@@ -174,19 +177,25 @@ class StreamState:
         synced in order), so an interrupted sync resumed from any intermediate state skips none.
         """
         cursor, start = self.cursor, self.start
+        oldest = self.oldest if self.oldest is not None else min(self.history.values(), default=None)
         history = dict(self.history)
         frontier = None
         for ref in refs:
             history[ref.key] = ref.last_modified
             cursor = ref.last_modified if cursor is None else max(cursor, ref.last_modified)
+            oldest = ref.last_modified if oldest is None else min(oldest, ref.last_modified)
             frontier = ref.last_modified
         if frontier is None or cursor is None:
             return self
         floor = min(_before(cursor, self.lookback), frontier)
         start = floor if start is None else max(start, floor)
         start = max(start, _count_floor(history, start, min(cursor, frontier), self.max_history))
-        history = {k: t for k, t in history.items() if t >= start}
-        return StreamState(cursor, history, start, self.lookback, self.max_history)
+        # ``oldest`` may be too low (a key synced again with a newer time), never too high: at
+        # worst this scans for nothing.
+        if oldest is not None and oldest < start:
+            history = {k: t for k, t in history.items() if t >= start}
+            oldest = min(history.values(), default=None)
+        return StreamState(cursor, history, start, self.lookback, self.max_history, oldest)
 
 
 def _count_floor(history: Mapping[str, datetime], start: datetime, limit: datetime, keep: int) -> datetime:
