@@ -23,6 +23,7 @@ from typing import Any
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.source import FileBatch, FileDone, Source
+from connector.source.config import is_s3fs
 from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
 from connector.store import Store
@@ -297,7 +298,7 @@ def _fetch_options(fs, concurrency: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if isinstance(fs, AsyncFileSystem):
         options["batch_size"] = concurrency
-    if type(fs).__module__.startswith("s3fs"):
+    if is_s3fs(fs):
         import inspect
 
         if "max_concurrency" in inspect.signature(fs._cat_file).parameters:

@@ -174,9 +174,14 @@ def literal_s3_filesystem(**options: Any) -> fsspec.AbstractFileSystem:
     return fs
 
 
+def is_s3fs(fs: fsspec.AbstractFileSystem) -> bool:
+    """An s3fs filesystem, ours (:func:`literal_s3_filesystem`) included."""
+    return any(cls.__module__.startswith("s3fs") for cls in type(fs).__mro__)
+
+
 def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:
     """One s3fs-level attempt per call (see ``_s3_options``); other filesystems are left alone."""
-    if type(fs).__module__.startswith("s3fs"):
+    if is_s3fs(fs):
         fs.retries = 1  # an instance attribute (s3fs reads self.retries), not a constructor option
 
 

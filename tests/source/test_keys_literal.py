@@ -126,3 +126,20 @@ def test_a_filesystem_opening_another_object_than_listed_is_an_error(s3_endpoint
     src = Source(s3_config(s3_endpoint, s3_bucket, max_threads=1), fs=s3_endpoint.s3fs())
     with pytest.raises(ConnectorError, match=r"w/v\.csv\?versionId=1\.csv: opening it reads another object"):
         drain(src, "w")
+
+
+def test_the_literal_s3_filesystem_keeps_one_attempt_and_one_get_per_object(tmp_path, s3_endpoint, s3_bucket):
+    """Our s3fs subclass is still s3fs to the code that tunes it: s3fs's own retry layer off (or
+    attempts multiply), and files mode fetches each object with one GET (no HEAD first)."""
+    from connector.source.config import SourceConfig
+    from tests.support.s3proxy import CountingProxy
+    from tests.sync.test_sync import sync
+
+    fs, _ = SourceConfig.from_dict(s3_config(s3_endpoint, s3_bucket)).filesystem()
+    assert fs.retries == 1
+    put(s3_endpoint, s3_bucket, {f"w/f{i}.json": b'{"i": %d}' % i for i in range(6)})
+    with CountingProxy(s3_endpoint.endpoint_url) as proxy, proxy.window() as seen:
+        out = sync(tmp_path, s3_config(s3_endpoint, s3_bucket) | {"endpoint": proxy.url}, "--mode", "files",
+                   "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert seen.count("HEAD") == 0 and seen.count("GET") >= 6, seen
