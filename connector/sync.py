@@ -4,12 +4,14 @@ The source state of a stream lives with its data: each datarange commit stores, 
 catalog transaction, the state after the last file whose records are all inside committed
 containers. A crashed sync therefore resumes exactly where its data ends (no file is read twice
 into the dataset, none is skipped). The ``--state`` file is a copy written after every commit, in
-Olake's shape ``{stream: {"_last_modified_time": ..., "_files_at_cursor": [...]}}``, for tools that
-want it; when the catalog holds a newer state, the catalog wins.
+Olake's shape ``{stream: {"_last_modified_time": ..., "_files_at_cursor": [...], ...}}`` (the
+source's state, :mod:`connector.source.state`), for tools that want it; when the catalog holds a
+newer state, the catalog wins.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sys
@@ -22,7 +24,8 @@ from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.source import FileBatch, FileDone, Source
-from connector.source.read import FILE_COLUMNS
+from connector.source.config import is_s3fs
+from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
 from connector.store import Store
 
@@ -226,10 +229,10 @@ class Sync:
                 self.progress(stream, batch.num_rows)
             elif isinstance(event, FileDone):
                 summary.files += 1
-                progress.done(event.file, event.state)
+                progress.done(event.file, event.stream_state)
 
     def _files(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
-        progress = _FilesProgress(state)
+        progress = _FilesProgress(self.source.state(state))
         writer.set_checkpoint(progress.checkpoint)
         refs = self.source.files(stream, state)
         fs = self.source.fs
@@ -251,6 +254,7 @@ class Sync:
             blobs = [next(fetched) if ref.member is None else self._member(ref) for ref in batch]
             for ref, data in zip(batch, blobs):
                 if isinstance(data, FileNotFoundError):
+                    check_vanished(fs, ref, data)
                     continue  # deleted since listing: not synced, picked up if it comes back
                 if isinstance(data, BaseException):
                     data = self._refetch(ref, data)
@@ -293,7 +297,8 @@ class Sync:
 
         try:
             return call_with_retry(lambda: self._fetch_one(ref), self.source.config.retry_count)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            check_vanished(self.source.fs, ref, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - reported with the object's name
             raise ConnectorError(f"cannot read {ref.url} after {self.source.config.retry_count} retries: "
@@ -310,7 +315,7 @@ class _FileProgress:
     """Which rows of the file being read are committed, for exact checkpoints mid-file."""
 
     def __init__(self, state: Any, partial: dict | None) -> None:
-        self.state = state
+        self.state = state  # as given (a dict) until a file is done, then that file's StreamState
         self.partial = partial  # from the previous run: rows of one file already committed
         self.ref = None
         self.start_key = 0  # key of this run's first row of ``ref``
@@ -338,7 +343,8 @@ class _FileProgress:
         self.state, self.ref = state, None
 
     def checkpoint(self, next_key: int) -> dict[str, Any]:
-        cp: dict[str, Any] = {"source_state": self.state, "mode": "records"}
+        state = self.state.to_dict() if isinstance(self.state, StreamState) else self.state
+        cp: dict[str, Any] = {"source_state": state, "mode": "records"}
         if self.ref is not None:
             rows = self.skipped + max(0, next_key - self.start_key)
             if rows:
@@ -347,36 +353,26 @@ class _FileProgress:
 
 
 class _FilesProgress:
-    """The source state of files mode, kept incrementally: many objects often share one
-    LastModified second, and rebuilding the state per object would be quadratic in their number.
-    The state is built only when a commit asks for it, for the objects whose keys it covers."""
+    """The source state of files mode, built only when a commit asks for it: many objects often
+    share one LastModified second, and rebuilding the state per object would be quadratic in their
+    number. Each build advances the last one by the objects committed since."""
 
-    def __init__(self, state: Any) -> None:
-        start = StreamState.from_dict(state)
-        self.cursor, self.keys, self.exact = start.cursor, set(start.at_cursor), start.exact
-        self.last_key = -1  # datapoint key of the latest object added
-        self.undo: tuple[Any, set[str], str | None, bool] | None = None  # the state before that object
+    def __init__(self, state: StreamState) -> None:
+        self.state = state  # covers the first ``self.covered`` objects added
+        self.covered = 0
+        self.added: list[tuple[int, Any]] = []  # (datapoint key, ref) in write order
 
     def add(self, ref, key: int) -> None:
         """``ref`` is about to be written as datapoint ``key``."""
-        previous = (self.cursor, self.keys, None, self.exact)
-        if self.cursor is None or ref.last_modified > self.cursor:
-            self.cursor, self.keys, self.exact = ref.last_modified, {ref.key}, True
-        elif ref.last_modified == self.cursor:
-            previous = (self.cursor, self.keys, None if ref.key in self.keys else ref.key, self.exact)
-            self.keys.add(ref.key)
-            self.exact = True
-        else:
-            previous = None  # older than the cursor (a full refresh re-reading old files): nothing moves
-        self.undo, self.last_key = previous, key
+        self.added.append((key, ref))
 
     def checkpoint(self, next_key: int) -> dict[str, Any]:
         """The state once every datapoint below ``next_key`` is committed."""
-        cursor, keys, exact = self.cursor, self.keys, self.exact
-        if next_key <= self.last_key and self.undo is not None:  # a commit cut just before the latest object
-            cursor, keys, added, exact = self.undo
-            keys = keys - {added} if added else keys
-        return {"source_state": StreamState(cursor, frozenset(keys), exact=exact).to_dict(), "mode": "files"}
+        upto = bisect.bisect_left(self.added, next_key, key=lambda item: item[0])
+        if upto > self.covered:
+            self.state = self.state.advance_all(ref for _, ref in self.added[self.covered:upto])
+            self.covered = upto
+        return {"source_state": self.state.to_dict(), "mode": "files"}
 
 
 def _fetch_options(fs, concurrency: int) -> dict[str, Any]:
@@ -387,7 +383,7 @@ def _fetch_options(fs, concurrency: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if isinstance(fs, AsyncFileSystem):
         options["batch_size"] = concurrency
-    if type(fs).__module__.startswith("s3fs"):
+    if is_s3fs(fs):
         import inspect
 
         if "max_concurrency" in inspect.signature(fs._cat_file).parameters:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,8 +84,36 @@ def _estimate(out: Output, source: Any, stream: str, state: dict[str, Any] | Non
     out.message(messages.trace_estimate(stream, size))
 
 
+#: A state whose history holds more keys than this is emitted at most every STATE_EVERY seconds
+#: (and after the stream's last file): each STATE carries the whole history, so one per file
+#: would cost O(files x keys) in a backfill of many small files.
+BIG_STATE = 100
+STATE_EVERY = 1.0
+
+
+class _Checkpoints:
+    """The STATE messages of one stream: after each file while the state is small."""
+
+    def __init__(self, out: Output, stream: str) -> None:
+        self.out, self.stream = out, stream
+        self.held: Any = None  # a StreamState not emitted yet
+        self.last = time.monotonic()
+        self.sent = False
+        self.records = 0  # emitted since the previous STATE: its sourceStats.recordCount
+
+    def file_done(self, state: Any) -> None:
+        self.held = state
+        if len(state.history) <= BIG_STATE or time.monotonic() - self.last >= STATE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.held is not None:
+            self.out.message(messages.stream_state(self.stream, self.held.to_dict(), self.records))
+            self.held, self.last, self.sent, self.records = None, time.monotonic(), True, 0
+
+
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
-    from connector.source import FileBatch, Source, StreamState, TransientError
+    from connector.source import FileBatch, Source, TransientError
     from connector.source.read import FILE_COLUMNS
     from connector.source.records import record_lines
     from connector.source.state import parse_input_state
@@ -109,12 +138,12 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         if name not in available:
             logging.getLogger("connector.source").warning("stream %r has no files any more; nothing to read", name)
             if incremental and states.get(name):
-                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict(), 0))
+                out.message(messages.stream_state(name, source.state(states[name]).to_dict(), 0))
             out.message(messages.trace_stream_status(name, "COMPLETE"))
             continue
         columns = _selected(stream)
-        running = state_sent = False
-        since_state = 0  # records emitted since this stream's previous STATE
+        running = False
+        checkpoints = _Checkpoints(out, name)
         try:
             _estimate(out, source, name, states.get(name) if incremental else None)
             for event in source.read(name, states.get(name), sync_mode=mode):
@@ -123,16 +152,16 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                         out.message(messages.trace_stream_status(name, "RUNNING"))
                         running = True
                     out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
-                    since_state += event.batch.num_rows
+                    checkpoints.records += event.batch.num_rows
                 elif incremental:
-                    out.message(messages.stream_state(name, event.state, since_state))
-                    since_state = 0
-                    state_sent = True
-            if incremental and not state_sent and states.get(name):
+                    checkpoints.file_done(event.stream_state)
+            checkpoints.flush()
+            if incremental and not checkpoints.sent and states.get(name):
                 # Nothing new: repeat the state so the platform keeps it.
-                out.message(messages.stream_state(name, StreamState.from_dict(states[name]).to_dict(), since_state))
+                out.message(messages.stream_state(name, source.state(states[name]).to_dict(), checkpoints.records))
             out.message(messages.trace_stream_status(name, "COMPLETE"))
         except ConnectorError as exc:
+            checkpoints.flush()  # the files finished before the error are synced
             failed = True
             kind = "transient_error" if isinstance(exc, TransientError) else (
                 "config_error" if isinstance(exc, ConfigError) else "system_error")

@@ -12,7 +12,8 @@ import pyarrow as pa
 
 from connector.source import formats
 from connector.source.config import SourceConfig
-from connector.source.errors import BadDataError, FileVanishedError, RootNotFoundError, SourceError, TransientError
+from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
+                                     TransientError)
 from connector.source.formats import FormatOptions
 from connector.source.infer import json_schema, merge_schemas
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
@@ -56,7 +57,7 @@ class Source:
                                      avro=self.config.avro,
                                      delimiter_given=isinstance(csv_given, Mapping) and "delimiter" in csv_given)
         self._retry_base = retry_base_delay
-        self._schemas: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
+        self._schemas: dict[tuple[str, tuple[Any, ...]], pa.Schema] = {}
 
     def _root_for(self, fs: fsspec.AbstractFileSystem) -> str:
         c = self.config
@@ -77,9 +78,14 @@ class Source:
         return group_streams(refs, self.config, self.root)
 
     def _list_files(self) -> list[FileRef]:
+        def attempt() -> list[FileRef]:
+            # A filesystem given by the caller may cache listings (fsspec's dircache): state
+            # decisions need what is there now, or new and late files would be missed.
+            self.fs.invalidate_cache(self.root)
+            return list_files(self.fs, self.root, self.config)
+
         try:
-            return call_with_retry(lambda: list_files(self.fs, self.root, self.config),
-                                   self.config.retry_count, self._retry_base)
+            return call_with_retry(attempt, self.config.retry_count, self._retry_base)
         except (PermissionError, OSError) as exc:
             raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
         except Exception as exc:  # botocore's NoCredentialsError and friends are not OSErrors
@@ -116,7 +122,11 @@ class Source:
 
     def files(self, stream: str, state: Mapping[str, Any] | None = None) -> list[FileRef]:
         """Files of ``stream`` still pending after ``state``, sorted by (last_modified, key)."""
-        return StreamState.from_dict(state).pending(self._stream_files(stream))
+        return self.state(state).pending(self._stream_files(stream))
+
+    def state(self, state: Mapping[str, Any] | None = None) -> StreamState:
+        """``state`` (any accepted form, or None) with this config's look-back window."""
+        return StreamState.from_dict(state, lookback=self.config.lookback_window)
 
     # -- schema ----------------------------------------------------------------------------------
 
@@ -131,14 +141,16 @@ class Source:
 
     def _data_schema(self, stream: str, refs: list[FileRef]) -> pa.Schema:
         sample = list(dict.fromkeys(refs[:1] + refs[-SAMPLE_NEWEST:]))
-        key = (stream, tuple(r.key for r in sample))
+        # Keyed by each sample's identity, not its name: an object rewritten under the same key
+        # must be sampled again.
+        key = (stream, tuple((r.key, r.last_modified, r.size, r.etag) for r in sample))
         if key in self._schemas:
             return self._schemas[key]
         schemas, errors = [], []
         for ref in sample:
             try:
                 schemas.append(self._infer(ref, stream))
-            except FileVanishedError as exc:
+            except (FileVanishedError, FileChangedError) as exc:
                 log.warning("%s (ignored for schema inference)", exc)
             except (BadDataError, TransientError) as exc:
                 log.warning("schema inference: %s", exc)
@@ -204,7 +216,7 @@ class Source:
         if sync_mode not in ("incremental", "full_refresh"):
             raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
         all_files = self._stream_files(stream)
-        current = StreamState.from_dict(state) if sync_mode == "incremental" else StreamState()
+        current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
         schema = self._data_schema(stream, all_files) if pending else pa.schema([])
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),

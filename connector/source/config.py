@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -99,6 +99,8 @@ class SourceConfig:
     schema_sample_rows: int = 1000
     on_bad_record: str = "fail"
     batch_size: int = 65536
+    #: How far before the cursor a file that appears late is still read (see connector.source.state).
+    lookback_window: timedelta = timedelta(days=3)
 
     @classmethod
     def from_dict(cls, raw: Any) -> SourceConfig:
@@ -142,26 +144,25 @@ class SourceConfig:
             schema_sample_rows=raw.get("schema_sample_rows", 1000),
             on_bad_record=raw.get("on_bad_record", "fail"),
             batch_size=raw.get("batch_size", 65536),
+            lookback_window=timedelta(days=raw.get("lookback_window_days", 3)),
         )
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The fsspec filesystem and the root path (no protocol) that streams live under."""
         s3_options = self._s3_options()
         if self.bucket_name is not None:
-            import s3fs
-
-            fs = s3fs.S3FileSystem(**s3_options)
-            _single_attempt(fs)
+            fs = literal_s3_filesystem(**s3_options)
             root = f"{self.bucket_name}/{self.path_prefix.strip('/')}".rstrip("/")
             return fs, root
         assert self.root_url is not None
-        options = s3_options if self.root_url.startswith(("s3://", "s3a://")) else {}
-        try:
-            fs, root = fsspec.core.url_to_fs(self.root_url, **options)
-        except (ValueError, ImportError) as exc:
-            raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
-        if options:
-            _single_attempt(fs)
+        if self.root_url.startswith(("s3://", "s3a://")):
+            fs = literal_s3_filesystem(**s3_options)
+            root = fs._strip_protocol(self.root_url)
+        else:
+            try:
+                fs, root = fsspec.core.url_to_fs(self.root_url)
+            except (ValueError, ImportError) as exc:
+                raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
         if self.path_prefix.strip("/"):
             root = f"{root.rstrip('/')}/{self.path_prefix.strip('/')}"
         return fs, root.rstrip("/") or root
@@ -220,9 +221,41 @@ def _check_access(raw: dict[str, Any]) -> None:
             raise ConfigError(f"config field 'anonymous': unsigned access cannot be combined with {given[0]!r}")
 
 
+@cache
+def _literal_s3_class() -> type:
+    import s3fs
+
+    class LiteralKeyS3FileSystem(s3fs.S3FileSystem):
+        """s3fs taking every key literally: s3fs cuts ``?versionId=...`` off a path and opens the
+        object named by what is left (another object, or none), so a key containing it was read
+        wrong or not at all. We list and read current objects only, never versions."""
+
+        def split_path(self, path: str) -> tuple[str, str, None]:
+            trail = path[len(path.rstrip("/")):]
+            path = self._strip_protocol(path).lstrip("/")
+            if "/" not in path:
+                return path, "", None
+            bucket, key = self._find_bucket_key(path)
+            return bucket, key + trail, None
+
+    return LiteralKeyS3FileSystem
+
+
+def literal_s3_filesystem(**options: Any) -> fsspec.AbstractFileSystem:
+    """An s3fs filesystem that opens keys literally, one s3fs-level attempt per call."""
+    fs = _literal_s3_class()(**options)
+    _single_attempt(fs)
+    return fs
+
+
+def is_s3fs(fs: fsspec.AbstractFileSystem) -> bool:
+    """An s3fs filesystem, ours (:func:`literal_s3_filesystem`) included."""
+    return any(cls.__module__.startswith("s3fs") for cls in type(fs).__mro__)
+
+
 def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:
     """One s3fs-level attempt per call (see ``_s3_options``); other filesystems are left alone."""
-    if type(fs).__module__.startswith("s3fs"):
+    if is_s3fs(fs):
         fs.retries = 1  # an instance attribute (s3fs reads self.retries), not a constructor option
 
 
@@ -244,5 +277,8 @@ def _parse_time(value: str, name: str) -> datetime:
     except ValueError:
         raise ConfigError(f"config field {name!r}: {value!r} is not an ISO-8601 date-time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is a valid date-time before year 1 in UTC
+        raise ConfigError(f"config field {name!r}: {value!r} is out of range once converted to UTC") from None

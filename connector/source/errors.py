@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from connector.errors import ConfigError, ConnectorError
 
-__all__ = ["ConfigError", "SourceError", "RootNotFoundError", "BadDataError", "TransientError", "FileVanishedError"]
+__all__ = ["ConfigError", "SourceError", "RootNotFoundError", "BadDataError", "TransientError", "FileVanishedError",
+           "FileChangedError"]
 
 
 class SourceError(ConnectorError):
@@ -29,3 +30,11 @@ class TransientError(SourceError):
 
 class FileVanishedError(SourceError, FileNotFoundError):
     """A listed file no longer exists when it is read (deleted between listing and reading)."""
+
+
+class FileChangedError(SourceError):
+    """A listed object was replaced before it was opened (its ETag differs from the listing's).
+
+    Its new version is newer than the listing, so the next read picks it up; reading it now under
+    the listed time would record the wrong version as synced and read the new one twice.
+    """

@@ -9,6 +9,7 @@ that is safe to persist) only follows a file once all of its batches have been y
 from __future__ import annotations
 
 import logging
+import posixpath
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.source import formats
-from connector.source.errors import BadDataError, FileVanishedError, TransientError
+from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, SourceError, TransientError
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
@@ -52,9 +53,14 @@ class FileDone:
     stream: str
     file: FileRef
     records: int
-    state: dict[str, Any]
+    stream_state: StreamState
     skipped: int = 0
     type_conflicts: tuple[str, ...] = field(default=())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state's JSON form (built on demand: with a long history it is not small)."""
+        return self.stream_state.to_dict()
 
 
 FILE_COLUMNS = ("_last_modified_time", "_file")
@@ -133,7 +139,7 @@ def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema,
             stats.skipped = attempt_stats.skipped + 1
             stats.skipped_examples = attempt_stats.skipped_examples + [f"rest of file: {exc}"]
             return
-        except FileVanishedError:
+        except (FileVanishedError, FileChangedError):
             raise
         except Exception as exc:
             if not (isinstance(exc, TransientError) or is_transient(exc)):
@@ -177,8 +183,46 @@ class _Job:
             self.put(("done", None))
         except FileVanishedError as exc:
             self.put(("vanished", exc))
+        except FileChangedError as exc:
+            self.put(("changed", exc))
         except BaseException as exc:  # handed to the consumer thread, which re-raises it
             self.put(("error", exc))
+
+
+def _listed_now(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> dict[str, Any] | None:
+    """A fresh listing's entry for ``ref`` (None: not listed any more)."""
+    parent = posixpath.dirname(ref.path.rstrip("/"))
+    try:
+        fs.invalidate_cache(parent)
+        entries = fs.ls(parent, detail=True)
+    except FileNotFoundError:
+        return None  # its folder is gone too
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+        raise SourceError(f"{ref.key}: could not be opened as listed ({error}) and listing its folder again "
+                          f"failed: {_short(exc)}") from exc
+    return next((e for e in entries if e.get("name", "").rstrip("/") == ref.path.rstrip("/")), None)
+
+
+def check_vanished(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> None:
+    """Raise :class:`SourceError` unless ``ref``, which failed to open as missing, is really gone.
+
+    A file the listing still shows but that cannot be opened (a key the filesystem does not take
+    literally, a broken link...) must not be skipped as "deleted after listing": later files would
+    move the cursor past it and it would never be read.
+    """
+    if _listed_now(fs, ref, error) is not None:
+        raise SourceError(f"{ref.key}: listed but cannot be opened ({_short(error)}); "
+                          f"not skipped, or the cursor would pass it")
+
+
+def check_changed(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseException) -> None:
+    """Raise :class:`SourceError` unless ``ref``, opened with another ETag than listed, really was
+    replaced: if the listing still shows the listed ETag, opening the path reads another object."""
+    entry = _listed_now(fs, ref, error)
+    etag = entry.get("ETag") if entry else None
+    if isinstance(etag, str) and etag.strip('"') == ref.etag:
+        raise SourceError(f"{ref.key}: opening it reads another object than the one listed ({error}); "
+                          f"is the key taken literally by this filesystem?")
 
 
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
@@ -217,10 +261,14 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                     if job.stats.type_conflicts:
                         log.warning("%s: values not matching the inferred type kept as text in column(s) %s",
                                     job.ref.key, ", ".join(sorted(job.stats.type_conflicts)))
-                    yield FileDone(stream, job.ref, records, state.to_dict(), job.stats.skipped,
+                    yield FileDone(stream, job.ref, records, state, job.stats.skipped,
                                    tuple(sorted(job.stats.type_conflicts)))
                 elif kind == "vanished":
+                    check_vanished(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced", payload)
+                elif kind == "changed":
+                    check_changed(fs, job.ref, payload)
+                    log.warning("%s: skipped, not counted as synced; its new version is read next time", payload)
                 else:
                     raise payload
                 break

@@ -14,7 +14,6 @@ from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
 from connector.errors import DesFormatError
 from connector.store import records
-from connector.store import versions as vers
 from connector.store.catalog import _stale
 from connector.store.errors import DatasetLocked, RangeError, StoreError
 from connector.store.layout import Layout, validate_dataset_name

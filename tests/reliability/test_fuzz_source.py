@@ -245,6 +245,12 @@ def test_json_array_with_integers_beyond_64_bits_keeps_them_exact():
     {"type": "STREAM"}, {"type": "STREAM", "stream": "x"}, [{"type": "STREAM", "stream": {"stream_descriptor": {}}}],
     {"type": "GLOBAL", "global": []}, {"s": {"_last_modified_time": "2024-01-01", "_files_at_cursor": 5}},
     {"s": {"_last_modified_time": "0001-01-01T00:00:00+01:00"}}, {"s": []},
+    {"s": {"_last_modified_time": "9999-12-31T23:59:59.999999Z"}},  # Olake's form: no time after it
+    {"s": {"_last_modified_time": "2024-01-01", "_history": {"a": "2023-12-31"}}},  # no _history_start
+    {"s": {"_last_modified_time": "2024-01-01", "_history": {"a": "2024-01-02"}, "_history_start": "2023-01-01"}},
+    {"s": {"_last_modified_time": "2024-01-01", "_history": {"a": "2022-01-02"}, "_history_start": "2023-01-01"}},
+    {"s": {"_last_modified_time": "2024-01-01", "_history": ["a"], "_history_start": "2023-01-01"}},
+    {"s": {"_last_modified_time": "2024-01-01", "_history": {"a": 5}, "_history_start": "2023-01-01"}},
 ])
 def test_malformed_states_are_config_errors(raw):
     with pytest.raises(ConfigError, match="state"):
@@ -288,7 +294,8 @@ state_like = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
         st.dictionaries(st.sampled_from(["type", "stream", "stream_descriptor", "name", "stream_state", "global",
-                                         "stream_states", "data", "_last_modified_time", "_files_at_cursor", "s"]),
+                                         "stream_states", "data", "_last_modified_time", "_files_at_cursor", "s",
+                                         "_history", "_history_start"]),
                         inner, max_size=4)),
     max_leaves=15)
 

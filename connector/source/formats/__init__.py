@@ -28,7 +28,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.source.config import AvroOptions, CsvOptions, ExcelOptions
-from connector.source.errors import BadDataError, FileVanishedError, TransientError
+from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, TransientError
 from connector.source.listing import FileRef
 from connector.source.retry import is_transient
 
@@ -76,16 +76,24 @@ def get(name: str) -> ModuleType:
 
 
 def open_raw(fs: fsspec.AbstractFileSystem, ref: FileRef, **kwargs) -> IO[bytes]:
-    """Open ``ref`` for binary reading; a missing file is :class:`FileVanishedError`. A member of
-    a zip archive is opened inside it (``kwargs`` then apply to the archive)."""
+    """Open ``ref`` for binary reading; a missing file is :class:`FileVanishedError`, an object
+    replaced since the listing :class:`FileChangedError`. A member of a zip archive is opened
+    inside it (``kwargs`` then apply to the archive)."""
     if ref.member is not None:
         from connector.source.archive import open_member
 
         return open_member(fs, ref, **kwargs)
     try:
-        return fs.open(ref.path, "rb", **kwargs)
+        raw = fs.open(ref.path, "rb", **kwargs)
     except FileNotFoundError:
         raise FileVanishedError(f"{ref.key}: file no longer exists (deleted after listing)") from None
+    # s3fs reads every range of an open file against the ETag its open saw (IfMatch); make sure
+    # that is the version listed, whose LastModified the state will record.
+    opened = (getattr(raw, "details", None) or {}).get("ETag")
+    if ref.etag and isinstance(opened, str) and opened.strip('"') != ref.etag:
+        raw.close()
+        raise FileChangedError(f"{ref.key}: replaced since it was listed (ETag {ref.etag} -> {opened.strip(chr(34))})")
+    return raw
 
 
 @contextlib.contextmanager
@@ -93,7 +101,7 @@ def data_errors(ref: FileRef, where: str = "") -> Iterator[None]:
     """Turn parser/codec failures into :class:`BadDataError`, storage failures into the right kind."""
     try:
         yield
-    except (BadDataError, TransientError, FileVanishedError):
+    except (BadDataError, TransientError, FileVanishedError, FileChangedError):
         raise
     except FileNotFoundError:
         raise FileVanishedError(f"{ref.key}: file no longer exists (deleted after listing)") from None
