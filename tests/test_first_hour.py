@@ -247,7 +247,7 @@ def test_local_s3_script_starts_fills_and_stops_a_server(tmp_path):
         assert "analytics/data/users/users_2024-01.csv" in s3.find("analytics/data")
         import pandas as pd
 
-        users = pd.read_csv(f"des://users/users_2024-01.csv::s3://bucket/testdata.des",
+        users = pd.read_csv("des://users/users_2024-01.csv::s3://bucket/testdata.des",
                             storage_options={"s3": {"key": "testing", "secret": "testing",
                                                     "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}})
         assert len(users) == 40

@@ -8,7 +8,6 @@ every request failing, opening fails within a bounded time with an error naming 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 

@@ -68,7 +68,8 @@ def test_state_follows_the_archive(tmp_path):
     rows, done = drain(src, "s")
     assert len(rows) == 4 and {r.file.last_modified for r in done} == {t1}
     state = done[-1].state
-    assert state == {"_last_modified_time": "2024-01-01T00:00:00Z", "_files_at_cursor": ["s/a.zip/x.csv", "s/a.zip/y.csv"]}
+    assert state == {"_last_modified_time": "2024-01-01T00:00:00Z", "_files_at_cursor": ["s/a.zip/x.csv", "s/a.zip/y.csv"],
+                     "_history": {}, "_history_start": "2023-12-29T00:00:00Z"}  # the 3-day look-back window
     assert drain(src, "s", state)[0] == []
     # A new archive in the same second is read, the old one's members are not read again.
     write_local(tmp_path, {"s/b.zip": generate.zipped({"z.csv": CSV})}, mtime=t1)
