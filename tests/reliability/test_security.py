@@ -99,24 +99,32 @@ def external_entry(name: str, body: bytes, key: str) -> Entry:
 
 
 def test_external_key_pointing_elsewhere_is_refused(tmp_path):
+    """An external_key may name only an object under a ``_bigFiles/`` folder inside the container's
+    folder (the reference writes ``<prefix>/_bigFiles/<name>`` anywhere in its bucket, issue 20):
+    never ``..``, another bucket or URL, a path outside the folder, or a non-``_bigFiles`` object."""
     secret = b"another dataset's private bytes"
-    (tmp_path / "other" / "_bigFiles").mkdir(parents=True)
-    (tmp_path / "other" / "_bigFiles" / "m").write_bytes(secret)
-    # The container's own _bigFiles/m holds the same bytes, so only the META key is wrong.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    for folder in (tmp_path / "other", outside):
+        (folder / "_bigFiles").mkdir(parents=True)
+        (folder / "_bigFiles" / "m").write_bytes(secret)
+        (folder / "m").write_bytes(secret)
     (tmp_path / "c" / "_bigFiles").mkdir(parents=True)
     (tmp_path / "c" / "_bigFiles" / "m").write_bytes(secret)
-    for key in ["other/_bigFiles/m", "../other/_bigFiles/m", str(tmp_path / "other" / "_bigFiles" / "m"),
-                "c/_bigFiles/../../other/_bigFiles/m", "/etc/passwd"]:
-        path = tmp_path / "c.des"
+    path = tmp_path / "c.des"
+    for key in ["../other/_bigFiles/m", "c/_bigFiles/../../other/_bigFiles/m", "/etc/passwd", "other/m",
+                str(outside / "_bigFiles" / "m"), f"../{outside.name}/_bigFiles/m", "s3://elsewhere/_bigFiles/m",
+                "file:///etc/_bigFiles/m"]:
         path.write_bytes(container([external_entry("m", secret, key)]))
         reader = DesReader(path, cache=None)
         with pytest.raises(DesFormatError, match="external_key"):
             reader.read("m")
         with pytest.raises(DesFormatError, match="external_key"):
             reader.open("m")
-    # The key as our writer (and the reference, bucket-relative on S3) stores it is accepted.
-    path.write_bytes(container([external_entry("m", secret, "c/_bigFiles/m")]))
-    assert DesReader(path, cache=None).read("m") == secret
+    # Keys as our writer and the reference store them are read: the container's own _bigFiles/,
+    # and another _bigFiles/ folder under the same root.
+    for key in ["c/_bigFiles/m", "other/_bigFiles/m"]:
+        path.write_bytes(container([external_entry("m", secret, key)]))
+        assert DesReader(path, cache=None).read("m") == secret
 
 
 @pytest.mark.parametrize("name", ["../../victim", "a/../../../victim", "/victim", "..\\victim"])
