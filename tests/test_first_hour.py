@@ -258,6 +258,7 @@ def test_local_s3_script_starts_fills_and_stops_a_server(tmp_path):
     assert run(script + ["status", "--port", str(port)]).returncode == 1
 
 
+@pytest.mark.slow
 def test_readme_sections_run_after_command_1(tmp_path):
     """README command 1's job (examples/local/run.sh), then every local section in the same folder."""
     import re

@@ -169,6 +169,7 @@ def test_pack_refuses_unpackable_names_and_skips_its_own_output(tmp_path):
     assert des("ls", str(inside)).stdout.decode().split() == ["ok.txt"]
 
 
+@pytest.mark.slow
 def test_pack_from_and_to_s3(tmp_path, s3_endpoint, s3_bucket, s3):
     s3.pipe(f"{s3_bucket}/in/a.csv", b"id\n1\n")
     s3.pipe(f"{s3_bucket}/in/sub/b.json", b'{"b": 2}\n')

@@ -14,10 +14,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.reliability.helpers import REPO
 from tests.support.faults import fault_proxy
 
 
+@pytest.mark.slow
 def test_destination_check_against_a_silent_endpoint_fails_within_bounds(s3_endpoint, tmp_path):
     config = tmp_path / "dest.json"
     with fault_proxy(s3_endpoint.endpoint_url, fraction=1.0, kinds=["delay"], delay=5) as proxy:

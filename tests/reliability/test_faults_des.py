@@ -41,6 +41,7 @@ def stored(s3_endpoint):
     return url, members
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [2])
 def test_reader_through_ten_percent_faults_returns_the_same_bytes(s3_endpoint, stored, seed):
     url, members = stored

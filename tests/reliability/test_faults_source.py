@@ -53,6 +53,7 @@ def faulty_config(data, url: str, name: str, **extra) -> str:
     return write_json(data["tmp"] / f"{name}.json", source_config(url, data["bucket"], **options))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_ten_percent_faults_same_catalog_records_and_states(s3_endpoint, data, seed):
     with fault_proxy(s3_endpoint.endpoint_url, fraction=0.1, seed=seed, delay=2.5) as proxy:

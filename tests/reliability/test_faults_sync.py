@@ -57,6 +57,7 @@ def _content(tmp: Path, name: str, mode: str) -> dict:
         return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["records", "files"])
 def test_ten_percent_faults_land_the_same_data(s3_endpoint, bucket, tmp_path, mode):
     base, _ = _sync(tmp_path, "base", s3_endpoint.endpoint_url, bucket, mode)
@@ -73,6 +74,7 @@ def test_ten_percent_faults_land_the_same_data(s3_endpoint, bucket, tmp_path, mo
     assert _content(tmp_path, "faulty", mode) == expected
 
 
+@pytest.mark.slow
 def test_all_requests_failing_is_bounded_then_a_clean_run_completes_once(s3_endpoint, bucket, tmp_path):
     base, _ = _sync(tmp_path, "base", s3_endpoint.endpoint_url, bucket, "records")
     expected = _content(tmp_path, "base", "records")

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.reliability.helpers import FAKE_KEY, FAKE_SECRET, REPO
 
 
@@ -14,6 +16,7 @@ def _run(args, stdin: bytes = b"") -> str:
     return out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_fake_keys_never_printed(tmp_path, s3_endpoint, s3_bucket):
     secrets = {"access_key_id": FAKE_KEY, "secret_access_key": FAKE_SECRET}
     # Wrong keys against the real test server, and a server that is not there at all.

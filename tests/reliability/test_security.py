@@ -224,6 +224,7 @@ def fake_config(endpoint: str, bucket: str, **extra) -> dict:
             **extra}
 
 
+@pytest.mark.slow
 def test_fake_credentials_never_appear_in_any_des_source_output(s3_endpoint, leak_bucket, tmp_path):
     runs = []
     good = write_json(tmp_path / "good.json", fake_config(s3_endpoint.endpoint_url, leak_bucket))
