@@ -193,3 +193,50 @@ def first_duplicate(msgs: list[Message | None]) -> tuple[int, str] | None:
             if key is not None:
                 return i, key
     return None
+
+class _Descriptor(msgspec.Struct):
+    name: str
+    namespace: Optional[str] = None  # noqa: UP007
+
+
+class _StreamState(msgspec.Struct):
+    stream_descriptor: _Descriptor
+
+
+class _State(msgspec.Struct):
+    """The part of ``state`` that says what it covers; everything else is skipped, not decoded."""
+
+    type: Optional[str] = None  # noqa: UP007 - a state without type is LEGACY
+    stream: Optional[_StreamState] = None  # noqa: UP007
+
+
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_scope = msgspec.json.Decoder(_State).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def state_scope(line: bytes, lineno: int) -> tuple[str | None, str] | None:
+    """The ``(namespace, name)`` a STREAM state covers, or ``None`` for a GLOBAL or LEGACY state
+    (which covers every stream). :class:`InputError` for a STATE without a ``state`` object or a
+    STREAM state without ``stream.stream_descriptor.name``."""
+    try:
+        fields = _decode_fields(line)
+        scope = _decode_scope(fields["state"])
+    except (*DECODE_ERRORS, KeyError):
+        raise InputError(f"stdin line {lineno}: STATE without a 'state' object (or with a malformed "
+                         f"'type' or 'stream.stream_descriptor')") from None
+    if (scope.type or "LEGACY") == "STREAM":
+        if scope.stream is None:
+            raise InputError(f"stdin line {lineno}: STREAM state without stream.stream_descriptor")
+        return scope.stream.stream_descriptor.namespace, scope.stream.stream_descriptor.name
+    return None
+
+
+def with_destination_count(line: bytes, count: int) -> bytes:
+    """The STATE ``line`` with ``state.destinationStats.recordCount`` set to ``count``; every other
+    field keeps its bytes (only whitespace between the top-level fields goes). One line, ``\\n``-ended."""
+    fields = _decode_fields(line)
+    state = _decode_fields(fields["state"])
+    state["destinationStats"] = msgspec.Raw(b'{"recordCount":%d}' % count)
+    fields["state"] = msgspec.Raw(_encode(state))
+    return _encode(fields) + b"\n"

@@ -36,7 +36,8 @@ import msgspec
 
 from connector.destination.config import DestinationConfig
 from connector.destination.messages import (DECODE_ERRORS, InputError, Message, blocks, classify, decode_line,
-                                            first_duplicate, tables_cleanly, valid_utf8)
+                                            first_duplicate, state_scope, tables_cleanly, valid_utf8,
+                                            with_destination_count)
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.writer import DatasetWriter
@@ -210,6 +211,22 @@ class _StreamSink:
         self.writer.abort()
 
 
+class _StateCounter:
+    """``destinationStats.recordCount`` of each STATE: the records of its scope (its stream, or every
+    stream for a GLOBAL or LEGACY state) between the previous STATE of that scope and this one. A
+    STATE is echoed only once all records before it are committed, so that is what was committed."""
+
+    def __init__(self) -> None:
+        self._at: dict[tuple[str | None, str] | None, int] = {}  # scope -> records seen at its last STATE
+
+    def stamp(self, line: bytes, lineno: int, seen: Mapping[tuple[str | None, str], int]) -> bytes:
+        """``line`` with its count; ``seen`` holds the records of each stream in this input so far."""
+        scope = state_scope(line, lineno)
+        total = sum(seen.values()) if scope is None else seen.get(scope, 0)
+        count, self._at[scope] = total - self._at.get(scope, 0), total
+        return with_destination_count(line, count)
+
+
 def _complete(checkpoint: Any) -> bool:
     return isinstance(checkpoint, dict) and checkpoint.get("complete") is True
 
@@ -321,6 +338,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
         return max(0.0, config.flush_seconds - (clock() - held[0][2])) if held else None
 
     checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
+    counter = _StateCounter()
     last_stream: str | None = None
     last_ns: str | None = None
     sink: _StreamSink | None = None
@@ -387,7 +405,8 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                         plain, pending = sink.plain, sink._pending
                 elif msg.type == "STATE":
                     needed = {k: s.seen() for k, s in sinks.items()}
-                    held.append((needed, block[i].strip() + b"\n", clock()))
+                    line = counter.stamp(block[i], base + i + 1, needed)
+                    held.append((needed, line, clock()))
                 # Other message types (LOG, TRACE, ...) are not for the destination to store.
             lineno = base + len(block)
             if error is not None:
