@@ -8,6 +8,7 @@ container and every ``_bigFiles/`` object it uploaded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -17,6 +18,7 @@ from typing import IO, Any
 
 import fsspec
 import numpy as np
+import orjson
 
 from connector.des import cache as index_cache
 from connector.des.codecs import check_codec, compress
@@ -117,6 +119,7 @@ class DesWriter:
         self._data_crc = 0
         self._data_crc_at: int | None = None
         self._in_data = False
+        self._first_meta: dict[str, Any] | None = None  # set_first_meta: merged into member 0's META at close
         self._externals: list[str] = []
         self._state = "open"
         self.size = 0
@@ -269,6 +272,8 @@ class DesWriter:
             if self._data_crc_at is not None:
                 at = self._data_crc_at
                 self._meta.getbuffer()[at:at + len(DATA_CRC_PLACEHOLDER)] = b"%08x" % self._data_crc
+            if self._first_meta is not None:
+                self._merge_first_meta()
             self._write(self._meta.getbuffer())
             index_start = self._pos
             index = _pack_index(self._members, meta_start)
@@ -283,6 +288,37 @@ class DesWriter:
         self.size = self._pos
         self.sha256 = self._hash.hexdigest()
         index_cache.invalidate(self.fs, self.path)
+
+    def set_first_meta(self, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into the META of the first member when the container is closed: room for
+        what describes the whole container but is known only at its end (e.g. per-record columns)."""
+        self._check_open()
+        self._first_meta = dict(extra)
+
+    def _merge_first_meta(self) -> None:
+        """Rewrite member 0's META with ``_first_meta`` and shift the META of every later member."""
+        if not self._members:
+            raise ValueError(f"{self.url}: set_first_meta on a container without members")
+        first = self._members[0]
+        old_length = int(first.meta_lengths[0]) if isinstance(first, _Run) else first.meta_length
+        buf = self._meta.getvalue()
+        raw = dumps_meta({**orjson.loads(buf[:old_length]), **self._first_meta})
+        if len(raw) > MAX_META_BYTES:
+            raise ValueError(f"{self.url}: META of the first member is {len(raw)} bytes, the limit is {MAX_META_BYTES}")
+        shift = len(raw) - old_length
+        for i, entry in enumerate(self._members):
+            if isinstance(entry, _Run):
+                if i == 0:
+                    entry.meta_lengths = entry.meta_lengths.copy()
+                    entry.meta_lengths[0] = len(raw)
+                else:
+                    entry.meta_offset += shift
+            elif i == 0:
+                self._members[0] = dataclasses.replace(entry, meta_length=len(raw))
+            else:
+                self._members[i] = dataclasses.replace(entry, meta_offset=entry.meta_offset + shift)
+        self._meta = io.BytesIO(raw + buf[old_length:])
+        self._meta.seek(0, io.SEEK_END)
 
     def abort(self) -> None:
         """Discard the container and the ``_bigFiles/`` objects it uploaded."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
-from connector.store import records
+from connector.store import columns, records
 from connector.store.catalog import Catalog
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
 from connector.store.history import HistoryMixin
@@ -457,10 +457,11 @@ class Store(HistoryMixin, MaintenanceMixin):
     # -- writing ---------------------------------------------------------------------------------
 
     def writer(self, dataset: str, kind: str = "records", *, wait: float = 30.0,
-               on_commit: OnCommit | None = None) -> DatasetWriter:
-        """A writer appending to ``dataset`` (which must exist); one per dataset at a time."""
+               on_commit: OnCommit | None = None, row_ids: str | None = None) -> DatasetWriter:
+        """A writer appending to ``dataset`` (which must exist); one per dataset at a time.
+        ``row_ids`` names a UUID column every record written gets (see :mod:`connector.store.columns`)."""
         validate_dataset_name(dataset)
-        return DatasetWriter(self, dataset, kind, wait=wait, on_commit=on_commit)
+        return DatasetWriter(self, dataset, kind, wait=wait, on_commit=on_commit, row_ids=row_ids)
 
     def checkpoint(self, dataset: str) -> Any:
         """The checkpoint stored with the dataset's last commit that carried one."""
@@ -623,13 +624,60 @@ class Store(HistoryMixin, MaintenanceMixin):
             data = b"\n".join(lines) + b"\n"
         return data
 
-    def read_range(self, dataset: str, first: int, last: int, version: str | None = None) -> pa.Table:
-        """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container."""
-        return table_of(self._chunks(dataset, first, last, version))
+    def read_range(self, dataset: str, first: int, last: int, version: str | None = None, *,
+                   meta: bool = False) -> pa.Table:
+        """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container.
+        ``meta=True`` adds the records' metadata columns (see :meth:`read_meta`) after theirs."""
+        table = table_of(self._chunks(dataset, first, last, version))
+        return self._with_meta(dataset, table, first, last, version) if meta else table
 
-    def to_table(self, dataset: str, version: str | None = None) -> pa.Table:
-        """Every record of ``dataset`` (as of ``version``, if given) as one table."""
-        return table_of(self._chunks(dataset, 0, None, version))
+    def to_table(self, dataset: str, version: str | None = None, *, meta: bool = False) -> pa.Table:
+        """Every record of ``dataset`` (as of ``version``, if given) as one table (``meta``: see
+        :meth:`read_range`)."""
+        table = table_of(self._chunks(dataset, 0, None, version))
+        return self._with_meta(dataset, table, 0, None, version) if meta else table
+
+    def read_meta(self, dataset: str, key: int, version: str | None = None) -> dict[str, Any]:
+        """The metadata columns kept for record ``key`` beside its bytes (e.g. a destination's
+        ``_airbyte_raw_id``, ``_airbyte_extracted_at``...); ``{}`` if its writer kept none."""
+        check_key(dataset, key)
+        found = [d for d in self._ranges_of(dataset, version) if d.first <= key <= d.last]
+        if not found:
+            where = f"dataset {dataset!r}" + (f" version {version}" if version else "")
+            raise RangeError(f"{where} has no datapoint {key}")
+        d = found[0]
+        return {name: values[0] for name, values in columns.expand(self._columns_meta(d), key - d.first,
+                                                                   key - d.first + 1).items()}
+
+    def _columns_meta(self, d: Datarange) -> dict[str, Any]:
+        """The column part of the META of the first member of a record datarange."""
+        if d.kind != "records":
+            return {}
+        reader = self._reader(d)
+        meta = reader.meta(reader.names()[0])
+        return {k: meta[k] for k in ("columns", "row_ids") if k in meta}
+
+    def _with_meta(self, dataset: str, table: pa.Table, first: int, last: int | None,
+                   version: str | None) -> pa.Table:
+        values: dict[str, list[Any]] = {}
+        done = 0
+        for d in self._ranges_of(dataset, version):
+            if d.last < first or (last is not None and d.first > last):
+                continue
+            lo, hi = max(first, d.first) - d.first, (d.last if last is None else min(last, d.last)) - d.first + 1
+            got = columns.expand(self._columns_meta(d), lo, hi)
+            for name in values.keys() - got.keys():
+                values[name].extend([None] * (hi - lo))
+            for name, column in got.items():
+                values.setdefault(name, [None] * done).extend(column)
+            done += hi - lo
+        if done != table.num_rows:
+            raise StoreError(f"dataset {dataset!r}: {table.num_rows} records read but {done} keys listed "
+                             "(the dataset changed during the read); read again")
+        for name, column in values.items():
+            kept = name if name not in table.column_names else f"{name}_meta"  # a record field of that name stays
+            table = table.append_column(kept, pa.array(column))
+        return table
 
     def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
         """Gaps in the key space from 0 to the largest key, as ``(first, last)`` pairs."""

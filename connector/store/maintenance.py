@@ -13,7 +13,7 @@ from typing import Any
 from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
 from connector.errors import DesFormatError
-from connector.store import records
+from connector.store import columns, records
 from connector.store.catalog import _stale
 from connector.store.errors import DatasetLocked, RangeError, StoreError
 from connector.store.layout import Layout, validate_dataset_name
@@ -86,6 +86,9 @@ class MaintenanceMixin:
         os.close(fd)
         try:
             with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
+                kept = [(d.count, self._columns_meta(d)) for d in ranges if d.kind == "records"]
+                # Per-record columns of the parts (connector.store.columns), concatenated in key order.
+                out_meta = columns.concat(kept) if any(m for _, m in kept) else None
                 for d in ranges:
                     if d.kind == "records":
                         data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
@@ -101,6 +104,8 @@ class MaintenanceMixin:
                                 meta.setdefault("name", name)
                             out.add(member, reader.read(name), meta)
                 data_length = out.data_length
+                if out_meta:
+                    out.set_first_meta(out_meta)
             self.publish(spool, path)
         finally:
             if os.path.exists(spool):

@@ -29,7 +29,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ import pyarrow as pa
 from connector.des import DesWriter
 from connector.des.cache import invalidate
 from connector.source.records import object_lines
+from connector.store.columns import ColumnsBuilder, Constant
 from connector.store.errors import DatasetFrozen, StoreError
 from connector.store.model import Datarange
 
@@ -103,7 +104,7 @@ class DatasetWriter:
     """
 
     def __init__(self, store: Store, dataset: str, kind: str, *, wait: float = 30.0,
-                 on_commit: OnCommit | None = None) -> None:
+                 on_commit: OnCommit | None = None, row_ids: str | None = None) -> None:
         if kind not in ("records", "files"):
             raise ValueError(f"kind must be 'records' or 'files', not {kind!r}")
         self.store, self.dataset, self.kind = store, dataset, kind
@@ -130,6 +131,8 @@ class DatasetWriter:
         self._in_flight: Future | None = None
         self._failed: BaseException | None = None
         self._des: DesWriter | None = None
+        self._row_ids = row_ids  # name of the derived row id column, if records get one
+        self._columns: ColumnsBuilder | None = None  # per-record columns of the open container
         self._spool: str | None = None
         self._count = 0
         self._file_names: set[str] = set()  # member names of the open container (files)
@@ -169,8 +172,12 @@ class DatasetWriter:
             if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
                 self._cut()
 
-    def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None) -> None:
-        """Append records given as compact JSON objects (no trailing newline), all in one container."""
+    def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None,
+                         columns: Mapping[str, Sequence[Any] | Constant] | None = None) -> None:
+        """Append records given as compact JSON objects (no trailing newline), all in one container.
+
+        ``columns`` are metadata of these records (one value each, or a :class:`Constant`) kept in the
+        container beside them (see :mod:`connector.store.columns`); the record bytes stay as given."""
         self._need("records")
         if not lines:
             return
@@ -186,7 +193,7 @@ class DatasetWriter:
         if self._count and (self._count + len(lines) > self.store.max_datapoints
                             or self._des.data_length + len(data) > self.store.max_bytes):
             self._cut()
-        self._add_records(data, lengths)
+        self._add_records(data, lengths, columns)
         self._set_checkpoint(checkpoint)
         if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
             self._cut()
@@ -277,7 +284,7 @@ class DatasetWriter:
             self._des.abort()
             if self._spool and os.path.exists(self._spool):
                 os.unlink(self._spool)
-            self._des, self._spool, self._count = None, None, 0
+            self._des, self._spool, self._count, self._columns = None, None, 0, None
             self._file_names = set()
         self._finish()
 
@@ -342,7 +349,11 @@ class DatasetWriter:
         self._file_names = set()
         first, last = self.next_key, self.next_key + self._count - 1
         data_length = des.data_length  # before close() adds META, INDEX and footer
+        columns, self._columns = self._columns, None
         try:
+            extra = columns.meta() if columns is not None else None
+            if extra:
+                des.set_first_meta(extra)
             des.close()
             checkpoint = self._checkpoint_text(last + 1)
         except BaseException:
@@ -407,8 +418,13 @@ class DatasetWriter:
                                   compression=self.store.compression)
         return self._des
 
-    def _add_records(self, data: bytes | memoryview, lengths: np.ndarray) -> None:
+    def _add_records(self, data: bytes | memoryview, lengths: np.ndarray,
+                     columns: Mapping[str, Sequence[Any] | Constant] | None = None) -> None:
         des = self._open()
+        if columns or self._row_ids:
+            if self._columns is None:
+                self._columns = ColumnsBuilder(self._row_ids)
+            self._columns.add(len(lengths), columns or {})
         names = record_names(self.next_key + self._count, len(lengths))
         des.add_many(names, data, lengths, check_names=False)  # generated: unique digits + ".json"
         self._count += len(lengths)
