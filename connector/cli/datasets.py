@@ -51,7 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         name, (("first",), {"type": _key}), (("last",), {"type": _key}))
     version_opt = (("--version",), {"default": None, "help": "as of this version (semver or 'latest')"})
     cmd("read", "write datapoint KEY to stdout (a record's JSON line or a file's bytes)", _read, name,
-        (("key",), {"type": _key}), version_opt)
+        (("key",), {"type": _key}), version_opt,
+        (("--meta",), {"action": "store_true", "help": "write the metadata kept beside the record instead "
+                                                       "(e.g. des-destination's _airbyte_* fields), as one JSON line"}))
     cmd("cat", "write records FIRST..LAST to stdout as JSON Lines; every key in the range must exist "
         "(LAST defaults to the last key; no range: every record there is)", _cat, name,
         (("first",), {"type": _key, "nargs": "?", "default": None}),
@@ -152,6 +154,8 @@ def _update(store, args):
 
 
 def _read(store, args) -> bytes:
+    if args.meta:
+        return json.dumps(store.read_meta(args.name, args.key, args.version), separators=(",", ":")).encode() + b"\n"
     return store.read(args.name, args.key, args.version)
 
 

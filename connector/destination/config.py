@@ -15,6 +15,49 @@ from connector.store.layout import validate_dataset_name
 from connector.store.errors import InvalidName
 
 
+SYNC_MODES = ("append", "overwrite")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How one configured stream is written: its sync mode and its Airbyte generation fields.
+
+    ``truncate``: data of older generations goes once the sync succeeds (``overwrite``, or a refresh
+    whose ``minimum_generation_id`` is its ``generation_id``); otherwise everything is kept (append,
+    or a refresh that retains data: ``minimum_generation_id`` 0)."""
+
+    mode: str
+    generation_id: int | None
+    minimum_generation_id: int | None
+    sync_id: int | None
+
+    @property
+    def truncate(self) -> bool:
+        return self.mode == "overwrite" or bool(self.minimum_generation_id)
+
+    @classmethod
+    def from_entry(cls, stream: str, entry: dict[str, Any]) -> StreamPlan:
+        """The plan of a configured catalog entry; :class:`ConfigError` names the stream and field."""
+        mode = entry.get("destination_sync_mode", "append")
+        if mode not in SYNC_MODES:
+            hint = (" (records are kept as sent; deduplication by primary key is not implemented)"
+                    if mode == "append_dedup" else "")
+            raise ConfigError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported{hint}; "
+                              f"use one of {', '.join(SYNC_MODES)}")
+        fields = {}
+        for name in ("generation_id", "minimum_generation_id", "sync_id"):
+            value = entry.get(name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise ConfigError(f"stream {stream!r}: {name} must be a whole number >= 0, not {value!r}")
+            fields[name] = value
+        gen, minimum = fields["generation_id"], fields["minimum_generation_id"]
+        if minimum not in (None, 0) and minimum != gen:
+            # Airbyte sends 0 (keep every generation) or generation_id (keep only this one).
+            raise ConfigError(f"stream {stream!r}: minimum_generation_id {minimum} must be 0 or the "
+                              f"generation_id ({gen})")
+        return cls(mode, gen, minimum, fields["sync_id"])
+
+
 def load_spec() -> dict[str, Any]:
     """The JSON Schema of the destination configuration."""
     return json.loads((files("connector") / "spec" / "destination.json").read_text("utf-8"))

@@ -17,7 +17,7 @@ import json
 import os
 import select
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Optional
+from typing import IO, Optional, Union
 
 import msgspec
 import orjson
@@ -37,6 +37,8 @@ class Record(msgspec.Struct):
     stream: str
     data: msgspec.Raw
     namespace: Optional[str] = None  # noqa: UP007 - msgspec needs the runtime type
+    emitted_at: Union[int, float, None] = None  # noqa: UP007 - milliseconds since the epoch (an integer by the protocol)
+    meta: Optional[msgspec.Raw] = None  # noqa: UP007 - AirbyteRecordMessageMeta (``changes``), kept as bytes
 
 
 class Message(msgspec.Struct):
@@ -74,6 +76,13 @@ def classify(line: bytes, lineno: int) -> Message | None:
         if namespace is not None and not isinstance(namespace, str):
             raise InputError(f"stdin line {lineno}: RECORD namespace must be a string or null, "
                              f"not {type(namespace).__name__}")
+        emitted_at = record.get("emitted_at")
+        if emitted_at is not None and (type(emitted_at) not in (int, float) or not -2**63 <= emitted_at < 2**63):
+            raise InputError(f"stdin line {lineno}: RECORD emitted_at must be a number of milliseconds, "
+                             f"not {emitted_at!r}")
+        meta = record.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise InputError(f"stdin line {lineno}: RECORD meta must be an object, not {type(meta).__name__}")
         # Valid for orjson but refused by the typed decoder: its data could only be stored
         # re-encoded, which is not what the source sent.
         raise InputError(f"stdin line {lineno}: RECORD of stream {record['stream']!r} cannot be stored byte for byte "

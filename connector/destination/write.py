@@ -30,16 +30,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, Any, Optional, Union
 
 import msgspec
+import orjson
 
-from connector.destination.config import DestinationConfig
-from connector.destination.messages import (DECODE_ERRORS, InputError, Message, blocks, classify, decode_line,
+from connector.destination.config import DestinationConfig, StreamPlan
+from connector.destination.messages import (DECODE_ERRORS, InputError, Message, Record, blocks, classify, decode_line,
                                             first_duplicate, state_scope, tables_cleanly, valid_utf8,
                                             with_destination_count)
 from connector.errors import ConnectorError
 from connector.store import Store
+from connector.store.columns import Constant
 from connector.store.writer import DatasetWriter
 
 log = logging.getLogger("connector.destination")
@@ -47,6 +49,9 @@ log = logging.getLogger("connector.destination")
 CHUNK_RECORDS = 4096
 OVERWRITE_PREFIX = "0.0.0-overwrite."
 OVERWRITE_VERSION = OVERWRITE_PREFIX + "{stamp}"
+# Airbyte's metadata columns, kept per record beside its bytes (connector.store.columns).
+RAW_ID, EXTRACTED_AT, GENERATION_ID, META = ("_airbyte_raw_id", "_airbyte_extracted_at", "_airbyte_generation_id",
+                                             "_airbyte_meta")
 
 __all__ = ["InputError", "write_messages"]
 
@@ -54,8 +59,9 @@ __all__ = ["InputError", "write_messages"]
 class _StreamSink:
     """One stream's records on their way into one dataset."""
 
-    def __init__(self, store: Store, stream: str, dataset: str, mode: str) -> None:
-        self.stream, self.dataset, self.store, self.mode = stream, dataset, store, mode
+    def __init__(self, store: Store, stream: str, dataset: str, plan: StreamPlan) -> None:
+        mode = "overwrite" if plan.truncate else "append"
+        self.stream, self.dataset, self.store, self.mode, self.plan = stream, dataset, store, mode, plan
         store.ensure_dataset(dataset)
         # Versions to delete once this sync succeeds: the data an overwrite replaces.
         self.replaced: list[str] = []
@@ -66,7 +72,11 @@ class _StreamSink:
                 # That overwrite succeeded; only deleting the data it replaced was cut short.
                 store.finish_overwrite(dataset)
                 self.replaced = []
-            if self.replaced:
+            if self.replaced and not self._same_generation(store.checkpoint(dataset)):
+                # A refresh of an older generation failed: its partial data is older than this
+                # refresh's minimum generation, so it goes (the data it replaced stays kept aside).
+                store.truncate(dataset)
+            elif self.replaced:
                 resuming = True  # an overwrite failed: its key space holds what it committed
             elif store.dataranges(dataset):
                 self.replaced = [self._rotate("kept while an overwrite sync runs")]
@@ -82,13 +92,21 @@ class _StreamSink:
         self._spool_hash = hashlib.sha256()
         self._first: str | None = None
         self._pending: list[bytes] = []
+        # Beside each pending record: its emitted_at and its RECORD meta (raw JSON or None).
+        self._pending_at: list[int | float | None] = []
+        self._pending_meta: list[msgspec.Raw | None] = []
         # A run that reached the end of its input marked its checkpoint complete: the next input is a
         # new sync (appended even if identical), not a re-run of an interrupted one.
         self._resume = resume if isinstance(resume, dict) and resume.get("records") and not _complete(resume) else None
         self._spool: IO[bytes] | None = None
 
     def _open_writer(self) -> DatasetWriter:
-        return self.store.writer(self.dataset, "records", on_commit=self._on_commit)
+        return self.store.writer(self.dataset, "records", on_commit=self._on_commit, row_ids=RAW_ID)
+
+    def _same_generation(self, checkpoint: Any) -> bool:
+        """True unless ``checkpoint`` (of a failed refresh) is of another generation than this sync."""
+        theirs = checkpoint.get("generation") if isinstance(checkpoint, dict) else None
+        return theirs is None or self.plan.generation_id is None or theirs == self.plan.generation_id
 
     def _rotate(self, why: str) -> str:
         version = OVERWRITE_VERSION.format(stamp=int(time.time() * 1000))
@@ -97,7 +115,11 @@ class _StreamSink:
 
     def _not_resumed(self) -> None:
         """This input is not the one whose records are committed. For an overwrite, those records
-        (a failed run's partial data) must not stay: they go, before anything of this input."""
+        (a failed run's partial data) must not stay: they go, before anything of this input. With
+        Airbyte generations they stay when they are of this sync's generation: a retried attempt
+        resumes after the last state, so its input differs and adds to what the failed one committed."""
+        if self.plan.generation_id is not None:
+            return  # a failed run of another generation was dropped when this sink opened
         if self.mode == "overwrite" and self.store.dataranges(self.dataset):
             self.writer.close()  # nothing pending (records were only spooled so far); frees the lock
             self.store.truncate(self.dataset)
@@ -114,28 +136,41 @@ class _StreamSink:
         """RECORD lines of this stream in this input so far."""
         return self._seen if not self.plain else self._fed + len(self._pending)
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, emitted_at: int | float | None = None, meta: msgspec.Raw | None = None) -> None:
         self._seen += 1
         if self._seen == 1:
             self._first = hashlib.sha256(data).hexdigest()
         if self._resume is not None:
-            self._resuming(data)
+            self._resuming(data, emitted_at, meta)
             return
         self._pending.append(data)
+        self._pending_at.append(emitted_at)
+        self._pending_meta.append(meta)
         if len(self._pending) >= self.chunk:
             self.feed()
 
-    def _resuming(self, data: bytes) -> None:
+    def extend(self, datas: list[bytes], records: list[Record]) -> None:
+        """Take a block of this stream's records at once (only while :attr:`plain`)."""
+        self._pending.extend(datas)
+        self._pending_at.extend([r.emitted_at for r in records])
+        self._pending_meta.extend([r.meta for r in records])
+        if len(self._pending) >= self.chunk:
+            self.feed()
+
+    def _resuming(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw | None) -> None:
         resume = self._resume
         assert resume is not None
         if self._seen == 1 and resume.get("first") != self._first:
             self._resume = None  # new input: nothing of it can be committed yet
             self._not_resumed()
             self._pending.append(data)
+            self._pending_at.append(emitted_at)
+            self._pending_meta.append(meta)
             return
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="des-destination-spool-")
-        self._spool.write(data + b"\n")
+        # data (compact: no raw tab), a tab, then its emitted_at and meta as a JSON array.
+        self._spool.write(data + b"\t" + msgspec.json.encode([emitted_at, meta]) + b"\n")
         self._spool_hash.update(data + b"\n")
         if self._seen == resume["records"]:
             if self._spool_hash.hexdigest() == resume["sha256"]:
@@ -156,13 +191,22 @@ class _StreamSink:
         if spool is None:
             return
         spool.seek(0)
-        held, self._pending = self._pending, []
+        held = self._pending, self._pending_at, self._pending_meta
+        self._pending, self._pending_at, self._pending_meta = [], [], []
         for line in spool:
-            self._pending.append(line[:-1])
-            if len(self._pending) >= self.chunk:
-                self.feed()
-        self._pending.extend(held)
+            data, extra = line[:-1].split(b"\t", 1)
+            emitted_at, meta = _decode_spooled(extra)
+            self.add_pending(data, emitted_at, meta)
+        for data, emitted_at, meta in zip(*held):
+            self.add_pending(data, emitted_at, meta)
         spool.close()
+
+    def add_pending(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw | None) -> None:
+        self._pending.append(data)
+        self._pending_at.append(emitted_at)
+        self._pending_meta.append(meta)
+        if len(self._pending) >= self.chunk:
+            self.feed()
 
     def feed(self) -> None:
         """Hand pending records to the writer with the checkpoint they complete: the number of this
@@ -170,18 +214,34 @@ class _StreamSink:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        ats, self._pending_at = self._pending_at, []
+        metas, self._pending_meta = self._pending_meta, []
         limit = self.store.max_datapoints
-        while batch:
+        start = 0
+        while start < len(batch):
             # Pieces end where a container is cut, so every commit carries an exact checkpoint.
             room = limit - self.writer.pending
-            piece, batch = batch[:room if room > 0 else limit], batch[room if room > 0 else limit:]
+            end = start + (room if room > 0 else limit)
+            piece = batch[start:end]
             self._hash.update(b"\n".join(piece) + b"\n")
             self._fed += len(piece)
             self.written += len(piece)
-            self.writer.write_json_lines(piece, checkpoint=self._checkpoint())
+            self.writer.write_json_lines(piece, checkpoint=self._checkpoint(),
+                                         columns=self._columns(ats[start:end], metas[start:end]))
+            start = end
+
+    def _columns(self, ats: list[int | float | None], metas: list[msgspec.Raw | None]) -> dict[str, Any]:
+        """Airbyte's metadata of a piece of records, kept beside them in the store."""
+        sync_id = self.plan.sync_id
+        if not any(m is not None for m in metas):
+            meta: Any = Constant({"sync_id": sync_id, "changes": []})
+        else:
+            meta = [_airbyte_meta(m, sync_id) for m in metas]
+        return {EXTRACTED_AT: ats, GENERATION_ID: Constant(self.plan.generation_id), META: meta}
 
     def _checkpoint(self) -> dict[str, Any]:
-        return {"records": self._fed, "sha256": self._hash.hexdigest(), "first": self._first}
+        return {"records": self._fed, "sha256": self._hash.hexdigest(), "first": self._first,
+                "generation": self.plan.generation_id}
 
     def flush(self, final: bool = False) -> None:
         """Commit everything received so far. Records being spooled while a resume is checked stay
@@ -225,6 +285,16 @@ class _StateCounter:
         total = sum(seen.values()) if scope is None else seen.get(scope, 0)
         count, self._at[scope] = total - self._at.get(scope, 0), total
         return with_destination_count(line, count)
+
+
+def _airbyte_meta(raw: msgspec.Raw | None, sync_id: int | None) -> dict[str, Any]:
+    """``_airbyte_meta`` of one record: the sync id and the RECORD meta's ``changes`` (any other
+    field of that meta is kept too)."""
+    meta = orjson.loads(bytes(raw)) if raw is not None else {}
+    return {**meta, "sync_id": sync_id, "changes": meta.get("changes", [])}
+
+
+_decode_spooled = msgspec.json.Decoder(tuple[Union[int, float, None], Optional[msgspec.Raw]]).decode  # noqa: UP007
 
 
 def _complete(checkpoint: Any) -> bool:
@@ -292,6 +362,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     bad input, after committing and acknowledging everything before it.
     """
     configured = _configured_streams(catalog)
+    plans = {key: StreamPlan.from_entry(key[1], entry) for key, entry in configured.items()}
     targets: dict[str, str] = {}
     for namespace, name in configured:
         dataset = config.dataset_for(name, namespace)
@@ -312,16 +383,14 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             if entry is None:
                 raise InputError(f"stdin line {lineno}: RECORD for stream {stream!r} which is not in the "
                                  f"configured catalog (streams: {', '.join(s for _, s in configured) or 'none'})")
-            mode = entry.get("destination_sync_mode", "append")
-            if mode not in ("append", "overwrite", "append_dedup"):
-                raise ConnectorError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported")
+            plan = plans[(namespace, stream) if (namespace, stream) in configured else (None, stream)]
             dataset = config.dataset_for(stream, namespace)
             clash = [s.stream for s in sinks.values() if s.dataset == dataset]
             if clash:
                 # One writer per dataset, and its exactly-once checkpoint counts one stream's records.
                 raise ConnectorError(f"streams {clash[0]!r} and {stream!r} both map to dataset {dataset!r}: "
                                      f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
-            sink = sinks[key] = _StreamSink(store, stream, dataset, mode)
+            sink = sinks[key] = _StreamSink(store, stream, dataset, plan)
         return sink
 
     def release_states() -> None:
@@ -342,13 +411,12 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     last_stream: str | None = None
     last_ns: str | None = None
     sink: _StreamSink | None = None
-    pending: list[bytes] = []
-    plain, chunk = False, 0
+    plain = False
     lineno = 0
     try:
         # An overwrite replaces the data even when its stream sends no record at all.
         for (namespace, name), entry in configured.items():
-            if entry.get("destination_sync_mode") == "overwrite":
+            if plans[(namespace, name)].truncate:
                 sink_for(namespace, name, 0)
         for block in blocks(source, idle=idle):
             if block is None:  # stdin silent for flush_seconds while a state waits
@@ -366,18 +434,15 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                 msgs, error = _refuse_duplicates(msgs, error, lineno)
             # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
             loose = b" " in raw or b"\t" in raw or b"\r" in raw
-            if sink is not None:  # a flush between blocks may have replaced its pending list
-                plain, pending = sink.plain, sink._pending
+            if sink is not None:
+                plain = sink.plain
             base = lineno
             if plain and error is None and _same_stream_records(msgs, last_stream, last_ns):
                 # The common block: only RECORDs of the current stream. Whole-block passes in C.
                 datas = ([compact(m.record.data, indent=-1) for m in msgs] if loose
                          else [bytes(m.record.data) for m in msgs])
                 if not any(d[0] != 123 for d in datas):  # every data is an object (b"{")
-                    pending.extend(datas)
-                    if len(pending) >= chunk:
-                        sink.feed()
-                        pending = sink._pending
+                    sink.extend(datas, [m.record for m in msgs])
                     msgs = []  # all taken: only the end-of-block work (held states, flush timer) is left
             for i, msg in enumerate(msgs):
                 if msg is None:
@@ -390,19 +455,16 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                             classify(block[i], base + i + 1)  # raises the precise InputError
                         last_stream, last_ns = rec.stream, rec.namespace
                         sink = sink_for(rec.namespace, rec.stream, base + i + 1)
-                        plain, pending, chunk = sink.plain, sink._pending, sink.chunk
+                        plain = sink.plain
                     data = compact(rec.data, indent=-1) if loose else bytes(rec.data)
                     if data[0] != 123:  # b"{"
                         classify(block[i], base + i + 1)
                         raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
                     if plain:
-                        pending.append(data)
-                        if len(pending) >= chunk:
-                            sink.feed()
-                            pending = sink._pending
+                        sink.add_pending(data, rec.emitted_at, rec.meta)
                     else:
-                        sink.add(data)
-                        plain, pending = sink.plain, sink._pending
+                        sink.add(data, rec.emitted_at, rec.meta)
+                        plain = sink.plain
                 elif msg.type == "STATE":
                     needed = {k: s.seen() for k, s in sinks.items()}
                     line = counter.stamp(block[i], base + i + 1, needed)

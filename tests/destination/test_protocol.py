@@ -4,7 +4,12 @@ destinationStats counts, Airbyte metadata per datapoint, generations and refresh
 from __future__ import annotations
 
 import json
+import random
+import signal
 import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 from tests.destination.test_destination import CMD, config, ids, record, run  # noqa: F401
@@ -66,3 +71,153 @@ def test_malformed_stream_state_is_named(tmp_path):
     assert code == 1
     errors = [m["trace"]["error"]["message"] for m in msgs if m["type"] == "TRACE"]
     assert "stdin line 2" in errors[0] and "stream_descriptor" in errors[0], errors
+
+
+def rec(stream: str, i: int, emitted_at: int = 1_700_000_000_000, meta: dict | None = None) -> bytes:
+    body = {"stream": stream, "emitted_at": emitted_at, "data": {"id": i}}
+    if meta is not None:
+        body["meta"] = meta
+    return json.dumps({"type": "RECORD", "record": body}).encode() + b"\n"
+
+
+def refresh(tmp: Path, generation: int, minimum: int, mode: str = "append", sync_id: int = 100) -> str:
+    return catalog(tmp, mode=mode, name=f"gen{generation}-{minimum}-{mode}", generation_id=generation,
+                   minimum_generation_id=minimum, sync_id=sync_id + generation)
+
+
+def table(tmp: Path, dataset: str = "rows", version: str | None = None):
+    from connector.store import Store
+    with Store(str(tmp / "store")) as store:
+        return store.to_table(dataset, version, meta=True).to_pylist()
+
+
+def test_airbyte_metadata_kept_beside_each_record(tmp_path):
+    change = {"changes": [{"field": "id", "change": "NULLED", "reason": "DESTINATION_FIELD_SIZE_LIMITATION"}]}
+    body = rec("rows", 0, 5) + rec("rows", 1, 5) + rec("rows", 2, 6, meta=change) + rec("rows", 3, 7) + rec("rows", 4, 7)
+    cfg = config(tmp_path, max_datapoints=2)
+    code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 3, 0)], body)
+    assert code == 0, err
+    rows = table(tmp_path)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["_airbyte_extracted_at"] for r in rows] == [5, 5, 6, 7, 7]
+    assert {r["_airbyte_generation_id"] for r in rows} == {3}
+    assert [r["_airbyte_meta"] for r in rows] == [{"sync_id": 103, "changes": []}] * 2 + [
+        {"sync_id": 103, **change}] + [{"sync_id": 103, "changes": []}] * 2
+    raw_ids = [r["_airbyte_raw_id"] for r in rows]
+    assert len(set(raw_ids)) == 5 and all(uuid.UUID(i).version == 4 for i in raw_ids)
+    from connector.store import Store
+    with Store(str(tmp_path / "store")) as store:
+        assert store.read("rows", 2) == b'{"id":2}\n'  # the record's bytes, nothing added
+        assert store.read_meta("rows", 2)["_airbyte_raw_id"] == raw_ids[2]
+    out = subprocess.run([sys.executable, "-m", "connector.cli", "datasets", "--root", str(tmp_path / "store"),
+                          "read", "rows", "2", "--meta"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"_airbyte_raw_id": raw_ids[2], "_airbyte_extracted_at": 6,
+                                      "_airbyte_generation_id": 3, "_airbyte_meta": {"sync_id": 103, **change}}
+
+
+def test_bad_emitted_at_or_meta_is_named(tmp_path):
+    for bad, why in ((b'{"type":"RECORD","record":{"stream":"rows","emitted_at":"5","data":{}}}\n', "emitted_at"),
+                     (b'{"type":"RECORD","record":{"stream":"rows","emitted_at":1,"meta":[],"data":{}}}\n', "meta")):
+        code, msgs, _ = run(["write", "--config", config(tmp_path), "--catalog", catalog(tmp_path)], rec("rows", 0) + bad)
+        errors = [m["trace"]["error"]["message"] for m in msgs if m["type"] == "TRACE"]
+        assert code == 1 and "stdin line 2" in errors[0] and why in errors[0], errors
+
+
+def test_truncate_refresh_replaces_older_generations_on_success(tmp_path):
+    cfg = config(tmp_path, max_datapoints=3)
+    assert run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], b"".join(rec("rows", i) for i in range(5)))[0] == 0
+    assert run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], rec("rows", 5))[0] == 0
+    # Merge refresh (minimum 0): a new generation, the old one kept.
+    assert run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 0)], rec("rows", 10))[0] == 0
+    assert [(r["id"], r["_airbyte_generation_id"]) for r in table(tmp_path)] == [(i, 1) for i in range(6)] + [(10, 2)]
+    # Truncate refresh (minimum = generation): only generation 3 stays.
+    code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 3, 3)], rec("rows", 20) + rec("rows", 21))
+    assert code == 0, err
+    assert [(r["id"], r["_airbyte_generation_id"]) for r in table(tmp_path)] == [(20, 3), (21, 3)]
+    from connector.store import Store
+    with Store(str(tmp_path / "store")) as store:
+        assert store.list_versions("rows") == []
+
+
+def test_failed_truncate_refresh_keeps_previous_data_then_retry_of_same_generation_adds(tmp_path):
+    cfg = config(tmp_path, max_datapoints=2)
+    run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], b"".join(rec("rows", i) for i in range(3)))
+    # Generation 2 fails at a bad line after 4 records (committed, their state acknowledged).
+    code, _, _ = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 2)],
+                     b"".join(rec("rows", i) for i in range(100, 104)) + stream_state("rows", 4) + b"oops\n")
+    assert code == 1
+    from connector.store import Store
+    with Store(str(tmp_path / "store")) as store:
+        (kept,) = [v.version for v in store.list_versions("rows")]
+    assert [r["id"] for r in table(tmp_path, version=kept)] == [0, 1, 2], "previous data readable"
+    # Airbyte retries the same generation from the last state: the new attempt adds to the first's.
+    code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 2)], rec("rows", 104))
+    assert code == 0, err
+    assert [(r["id"], r["_airbyte_generation_id"]) for r in table(tmp_path)] == [(i, 2) for i in range(100, 105)]
+    with Store(str(tmp_path / "store")) as store:
+        assert store.list_versions("rows") == []
+
+
+def test_failed_refresh_of_an_older_generation_is_dropped_by_the_next_refresh(tmp_path):
+    cfg = config(tmp_path, max_datapoints=2)
+    run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], rec("rows", 0))
+    code, _, _ = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 2)],
+                     rec("rows", 50) + rec("rows", 51) + b"oops\n")
+    assert code == 1
+    code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 3, 3)], rec("rows", 60))
+    assert code == 0, err
+    assert [(r["id"], r["_airbyte_generation_id"]) for r in table(tmp_path)] == [(60, 3)]
+
+
+def test_sigkill_during_truncate_refresh_then_rerun_equals_uninterrupted(tmp_path):
+    n = 1200
+    cfg = config(tmp_path, max_datapoints=100)
+    old = b"".join(rec("rows", -i - 1) for i in range(4))
+    body = b"".join(rec("rows", i) + (stream_state("rows", i + 1) if i % 200 == 199 else b"") for i in range(n))
+    lines = body.splitlines(keepends=True)
+    rng = random.Random(16)
+    for _ in range(2):
+        from connector.store import Store
+        with Store(str(tmp_path / "store")) as store:
+            if "rows" in {d.name for d in store.list_datasets()}:
+                store.delete_dataset("rows")
+        assert run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], old)[0] == 0
+        proc = subprocess.Popen(CMD + ["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 2)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc.stdin.write(b"".join(lines[:rng.randrange(300, len(lines))]))
+        proc.stdin.flush()
+        time.sleep(rng.uniform(0.3, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdin.close()
+        with Store(str(tmp_path / "store")) as store:
+            versions = [v.version for v in store.list_versions("rows")]
+        previous = [r["id"] for r in table(tmp_path, version=versions[0])] if versions else ids(tmp_path)
+        assert previous == [-1, -2, -3, -4], "the previous data stays readable"
+        code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 2, 2)], body)
+        assert code == 0, err
+        rows = table(tmp_path)
+        assert [r["id"] for r in rows] == list(range(n)) and {r["_airbyte_generation_id"] for r in rows} == {2}
+        assert len({r["_airbyte_raw_id"] for r in rows}) == n
+
+
+def test_append_dedup_and_bad_generations_refused_naming_the_stream(tmp_path):
+    for fields, why in (({"destination_sync_mode": "append_dedup"}, "'append_dedup' is not supported"),
+                        ({"generation_id": 2, "minimum_generation_id": 1}, "minimum_generation_id 1 must be 0"),
+                        ({"generation_id": -1}, "generation_id must be a whole number")):
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({"streams": [{"stream": {"name": "rows", "json_schema": {}}, "sync_mode": "full_refresh",
+                                                 "destination_sync_mode": "append", **fields}]}))
+        code, msgs, _ = run(["write", "--config", config(tmp_path), "--catalog", str(path)], rec("rows", 0))
+        errors = [m["trace"]["error"] for m in msgs if m["type"] == "TRACE"]
+        assert code == 1 and errors[0]["failure_type"] == "config_error", errors
+        assert "stream 'rows'" in errors[0]["message"] and why in errors[0]["message"], errors
+    assert ids(tmp_path) == []
+
+
+def test_spec_advertises_what_works():
+    code, msgs, _ = run(["spec"], b"")
+    spec = msgs[0]["spec"]
+    assert spec["supported_destination_sync_modes"] == ["append", "overwrite"]
+    assert spec["supportsRefreshes"] is True
