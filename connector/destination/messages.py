@@ -31,6 +31,14 @@ class InputError(ConnectorError):
     """A bad message on stdin (the text names the line)."""
 
 
+NO_META = msgspec.Raw(b"")
+
+
+def has_meta(meta: msgspec.Raw) -> bool:
+    """True if a RECORD's ``meta`` was given and is not ``null``."""
+    return len(meta) > 0 and bytes(meta) != b"null"
+
+
 class Record(msgspec.Struct):
     """``record`` of a RECORD message; ``data`` stays the input's bytes."""
 
@@ -38,7 +46,8 @@ class Record(msgspec.Struct):
     data: msgspec.Raw
     namespace: Optional[str] = None  # noqa: UP007 - msgspec needs the runtime type
     emitted_at: Union[int, float, None] = None  # noqa: UP007 - milliseconds since the epoch (an integer by the protocol)
-    meta: Optional[msgspec.Raw] = None  # noqa: UP007 - AirbyteRecordMessageMeta (``changes``), kept as bytes
+    # AirbyteRecordMessageMeta (``changes``) as bytes; empty when absent (msgspec takes no Raw in a union).
+    meta: msgspec.Raw = NO_META
 
 
 class Message(msgspec.Struct):

@@ -30,15 +30,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Union
 
 import msgspec
 import orjson
 
 from connector.destination.config import DestinationConfig, StreamPlan
-from connector.destination.messages import (DECODE_ERRORS, InputError, Message, Record, blocks, classify, decode_line,
-                                            first_duplicate, state_scope, tables_cleanly, valid_utf8,
-                                            with_destination_count)
+from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
+                                            decode_line, first_duplicate, has_meta, state_scope, tables_cleanly,
+                                            valid_utf8, with_destination_count)
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.columns import Constant
@@ -94,7 +94,7 @@ class _StreamSink:
         self._pending: list[bytes] = []
         # Beside each pending record: its emitted_at and its RECORD meta (raw JSON or None).
         self._pending_at: list[int | float | None] = []
-        self._pending_meta: list[msgspec.Raw | None] = []
+        self._pending_meta: list[msgspec.Raw] = []  # NO_META when the RECORD has none
         # A run that reached the end of its input marked its checkpoint complete: the next input is a
         # new sync (appended even if identical), not a re-run of an interrupted one.
         self._resume = resume if isinstance(resume, dict) and resume.get("records") and not _complete(resume) else None
@@ -136,7 +136,7 @@ class _StreamSink:
         """RECORD lines of this stream in this input so far."""
         return self._seen if not self.plain else self._fed + len(self._pending)
 
-    def add(self, data: bytes, emitted_at: int | float | None = None, meta: msgspec.Raw | None = None) -> None:
+    def add(self, data: bytes, emitted_at: int | float | None = None, meta: msgspec.Raw = NO_META) -> None:
         self._seen += 1
         if self._seen == 1:
             self._first = hashlib.sha256(data).hexdigest()
@@ -157,7 +157,7 @@ class _StreamSink:
         if len(self._pending) >= self.chunk:
             self.feed()
 
-    def _resuming(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw | None) -> None:
+    def _resuming(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
         resume = self._resume
         assert resume is not None
         if self._seen == 1 and resume.get("first") != self._first:
@@ -170,7 +170,7 @@ class _StreamSink:
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="des-destination-spool-")
         # data (compact: no raw tab), a tab, then its emitted_at and meta as a JSON array.
-        self._spool.write(data + b"\t" + msgspec.json.encode([emitted_at, meta]) + b"\n")
+        self._spool.write(data + b"\t" + msgspec.json.encode([emitted_at, meta if has_meta(meta) else None]) + b"\n")
         self._spool_hash.update(data + b"\n")
         if self._seen == resume["records"]:
             if self._spool_hash.hexdigest() == resume["sha256"]:
@@ -201,7 +201,7 @@ class _StreamSink:
             self.add_pending(data, emitted_at, meta)
         spool.close()
 
-    def add_pending(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw | None) -> None:
+    def add_pending(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
         self._pending.append(data)
         self._pending_at.append(emitted_at)
         self._pending_meta.append(meta)
@@ -230,10 +230,10 @@ class _StreamSink:
                                          columns=self._columns(ats[start:end], metas[start:end]))
             start = end
 
-    def _columns(self, ats: list[int | float | None], metas: list[msgspec.Raw | None]) -> dict[str, Any]:
+    def _columns(self, ats: list[int | float | None], metas: list[msgspec.Raw]) -> dict[str, Any]:
         """Airbyte's metadata of a piece of records, kept beside them in the store."""
         sync_id = self.plan.sync_id
-        if not any(m is not None for m in metas):
+        if not any(has_meta(m) for m in metas):
             meta: Any = Constant({"sync_id": sync_id, "changes": []})
         else:
             meta = [_airbyte_meta(m, sync_id) for m in metas]
@@ -287,14 +287,20 @@ class _StateCounter:
         return with_destination_count(line, count)
 
 
-def _airbyte_meta(raw: msgspec.Raw | None, sync_id: int | None) -> dict[str, Any]:
+def _airbyte_meta(raw: msgspec.Raw, sync_id: int | None) -> dict[str, Any]:
     """``_airbyte_meta`` of one record: the sync id and the RECORD meta's ``changes`` (any other
     field of that meta is kept too)."""
-    meta = orjson.loads(bytes(raw)) if raw is not None else {}
+    meta = orjson.loads(bytes(raw)) if has_meta(raw) else {}
     return {**meta, "sync_id": sync_id, "changes": meta.get("changes", [])}
 
 
-_decode_spooled = msgspec.json.Decoder(tuple[Union[int, float, None], Optional[msgspec.Raw]]).decode  # noqa: UP007
+_decode_extra = msgspec.json.Decoder(tuple[Union[int, float, None], msgspec.Raw]).decode  # noqa: UP007
+
+
+def _decode_spooled(extra: bytes) -> tuple[int | float | None, msgspec.Raw]:
+    """emitted_at and meta of a spooled record (msgspec takes no ``Raw`` inside a union)."""
+    emitted_at, meta = _decode_extra(extra)
+    return emitted_at, meta if has_meta(meta) else NO_META
 
 
 def _complete(checkpoint: Any) -> bool:
@@ -434,10 +440,11 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                 msgs, error = _refuse_duplicates(msgs, error, lineno)
             # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
             loose = b" " in raw or b"\t" in raw or b"\r" in raw
+            metas = b'"meta"' in raw  # a RECORD meta (rare) is checked record by record below
             if sink is not None:
                 plain = sink.plain
             base = lineno
-            if plain and error is None and _same_stream_records(msgs, last_stream, last_ns):
+            if plain and error is None and not metas and _same_stream_records(msgs, last_stream, last_ns):
                 # The common block: only RECORDs of the current stream. Whole-block passes in C.
                 datas = ([compact(m.record.data, indent=-1) for m in msgs] if loose
                          else [bytes(m.record.data) for m in msgs])
@@ -460,6 +467,8 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                     if data[0] != 123:  # b"{"
                         classify(block[i], base + i + 1)
                         raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
+                    if metas and has_meta(rec.meta) and bytes(rec.meta).lstrip()[:1] != b"{":
+                        classify(block[i], base + i + 1)  # raises: meta must be an object
                     if plain:
                         sink.add_pending(data, rec.emitted_at, rec.meta)
                     else:

@@ -174,7 +174,8 @@ def test_sigkill_during_truncate_refresh_then_rerun_equals_uninterrupted(tmp_pat
     n = 1200
     cfg = config(tmp_path, max_datapoints=100)
     old = b"".join(rec("rows", -i - 1) for i in range(4))
-    body = b"".join(rec("rows", i) + (stream_state("rows", i + 1) if i % 200 == 199 else b"") for i in range(n))
+    body = b"".join(rec("rows", i, emitted_at=i) + (stream_state("rows", i + 1) if i % 200 == 199 else b"")
+                    for i in range(n))
     lines = body.splitlines(keepends=True)
     rng = random.Random(16)
     for _ in range(2):
@@ -200,6 +201,25 @@ def test_sigkill_during_truncate_refresh_then_rerun_equals_uninterrupted(tmp_pat
         rows = table(tmp_path)
         assert [r["id"] for r in rows] == list(range(n)) and {r["_airbyte_generation_id"] for r in rows} == {2}
         assert len({r["_airbyte_raw_id"] for r in rows}) == n
+        assert [r["_airbyte_extracted_at"] for r in rows] == list(range(n))
+
+
+def test_metadata_of_records_spooled_while_a_resume_is_checked(tmp_path):
+    """A re-run whose input starts like the interrupted one's: its records wait in the spool until
+    the comparison fails, then are written with their own metadata."""
+    cfg = config(tmp_path, max_datapoints=5)
+    first = b"".join(rec("rows", i, emitted_at=i) for i in range(7))
+    assert run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], first + b"oops\n")[0] == 1
+    change = {"changes": [{"field": "x", "change": "TRUNCATED", "reason": "SOURCE_RECORD_SIZE_LIMITATION"}]}
+    second = rec("rows", 0, emitted_at=0) + b"".join(
+        rec("rows", i, emitted_at=i, meta=change if i == 102 else None) for i in range(100, 110))
+    code, _, err = run(["write", "--config", cfg, "--catalog", refresh(tmp_path, 1, 0)], second)
+    assert code == 0, err
+    rows = table(tmp_path)
+    assert [r["id"] for r in rows] == list(range(7)) + [0] + list(range(100, 110))
+    assert [r["_airbyte_extracted_at"] for r in rows] == list(range(7)) + [0] + list(range(100, 110))
+    assert rows[10]["id"] == 102 and rows[10]["_airbyte_meta"]["changes"] == change["changes"]
+    assert sum(1 for r in rows if r["_airbyte_meta"]["changes"]) == 1
 
 
 def test_append_dedup_and_bad_generations_refused_naming_the_stream(tmp_path):
