@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +37,7 @@ import msgspec
 import orjson
 
 from connector.destination.config import DestinationConfig, StreamPlan
-from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
+from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, blocks, classify,
                                             decode_line, first_duplicate, has_meta, state_scope, tables_cleanly,
                                             valid_utf8, with_destination_count)
 from connector.errors import ConnectorError
@@ -149,11 +150,11 @@ class _StreamSink:
         if len(self._pending) >= self.chunk:
             self.feed()
 
-    def extend(self, datas: list[bytes], records: list[Record]) -> None:
-        """Take a block of this stream's records at once (only while :attr:`plain`)."""
+    def extend(self, datas: list[bytes], msgs: list[Message]) -> None:
+        """Take a block of this stream's RECORDs at once (only while :attr:`plain`), none with a meta."""
         self._pending.extend(datas)
-        self._pending_at.extend([r.emitted_at for r in records])
-        self._pending_meta.extend([r.meta for r in records])
+        self._pending_at.extend(map(_EMITTED_AT, map(_RECORD, msgs)))
+        self._pending_meta.extend([NO_META] * len(datas))
         if len(self._pending) >= self.chunk:
             self.feed()
 
@@ -201,6 +202,10 @@ class _StreamSink:
             self.add_pending(data, emitted_at, meta)
         spool.close()
 
+    def pending_lists(self) -> tuple[list[bytes], list[int | float | None], list[msgspec.Raw]]:
+        """The lists records are appended to while :attr:`plain` (replaced by :meth:`feed`)."""
+        return self._pending, self._pending_at, self._pending_meta
+
     def add_pending(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
         self._pending.append(data)
         self._pending_at.append(emitted_at)
@@ -233,7 +238,8 @@ class _StreamSink:
     def _columns(self, ats: list[int | float | None], metas: list[msgspec.Raw]) -> dict[str, Any]:
         """Airbyte's metadata of a piece of records, kept beside them in the store."""
         sync_id = self.plan.sync_id
-        if not any(has_meta(m) for m in metas):
+        # list.count compares by identity first: a C-speed pass when no record had a meta.
+        if metas.count(NO_META) == len(metas) or not any(has_meta(m) for m in metas):
             meta: Any = Constant({"sync_id": sync_id, "changes": []})
         else:
             meta = [_airbyte_meta(m, sync_id) for m in metas]
@@ -294,6 +300,8 @@ def _airbyte_meta(raw: msgspec.Raw, sync_id: int | None) -> dict[str, Any]:
     return {**meta, "sync_id": sync_id, "changes": meta.get("changes", [])}
 
 
+_RECORD = operator.attrgetter("record")
+_EMITTED_AT = operator.attrgetter("emitted_at")
 _decode_extra = msgspec.json.Decoder(tuple[Union[int, float, None], msgspec.Raw]).decode  # noqa: UP007
 
 
@@ -418,6 +426,9 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     last_ns: str | None = None
     sink: _StreamSink | None = None
     plain = False
+    pending: list[bytes] = []
+    pending_at: list[int | float | None] = []
+    pending_meta: list[msgspec.Raw] = []
     lineno = 0
     try:
         # An overwrite replaces the data even when its stream sends no record at all.
@@ -441,15 +452,16 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
             # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
             loose = b" " in raw or b"\t" in raw or b"\r" in raw
             metas = b'"meta"' in raw  # a RECORD meta (rare) is checked record by record below
-            if sink is not None:
+            if sink is not None:  # a flush between blocks may have replaced its pending lists
                 plain = sink.plain
+                pending, pending_at, pending_meta = sink.pending_lists()
             base = lineno
             if plain and error is None and not metas and _same_stream_records(msgs, last_stream, last_ns):
                 # The common block: only RECORDs of the current stream. Whole-block passes in C.
                 datas = ([compact(m.record.data, indent=-1) for m in msgs] if loose
                          else [bytes(m.record.data) for m in msgs])
                 if not any(d[0] != 123 for d in datas):  # every data is an object (b"{")
-                    sink.extend(datas, [m.record for m in msgs])
+                    sink.extend(datas, msgs)
                     msgs = []  # all taken: only the end-of-block work (held states, flush timer) is left
             for i, msg in enumerate(msgs):
                 if msg is None:
@@ -463,17 +475,24 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                         last_stream, last_ns = rec.stream, rec.namespace
                         sink = sink_for(rec.namespace, rec.stream, base + i + 1)
                         plain = sink.plain
+                        pending, pending_at, pending_meta = sink.pending_lists()
                     data = compact(rec.data, indent=-1) if loose else bytes(rec.data)
                     if data[0] != 123:  # b"{"
                         classify(block[i], base + i + 1)
                         raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
                     if metas and has_meta(rec.meta) and bytes(rec.meta).lstrip()[:1] != b"{":
                         classify(block[i], base + i + 1)  # raises: meta must be an object
-                    if plain:
-                        sink.add_pending(data, rec.emitted_at, rec.meta)
+                    if plain:  # add_pending, inlined: blocks with states or several streams take this path
+                        pending.append(data)
+                        pending_at.append(rec.emitted_at)
+                        pending_meta.append(rec.meta)
+                        if len(pending) >= sink.chunk:
+                            sink.feed()
+                            pending, pending_at, pending_meta = sink.pending_lists()
                     else:
                         sink.add(data, rec.emitted_at, rec.meta)
                         plain = sink.plain
+                        pending, pending_at, pending_meta = sink.pending_lists()
                 elif msg.type == "STATE":
                     needed = {k: s.seen() for k, s in sinks.items()}
                     line = counter.stamp(block[i], base + i + 1, needed)

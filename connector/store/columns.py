@@ -47,7 +47,7 @@ def _append_values(runs: ColumnRuns, values: Sequence[Any]) -> None:
     """Run-length encode ``values`` onto ``runs``; integer columns in one NumPy pass."""
     if not len(values):
         return
-    if all(type(v) is int for v in (values[0], values[-1])):
+    if set(map(type, values)) == {int}:  # not bool (an int subclass that must stay a bool)
         try:
             arr = np.asarray(values, dtype=np.int64)
         except (OverflowError, TypeError, ValueError):
