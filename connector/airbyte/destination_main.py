@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_spec(out: Output, args: argparse.Namespace) -> int:
     from connector.destination.config import load_spec
 
-    out.message(messages.spec(load_spec(), supported_destination_sync_modes=["append", "overwrite"],
+    out.message(messages.spec(load_spec(), supported_destination_sync_modes=["append", "overwrite", "append_dedup"],
                               supportsIncremental=True, supportsRefreshes=True,
                               documentationUrl="https://github.com/des-connector/des-connector#destination"))
     return EXIT_OK

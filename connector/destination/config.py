@@ -15,7 +15,7 @@ from connector.store.layout import validate_dataset_name
 from connector.store.errors import InvalidName
 
 
-SYNC_MODES = ("append", "overwrite")
+SYNC_MODES = ("append", "overwrite", "append_dedup")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class StreamPlan:
     generation_id: int | None
     minimum_generation_id: int | None
     sync_id: int | None
+    primary_key: tuple[str, ...] = ()  # append_dedup: top-level fields
 
     @property
     def truncate(self) -> bool:
@@ -40,10 +41,9 @@ class StreamPlan:
         """The plan of a configured catalog entry; :class:`ConfigError` names the stream and field."""
         mode = entry.get("destination_sync_mode", "append")
         if mode not in SYNC_MODES:
-            hint = (" (records are kept as sent; deduplication by primary key is not implemented)"
-                    if mode == "append_dedup" else "")
-            raise ConfigError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported{hint}; "
+            raise ConfigError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported; "
                               f"use one of {', '.join(SYNC_MODES)}")
+        key = _primary_key(stream, entry) if mode == "append_dedup" else ()
         fields = {}
         for name in ("generation_id", "minimum_generation_id", "sync_id"):
             value = entry.get(name)
@@ -55,7 +55,25 @@ class StreamPlan:
             # Airbyte sends 0 (keep every generation) or generation_id (keep only this one).
             raise ConfigError(f"stream {stream!r}: minimum_generation_id {minimum} must be 0 or the "
                               f"generation_id ({gen})")
-        return cls(mode, gen, minimum, fields["sync_id"])
+        return cls(mode, gen, minimum, fields["sync_id"], key)
+
+
+def _primary_key(stream: str, entry: dict[str, Any]) -> tuple[str, ...]:
+    """The top-level fields of an append_dedup stream's primary key: the configured ``primary_key``,
+    else the source's ``source_defined_primary_key``."""
+    paths = entry.get("primary_key") or (entry.get("stream") or {}).get("source_defined_primary_key")
+    if not paths:
+        raise ConfigError(f"stream {stream!r}: destination_sync_mode 'append_dedup' needs a primary_key "
+                          f"(none configured and none defined by the source)")
+    if not isinstance(paths, list) or not all(isinstance(p, list) and p and all(isinstance(x, str) for x in p)
+                                              for p in paths):
+        raise ConfigError(f"stream {stream!r}: primary_key must be a list of field paths (lists of names), "
+                          f"not {paths!r}")
+    nested = [p for p in paths if len(p) > 1]
+    if nested:
+        raise ConfigError(f"stream {stream!r}: primary_key path {nested[0]!r} is nested; only top-level "
+                          f"fields are supported")
+    return tuple(p[0] for p in paths)
 
 
 def load_spec() -> dict[str, Any]:

@@ -64,6 +64,9 @@ class _StreamSink:
         mode = "overwrite" if plan.truncate else "append"
         self.stream, self.dataset, self.store, self.mode, self.plan = stream, dataset, store, mode, plan
         store.ensure_dataset(dataset)
+        if plan.primary_key and store.get_dataset(dataset).metadata.get("primary_key") != list(plan.primary_key):
+            # Readers deduplicate with it: Store.to_table(dataset, latest_by=metadata["primary_key"]).
+            store.update_dataset(dataset, metadata={"primary_key": list(plan.primary_key)})
         # Versions to delete once this sync succeeds: the data an overwrite replaces.
         self.replaced: list[str] = []
         resuming = mode != "overwrite"

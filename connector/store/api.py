@@ -25,6 +25,7 @@ from typing import Any
 import fsspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
@@ -625,17 +626,24 @@ class Store(HistoryMixin, MaintenanceMixin):
         return data
 
     def read_range(self, dataset: str, first: int, last: int, version: str | None = None, *,
-                   meta: bool = False) -> pa.Table:
+                   meta: bool = False, latest_by: Sequence[str] | None = None) -> pa.Table:
         """Records ``[first, last]`` as a table: one ranged GET of the DATA region per container.
-        ``meta=True`` adds the records' metadata columns (see :meth:`read_meta`) after theirs."""
+        ``meta=True`` adds the records' metadata columns (see :meth:`read_meta`) after theirs.
+        ``latest_by`` (top-level field names, e.g. a primary key) keeps only the last record (the
+        highest key) of each distinct combination of their values, in key order."""
         table = table_of(self._chunks(dataset, first, last, version))
-        return self._with_meta(dataset, table, first, last, version) if meta else table
+        if meta:
+            table = self._with_meta(dataset, table, first, last, version)
+        return _latest(dataset, table, latest_by) if latest_by else table
 
-    def to_table(self, dataset: str, version: str | None = None, *, meta: bool = False) -> pa.Table:
-        """Every record of ``dataset`` (as of ``version``, if given) as one table (``meta``: see
-        :meth:`read_range`)."""
+    def to_table(self, dataset: str, version: str | None = None, *, meta: bool = False,
+                 latest_by: Sequence[str] | None = None) -> pa.Table:
+        """Every record of ``dataset`` (as of ``version``, if given) as one table (``meta`` and
+        ``latest_by``: see :meth:`read_range`)."""
         table = table_of(self._chunks(dataset, 0, None, version))
-        return self._with_meta(dataset, table, 0, None, version) if meta else table
+        if meta:
+            table = self._with_meta(dataset, table, 0, None, version)
+        return _latest(dataset, table, latest_by) if latest_by else table
 
     def read_meta(self, dataset: str, key: int, version: str | None = None) -> dict[str, Any]:
         """The metadata columns kept for record ``key`` beside its bytes (e.g. a destination's
@@ -739,6 +747,27 @@ def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     return status
+
+
+def _latest(dataset: str, table: pa.Table, fields: Sequence[str]) -> pa.Table:
+    """The last row of ``table`` for each distinct combination of ``fields`` (rows stay in order)."""
+    missing = [f for f in fields if f not in table.column_names]
+    if missing and table.num_rows:
+        raise StoreError(f"dataset {dataset!r}: no field {missing[0]!r} to keep the latest record by "
+                         f"(fields: {', '.join(table.column_names)})")
+    if not table.num_rows:
+        return table
+    row = "__des_row__"
+    while row in table.column_names:
+        row += "_"
+    keyed = pa.table({**{f"k{i}": table.column(f) for i, f in enumerate(fields)},
+                      row: pa.array(range(table.num_rows), pa.int64())})
+    try:
+        last = keyed.group_by([f"k{i}" for i in range(len(fields))], use_threads=False).aggregate([(row, "max")])
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise StoreError(f"dataset {dataset!r}: cannot keep the latest record by {list(fields)}: {exc}") from None
+    keep = pc.sort_indices(last.column(f"{row}_max"))
+    return table.take(pc.take(last.column(f"{row}_max"), keep))
 
 
 def _check_metadata(metadata: Any) -> None:

@@ -222,8 +222,26 @@ def test_metadata_of_records_spooled_while_a_resume_is_checked(tmp_path):
     assert sum(1 for r in rows if r["_airbyte_meta"]["changes"]) == 1
 
 
+def test_append_dedup_keeps_every_record_and_reads_the_latest_per_primary_key(tmp_path):
+    cfg = config(tmp_path, max_datapoints=2)
+    cat = catalog(tmp_path, mode="append_dedup", name="dedup", primary_key=[["id"]])
+    def row(i: int, v: str) -> bytes:
+        return json.dumps({"type": "RECORD", "record": {"stream": "rows", "emitted_at": 1,
+                                                        "data": {"id": i, "v": v}}}).encode() + b"\n"
+    assert run(["write", "--config", cfg, "--catalog", cat], row(1, "a") + row(2, "b") + row(1, "c"))[0] == 0
+    code, _, err = run(["write", "--config", cfg, "--catalog", cat], row(2, "d") + row(3, "e"))
+    assert code == 0, err
+    from connector.store import Store
+    with Store(str(tmp_path / "store")) as store:
+        assert store.get_dataset("rows").metadata["primary_key"] == ["id"]
+        assert store.to_table("rows").num_rows == 5  # every record is kept, in order
+        latest = store.to_table("rows", latest_by=store.get_dataset("rows").metadata["primary_key"], meta=True)
+        assert [(r["id"], r["v"]) for r in latest.to_pylist()] == [(1, "c"), (2, "d"), (3, "e")]
+
+
 def test_append_dedup_and_bad_generations_refused_naming_the_stream(tmp_path):
-    for fields, why in (({"destination_sync_mode": "append_dedup"}, "'append_dedup' is not supported"),
+    for fields, why in (({"destination_sync_mode": "append_dedup"}, "'append_dedup' needs a primary_key"),
+                        ({"destination_sync_mode": "append_dedup", "primary_key": [["a", "b"]]}, "is nested"),
                         ({"generation_id": 2, "minimum_generation_id": 1}, "minimum_generation_id 1 must be 0"),
                         ({"generation_id": -1}, "generation_id must be a whole number")):
         path = tmp_path / "c.json"
@@ -239,5 +257,5 @@ def test_append_dedup_and_bad_generations_refused_naming_the_stream(tmp_path):
 def test_spec_advertises_what_works():
     code, msgs, _ = run(["spec"], b"")
     spec = msgs[0]["spec"]
-    assert spec["supported_destination_sync_modes"] == ["append", "overwrite"]
+    assert spec["supported_destination_sync_modes"] == ["append", "overwrite", "append_dedup"]
     assert spec["supportsRefreshes"] is True

@@ -48,3 +48,19 @@ def test_columns_kept_through_store_reads_and_aggregate(tmp_path):
         assert len(store.dataranges("d")) == 1
         assert store.to_table("d", meta=True).to_pylist() == before
         assert store.to_table("d").column_names == ["a"]
+
+
+def test_latest_by_keeps_the_last_record_of_each_key_in_order(tmp_path):
+    import pytest
+
+    from connector.store.errors import StoreError
+
+    with Store(str(tmp_path), max_datapoints=2) as store:
+        store.ensure_dataset("d")
+        store.write_records("d", [[{"id": 1, "k": "x", "v": 0}, {"id": 2, "k": "x", "v": 1}, {"id": 1, "k": "y", "v": 2},
+                                   {"id": 1, "k": "x", "v": 3}, {"id": None, "k": "x", "v": 4}]])
+        assert store.to_table("d", latest_by=["id"]).column("v").to_pylist() == [1, 3, 4]
+        assert store.to_table("d", latest_by=["id", "k"]).column("v").to_pylist() == [1, 2, 3, 4]
+        assert store.read_range("d", 0, 2, latest_by=["id"]).column("v").to_pylist() == [1, 2]
+        with pytest.raises(StoreError, match="no field 'nope'"):
+            store.to_table("d", latest_by=["nope"])
