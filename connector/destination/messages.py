@@ -212,6 +212,7 @@ def first_duplicate(msgs: list[Message | None]) -> tuple[int, str] | None:
                 return i, key
     return None
 
+
 class _Descriptor(msgspec.Struct):
     name: str
     namespace: Optional[str] = None  # noqa: UP007
