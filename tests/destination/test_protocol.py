@@ -12,6 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.destination.test_destination import CMD, config, ids, record, run  # noqa: F401
 
 
@@ -259,3 +262,31 @@ def test_spec_advertises_what_works():
     spec = msgs[0]["spec"]
     assert spec["supported_destination_sync_modes"] == ["append", "overwrite", "append_dedup"]
     assert spec["supportsRefreshes"] is True
+
+
+@given(st.lists(st.one_of(st.tuples(st.just("rec"), st.sampled_from(["a", "b"])),
+                          st.tuples(st.just("stream"), st.sampled_from(["a", "b"])),
+                          st.tuples(st.just("global"), st.none())), max_size=40),
+       st.integers(1, 5))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_destination_counts_match_a_model(tmp_path_factory, events, max_datapoints):
+    """Any interleaving of records and states: each echoed state counts the records of its scope
+    since the previous state of that scope (in-process, the same code the subprocess runs)."""
+    from connector.destination import DestinationConfig, write_messages
+
+    tmp = tmp_path_factory.mktemp("counts")
+    lines, expected, seen, at = [], [], {"a": 0, "b": 0}, {}
+    for kind, stream in events:
+        if kind == "rec":
+            seen[stream] += 1
+            lines.append(rec(stream, seen[stream]))
+            continue
+        total = seen[stream] if kind == "stream" else seen["a"] + seen["b"]
+        expected.append(total - at.get(stream, 0))
+        at[stream] = total
+        lines.append(stream_state(stream, 0) if kind == "stream" else global_state(0))
+    out: list[bytes] = []
+    cfg = DestinationConfig.from_dict({"root_url": str(tmp / "store"), "max_datapoints": max_datapoints})
+    cat = json.loads(Path(catalog(tmp, ("a", "b"))).read_text())
+    write_messages(cfg, cat, lines, out.append)
+    assert [json.loads(line)["state"]["destinationStats"]["recordCount"] for line in out] == expected
