@@ -57,7 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd("cat", "write records FIRST..LAST to stdout as JSON Lines; every key in the range must exist "
         "(LAST defaults to the last key; no range: every record there is)", _cat, name,
         (("first",), {"type": _key, "nargs": "?", "default": None}),
-        (("last",), {"type": _key, "nargs": "?", "default": None}), version_opt)
+        (("last",), {"type": _key, "nargs": "?", "default": None}), version_opt,
+        (("--latest-by",), {"action": "append", "metavar": "FIELD",
+                            "help": "only the latest record (highest key) per value of FIELD (repeatable: a "
+                                    "composite key), e.g. the primary key des-destination records in the "
+                                    "dataset's metadata for append_dedup; the whole dataset, no range"}))
     cmd("restore", "rebuild the catalog from storage", lambda s, a: s.restore())
     cmd("version", "snapshot the current dataranges as a version (same as `versions create`)",
         lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
@@ -173,6 +177,14 @@ def _key(text: str) -> int:
 
 
 def _cat(store, args) -> int:
+    if args.latest_by:
+        if args.first is not None:
+            from connector.errors import ConfigError
+
+            raise ConfigError("datasets cat: --latest-by reads the whole dataset; give no FIRST/LAST with it")
+        sys.stdout.buffer.write(store.latest_lines(args.name, args.latest_by, args.version))
+        sys.stdout.buffer.flush()
+        return 0
     first = 0 if args.first is None else args.first
     # The range is checked before the first chunk: a bad range prints nothing.
     for chunk in store.read_lines(args.name, first, args.last, args.version, whole=args.first is not None):

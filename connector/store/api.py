@@ -634,7 +634,17 @@ class Store(HistoryMixin, MaintenanceMixin):
         table = table_of(self._chunks(dataset, first, last, version))
         if meta:
             table = self._with_meta(dataset, table, first, last, version)
-        return _latest(dataset, table, latest_by) if latest_by else table
+        return table.take(_latest_rows(dataset, table, latest_by)) if latest_by else table
+
+    def latest_lines(self, dataset: str, fields: Sequence[str], version: str | None = None) -> bytes:
+        """The JSON Lines of the latest record (highest key) of each distinct combination of the
+        top-level ``fields`` (e.g. a primary key), in key order: each record's stored bytes."""
+        chunks = list(self._chunks(dataset, 0, None, version))
+        table = table_of(chunks)
+        lines = [line for _, data in chunks for line in data.split(b"\n")[:-1]]
+        if len(lines) != table.num_rows:
+            raise StoreError(f"dataset {dataset!r}: {len(lines)} lines but {table.num_rows} records")
+        return b"".join(lines[i] + b"\n" for i in _latest_rows(dataset, table, fields).to_pylist())
 
     def to_table(self, dataset: str, version: str | None = None, *, meta: bool = False,
                  latest_by: Sequence[str] | None = None) -> pa.Table:
@@ -643,7 +653,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         table = table_of(self._chunks(dataset, 0, None, version))
         if meta:
             table = self._with_meta(dataset, table, 0, None, version)
-        return _latest(dataset, table, latest_by) if latest_by else table
+        return table.take(_latest_rows(dataset, table, latest_by)) if latest_by else table
 
     def read_meta(self, dataset: str, key: int, version: str | None = None) -> dict[str, Any]:
         """The metadata columns kept for record ``key`` beside its bytes (e.g. a destination's
@@ -749,14 +759,14 @@ def _check_status(status: str) -> str:
     return status
 
 
-def _latest(dataset: str, table: pa.Table, fields: Sequence[str]) -> pa.Table:
-    """The last row of ``table`` for each distinct combination of ``fields`` (rows stay in order)."""
+def _latest_rows(dataset: str, table: pa.Table, fields: Sequence[str]) -> pa.Array:
+    """Indices of the last row of ``table`` for each distinct combination of ``fields``, ascending."""
     missing = [f for f in fields if f not in table.column_names]
     if missing and table.num_rows:
         raise StoreError(f"dataset {dataset!r}: no field {missing[0]!r} to keep the latest record by "
                          f"(fields: {', '.join(table.column_names)})")
     if not table.num_rows:
-        return table
+        return pa.array([], pa.int64())
     row = "__des_row__"
     while row in table.column_names:
         row += "_"
@@ -766,8 +776,7 @@ def _latest(dataset: str, table: pa.Table, fields: Sequence[str]) -> pa.Table:
         last = keyed.group_by([f"k{i}" for i in range(len(fields))], use_threads=False).aggregate([(row, "max")])
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise StoreError(f"dataset {dataset!r}: cannot keep the latest record by {list(fields)}: {exc}") from None
-    keep = pc.sort_indices(last.column(f"{row}_max"))
-    return table.take(pc.take(last.column(f"{row}_max"), keep))
+    return pc.take(last.column(f"{row}_max"), pc.sort_indices(last.column(f"{row}_max")))
 
 
 def _check_metadata(metadata: Any) -> None:

@@ -240,6 +240,10 @@ def test_append_dedup_keeps_every_record_and_reads_the_latest_per_primary_key(tm
         assert store.to_table("rows").num_rows == 5  # every record is kept, in order
         latest = store.to_table("rows", latest_by=store.get_dataset("rows").metadata["primary_key"], meta=True)
         assert [(r["id"], r["v"]) for r in latest.to_pylist()] == [(1, "c"), (2, "d"), (3, "e")]
+    out = subprocess.run([sys.executable, "-m", "connector.cli", "datasets", "--root", str(tmp_path / "store"),
+                          "cat", "rows", "--latest-by", "id"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b'{"id":1,"v":"c"}\n{"id":2,"v":"d"}\n{"id":3,"v":"e"}\n'  # the stored bytes
 
 
 def test_append_dedup_and_bad_generations_refused_naming_the_stream(tmp_path):
