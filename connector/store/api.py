@@ -671,30 +671,32 @@ class Store(HistoryMixin, MaintenanceMixin):
         """The column part of the META of the first member of a record datarange."""
         if d.kind != "records":
             return {}
-        reader = self._reader(d)
-        meta = reader.meta(reader.names()[0])
+        meta = records.first_member_meta(self.fs, self.fs._strip_protocol(d.url), d.size)
+        if meta is None:  # not laid out by our writer: the reader finds it
+            reader = self._reader(d)
+            meta = reader.meta(reader.names()[0])
         return {k: meta[k] for k in ("columns", "row_ids") if k in meta}
 
     def _with_meta(self, dataset: str, table: pa.Table, first: int, last: int | None,
                    version: str | None) -> pa.Table:
-        values: dict[str, list[Any]] = {}
+        chunks: dict[str, list[pa.Array]] = {}
         done = 0
         for d in self._ranges_of(dataset, version):
             if d.last < first or (last is not None and d.first > last):
                 continue
             lo, hi = max(first, d.first) - d.first, (d.last if last is None else min(last, d.last)) - d.first + 1
-            got = columns.expand(self._columns_meta(d), lo, hi)
-            for name in values.keys() - got.keys():
-                values[name].extend([None] * (hi - lo))
+            got = columns.expand_arrays(self._columns_meta(d), lo, hi)
+            for name in chunks.keys() - got.keys():
+                chunks[name].append(pa.nulls(hi - lo))
             for name, column in got.items():
-                values.setdefault(name, [None] * done).extend(column)
+                chunks.setdefault(name, [pa.nulls(done)] if done else []).append(column)
             done += hi - lo
         if done != table.num_rows:
             raise StoreError(f"dataset {dataset!r}: {table.num_rows} records read but {done} keys listed "
                              "(the dataset changed during the read); read again")
-        for name, column in values.items():
+        for name, parts in chunks.items():
             kept = name if name not in table.column_names else f"{name}_meta"  # a record field of that name stays
-            table = table.append_column(kept, pa.array(column))
+            table = table.append_column(kept, _concat(parts))
         return table
 
     def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
@@ -757,6 +759,16 @@ def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     return status
+
+
+def _concat(parts: list[pa.Array]) -> pa.Array:
+    """One array of ``parts`` whose types may differ only by all-null parts (or else are unified
+    through Python values: e.g. integer and fractional ``emitted_at`` in different containers)."""
+    types = {p.type for p in parts if p.type != pa.null()}
+    if len(types) <= 1:
+        target = types.pop() if types else pa.null()
+        return pa.concat_arrays([p.cast(target) if p.type != target else p for p in parts])
+    return pa.array([v for p in parts for v in p.to_pylist()])
 
 
 def _latest_rows(dataset: str, table: pa.Table, fields: Sequence[str]) -> pa.Array:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from connector.store.errors import StoreError
 
@@ -145,3 +146,53 @@ def _positions(runs: Sequence[Sequence[Any]], lo: int, hi: int):
 
 def _row_id(base: str, i: int) -> str:
     return str(uuid.UUID(int=int(base, 16) ^ i))
+
+
+def expand_arrays(meta: Mapping[str, Any], lo: int, hi: int) -> dict[str, pa.Array]:
+    """:func:`expand` as Arrow arrays, built from the runs without a Python step per record."""
+    out: dict[str, pa.Array] = {}
+    ids = meta.get("row_ids")
+    if ids:
+        parts = [pa.nulls(n, pa.string()) if base is None else _uuid_texts(base, start, n)
+                 for base, start, n in _run_slices(ids["runs"], lo, hi)]
+        out[ids["name"]] = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    for name, runs in (meta.get("columns") or {}).items():
+        pieces = list(_run_slices(runs, lo, hi))
+        values = pa.array([value for value, _, _ in pieces])
+        counts = np.array([n for _, _, n in pieces], dtype=np.int64)
+        out[name] = values.take(pa.array(np.repeat(np.arange(len(pieces), dtype=np.int64), counts)))
+    return out
+
+
+def _run_slices(runs: Sequence[Sequence[Any]], lo: int, hi: int):
+    """``(run value, first index within the run, count)`` of the runs' part within ``lo .. hi-1``."""
+    start = 0
+    for value, count in runs:
+        end = start + count
+        a, b = max(lo, start), min(hi, end)
+        if a < b:
+            yield value, a - start, b - a
+        start = end
+        if start >= hi:
+            break
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_DASHES = (8, 13, 18, 23)
+
+
+def _uuid_texts(base: str, first: int, count: int) -> pa.Array:
+    """The UUID texts of positions ``first .. first+count-1`` of a run (see the module doc)."""
+    value = int(base, 16)
+    raw = np.empty((count, 16), np.uint8)
+    raw[:, :8] = np.frombuffer((value >> 64).to_bytes(8, "big"), np.uint8)
+    low = np.uint64(value & (2**64 - 1)) ^ np.arange(first, first + count, dtype=np.uint64)
+    raw[:, 8:] = low.astype(">u8").view(np.uint8).reshape(count, 8)
+    digits = np.empty((count, 32), np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 15]
+    text = np.empty((count, 36), np.uint8)
+    text[:, _DASHES] = ord("-")
+    text[:, [i for i in range(36) if i not in _DASHES]] = digits
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())])

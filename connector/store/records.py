@@ -8,6 +8,7 @@ is found by arithmetic.
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import fsspec
@@ -52,15 +53,24 @@ def data_region(fs: fsspec.AbstractFileSystem, path: str, size: int, data_length
 
 
 def _first_meta(head: bytes) -> dict | None:
-    """The first META object, from the bytes that follow DATA (None if it is not there whole)."""
+    """The first META object, from the bytes that follow DATA (None if it is not there). A META
+    longer than those bytes (per-record columns merged into it, see connector.store.columns) still
+    starts with the writer's own fields, ``data_crc32`` among them: that one is taken from the text."""
     end = head.find(b"}")
-    if not head.startswith(b"{") or end < 0:
+    if not head.startswith(b"{"):
         return None
-    try:
-        meta = orjson.loads(head[:end + 1])
-    except orjson.JSONDecodeError:
-        return None
-    return meta if isinstance(meta, dict) else None
+    if end >= 0:
+        try:
+            meta = orjson.loads(head[:end + 1])
+        except orjson.JSONDecodeError:
+            meta = None
+        if isinstance(meta, dict):
+            return meta
+    found = _DATA_CRC.search(head)
+    return {"data_crc32": found.group(1).decode()} if found else None
+
+
+_DATA_CRC = re.compile(rb'^\{"crc32":\d+,"data_crc32":"([0-9a-f]{8})"')
 
 
 def record_at(fs: fsspec.AbstractFileSystem, path: str, size: int, index: int, name: str) -> bytes | None:
@@ -99,3 +109,23 @@ def line_lengths(data: bytes, datarange) -> np.ndarray:
         raise DesFormatError(f"{datarange.url}: DATA region holds {len(ends)} JSON lines, the catalog says "
                              f"{datarange.count} records")
     return np.diff(ends, prepend=-1)
+
+
+def first_member_meta(fs: fsspec.AbstractFileSystem, path: str, size: int) -> dict | None:
+    """The META of a record container's first member in three small GETs (footer, first INDEX
+    entry, the META), without parsing the INDEX; None for a container not laid out by this writer."""
+    f = footer(fs, path, size)
+    if not f.file_count or f.index_length < ENTRY_BYTES:
+        return None
+    entry = fs.cat_file(path, start=f.index_start, end=f.index_start + ENTRY_BYTES)
+    (name_length,) = NAME_LENGTH_STRUCT.unpack_from(entry, 0)
+    if name_length != NAME_BYTES:
+        return None
+    _, _, meta_offset, meta_length, _ = ENTRY_FIXED_STRUCT.unpack_from(entry, 2 + NAME_BYTES)
+    if not f.meta_start <= meta_offset <= meta_offset + meta_length <= f.meta_start + f.meta_length:
+        raise DesFormatError(f"{path}: the first INDEX entry points outside the META region")
+    try:
+        meta = orjson.loads(fs.cat_file(path, start=meta_offset, end=meta_offset + meta_length))
+    except orjson.JSONDecodeError as exc:
+        raise DesFormatError(f"{path}: the first member's META is not JSON ({exc})") from None
+    return meta if isinstance(meta, dict) else None

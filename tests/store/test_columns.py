@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.store import Store
-from connector.store.columns import ColumnsBuilder, Constant, concat, expand
+from connector.store.columns import ColumnsBuilder, Constant, concat, expand, expand_arrays
 
 values = st.one_of(st.integers(-2**70, 2**70), st.none(), st.booleans(), st.text(max_size=3),
                    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
@@ -30,6 +30,10 @@ def test_columns_round_trip_through_runs_and_concat(calls):
     assert len(set(ids)) == len(ids) and all(uuid.UUID(i).version == 4 for i in ids)
     lo, hi = len(flat) // 3, len(flat) - len(flat) // 4
     assert expand(concat(parts), lo, hi)["c"] == flat[lo:hi]
+    # The Arrow expansion (to_table(meta=True)) gives the same ids and values.
+    ints = [(len(call), {"row_ids": m["row_ids"], "columns": {"k": m["columns"]["k"]}}) for call, (_, m) in zip(calls, parts)]
+    arrays = expand_arrays(concat(ints), lo, hi)
+    assert arrays["_id"].to_pylist() == ids[lo:hi] and arrays["k"].to_pylist() == [7] * (hi - lo)
 
 
 def test_columns_kept_through_store_reads_and_aggregate(tmp_path):
@@ -64,3 +68,23 @@ def test_latest_by_keeps_the_last_record_of_each_key_in_order(tmp_path):
         assert store.read_range("d", 0, 2, latest_by=["id"]).column("v").to_pylist() == [1, 2]
         with pytest.raises(StoreError, match="no field 'nope'"):
             store.to_table("d", latest_by=["nope"])
+
+
+def test_data_region_check_still_runs_when_the_first_member_carries_columns(tmp_path):
+    """The first member's META with columns is longer than the few bytes read after DATA: the
+    DATA region's CRC must still be found and checked (a corrupt byte is an error, not data)."""
+    import pytest
+
+    from connector.errors import DesFormatError
+
+    with Store(str(tmp_path)) as store:
+        store.ensure_dataset("d")
+        with store.writer("d", row_ids="_id") as w:
+            w.write_json_lines([b'{"a":1}', b'{"a":2}'], columns={"at": [5, 6], "m": Constant({"x": {"y": 1}})})
+        (d,) = store.dataranges("d")
+        path = store.fs._strip_protocol(d.url)
+        blob = bytearray(open(path, "rb").read())
+        blob[16 + 5] = ord("7")  # {"a":1} -> {"a":7}: still JSON, wrong bytes
+        open(path, "wb").write(bytes(blob))
+        with pytest.raises(DesFormatError, match="data_crc32"):
+            store.to_table("d")
