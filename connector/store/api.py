@@ -269,7 +269,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         if status is not None:
             _check_status(status)
         wanted = set(tags or ())
-        rows = self.catalog.query("SELECT * FROM datasets ORDER BY name")
+        rows = self.catalog.datasets()
         out = [Dataset.from_row(r) for r in rows]
         out = [d for d in out if (status is None or d.status == status) and wanted <= set(d.tags)]
         return out[offset: offset + limit]
@@ -302,10 +302,8 @@ class Store(HistoryMixin, MaintenanceMixin):
     def _update(self, name: str, op: str, fields: Mapping[str, Any], **details: Any) -> None:
         """Change catalog ``fields`` of ``name``, its ``dataset.json`` and log ``op``, all or nothing
         (see :meth:`operation`); after a failure dataset.json is rewritten from the unchanged row."""
-        sets = ", ".join(f"{k} = ?" for k in fields)
         with self.operation(name, op, **details) as change:
-            change.db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?",
-                              (*fields.values(), time.time(), name))
+            self.catalog.update_dataset(change.db, name, **fields)
             change.on_failure(lambda: self._save_metadata(name))  # from the row as rolled back
             self._save_metadata(name)
 
@@ -352,10 +350,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         try:
             if exists:
                 self.fs.rm(folder, recursive=True)
-            with self.catalog.transaction() as db:
-                for table in ("dataranges", "versions"):
-                    db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
-                db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+            self.catalog.delete_dataset(name)
         finally:
             if lock is not None:
                 lock.release()
@@ -383,7 +378,7 @@ class Store(HistoryMixin, MaintenanceMixin):
     def stats(self, name: str) -> dict[str, Any]:
         d = self.get_dataset(name)
         ranges = self.dataranges(name)
-        nversions = self.catalog.query("SELECT COUNT(*) FROM versions WHERE dataset = ?", (name,))[0][0]
+        nversions = self.catalog.count_versions(name)
         return {"dataset": name, "datapoints": sum(r.count for r in ranges), "bytes": sum(r.size for r in ranges),
                 "dataranges": len(ranges), "versions": nversions, "next_key": d.next_key,
                 "missing": self.missing_ranges(name), "frozen": d.frozen, "status": d.status,
@@ -481,8 +476,7 @@ class Store(HistoryMixin, MaintenanceMixin):
             try:
                 with self.catalog.transaction() as db:
                     lock.check(db)
-                    db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?",
-                               (text, time.time(), dataset))
+                    self.catalog.set_checkpoint(db, dataset, text)
             except BaseException:
                 remove_quietly(self.fs, path)
                 raise
@@ -529,12 +523,11 @@ class Store(HistoryMixin, MaintenanceMixin):
 
     def datarange_for(self, dataset: str, key: int) -> Datarange:
         """The datarange holding ``key``."""
-        rows = self.catalog.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ?",
-                                  (dataset, key, key))
-        if not rows:
+        row = self.catalog.datarange_at(dataset, key)
+        if row is None:
             self.get_dataset(dataset)
             raise RangeError(f"dataset {dataset!r} has no datapoint {key}")
-        return self._datarange(rows[0])
+        return self._datarange(row)
 
     def _reader(self, datarange: Datarange) -> DesReader:
         return DesReader(self.fs._strip_protocol(datarange.url), fs=self.fs, size=datarange.size)

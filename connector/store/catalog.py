@@ -164,6 +164,8 @@ class Catalog:
         db.execute("COMMIT")
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """Rows of one statement, outside any named operation (for diagnostics and tests; the
+        store itself uses the named methods below, so that a new backend is one module)."""
         return self._db().execute(sql, args).fetchall()
 
     def close(self) -> None:
@@ -178,7 +180,13 @@ class Catalog:
         return self._db().execute("PRAGMA data_version").fetchone()[0]
 
     def is_empty(self) -> bool:
-        return self.query("SELECT COUNT(*) FROM datasets")[0][0] == 0
+        """True if the catalog holds no dataset (read inside the caller's transaction, if any)."""
+        return not self.query("SELECT 1 FROM datasets LIMIT 1")
+
+    def clear(self, db: sqlite3.Connection) -> None:
+        """Delete every row of every table (inside ``db``'s transaction; restore refills them)."""
+        for table in ("dataranges", "versions", "datasets", "locks"):
+            db.execute(f"DELETE FROM {table}")
 
     # -- datasets --------------------------------------------------------------------------------
 
@@ -188,8 +196,17 @@ class Catalog:
             raise DatasetNotFound(f"dataset {name!r} not found")
         return rows[0]
 
+    def find_dataset(self, name: str) -> sqlite3.Row | None:
+        """The row of dataset ``name``, or None if there is none."""
+        rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
+        return rows[0] if rows else None
+
     def has_dataset(self, name: str) -> bool:
         return bool(self.query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
+
+    def datasets(self) -> list[sqlite3.Row]:
+        """Every dataset row, by name."""
+        return self.query("SELECT * FROM datasets ORDER BY name")
 
     def insert_dataset(self, db: sqlite3.Connection, name: str, *, description: str = "", tags=(),
                        metadata: dict | None = None, status: str = "draft", frozen: bool = False,
@@ -202,10 +219,59 @@ class Catalog:
             (name, description, json.dumps(list(tags)), json.dumps(metadata or {}), status, int(frozen),
              created or now, now, next_key, epoch, checkpoint))
 
+    #: Columns of ``datasets`` that :meth:`update_dataset` may set.
+    UPDATABLE = frozenset({"description", "tags", "metadata", "status", "frozen"})
+
+    def update_dataset(self, db: sqlite3.Connection, name: str, **fields: Any) -> None:
+        """Set the given columns (of :attr:`UPDATABLE`, values as stored) and ``updated``, inside
+        ``db``'s transaction."""
+        unknown = set(fields) - self.UPDATABLE
+        if unknown:
+            raise ValueError(f"not an updatable dataset column: {', '.join(sorted(unknown))}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE datasets SET {sets}, updated = ? WHERE name = ?", (*fields.values(), time.time(), name))
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete the rows of dataset ``name``: its dataranges, versions and itself."""
+        with self.transaction() as db:
+            for table in ("dataranges", "versions"):
+                db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
+            db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+
+    def set_checkpoint(self, db: sqlite3.Connection, dataset: str, checkpoint: str | None) -> None:
+        """Store ``checkpoint`` (JSON text) as the dataset's, inside ``db``'s transaction."""
+        db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?",
+                   (checkpoint, time.time(), dataset))
+
+    def record_commit(self, db: sqlite3.Connection, dataset: str, next_key: int, checkpoint: str | None) -> None:
+        """A writer's commit: the dataset's next key, checkpoint and write time (inside ``db``'s
+        transaction, with the datarange it commits)."""
+        now = time.time()
+        db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? WHERE name = ?",
+                   (next_key, now, now, checkpoint, dataset))
+
+    def start_key_space(self, db: sqlite3.Connection, dataset: str, epoch: int) -> None:
+        """Drop the dataset's dataranges and start key space ``epoch`` empty at key 0, without a
+        checkpoint (inside ``db``'s transaction)."""
+        db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
+        db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
+                   (epoch, time.time(), dataset))
+
     # -- dataranges ------------------------------------------------------------------------------
 
     def dataranges(self, dataset: str) -> list[sqlite3.Row]:
+        """The dataset's datarange rows by first key (inside the caller's transaction, if any)."""
         return self.query("SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,))
+
+    def datarange_at(self, dataset: str, key: int) -> sqlite3.Row | None:
+        """The datarange row holding ``key``, or None."""
+        rows = self.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ?",
+                          (dataset, key, key))
+        return rows[0] if rows else None
+
+    def delete_dataranges_within(self, db: sqlite3.Connection, dataset: str, first: int, last: int) -> None:
+        """Delete the dataranges lying inside ``[first, last]`` (inside ``db``'s transaction)."""
+        db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?", (dataset, first, last))
 
     def insert_datarange(self, db: sqlite3.Connection, dataset: str, first: int, last: int, path: str,
                          size: int, sha256: str, count: int, kind: str, data_length: int | None = None) -> None:
@@ -220,7 +286,35 @@ class Catalog:
                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (dataset, first, last, path, size, sha256, count, kind, time.time(), data_length))
 
+    # -- versions --------------------------------------------------------------------------------
+
+    def has_version(self, dataset: str, version: str) -> bool:
+        """True if ``dataset`` has ``version`` (inside the caller's transaction, if any)."""
+        return bool(self.query("SELECT 1 FROM versions WHERE dataset = ? AND version = ?", (dataset, version)))
+
+    def version_manifests(self, dataset: str) -> list[str]:
+        """The manifests (JSON text) of the dataset's versions, in no particular order."""
+        return [r["manifest"] for r in self.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))]
+
+    def count_versions(self, dataset: str) -> int:
+        return self.query("SELECT COUNT(*) FROM versions WHERE dataset = ?", (dataset,))[0][0]
+
+    def insert_version(self, db: sqlite3.Connection, dataset: str, version: str, message: str, created: float,
+                       sha256: str, size: int, manifest: str) -> None:
+        """Record (or replace) one version, inside ``db``'s transaction."""
+        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (dataset, version, message, created, sha256, size, manifest))
+
+    def delete_version(self, db: sqlite3.Connection, dataset: str, version: str) -> None:
+        """Forget one version, inside ``db``'s transaction."""
+        db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, version))
+
     # -- locks -----------------------------------------------------------------------------------
+
+    def live_locks(self) -> list[sqlite3.Row]:
+        """The lock rows whose holder is alive (not stale; inside the caller's transaction, if any)."""
+        host = socket.gethostname()
+        return [r for r in self.query("SELECT * FROM locks") if not _stale(r, host)]
 
     def acquire_lock(self, dataset: str, token: str, wait: float) -> None:
         """Take the writer lock of ``dataset`` or raise :class:`DatasetLocked` after ``wait`` s."""
@@ -247,13 +341,18 @@ class Catalog:
         """Take the writer lock of ``dataset`` (see :class:`DatasetLock`)."""
         return DatasetLock(self, dataset, wait, purpose)
 
+    def touch_lock(self, db: sqlite3.Connection, dataset: str, token: str) -> bool:
+        """Refresh the heartbeat of the lock ``token`` holds; False if it no longer holds it."""
+        return bool(db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
+                               (time.time(), dataset, token)).rowcount)
+
     def heartbeat(self, db: sqlite3.Connection, dataset: str, token: str) -> None:
-        held = db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
-                          (time.time(), dataset, token)).rowcount
-        if not held:
+        """Refresh the lock inside ``db``'s transaction; :class:`DatasetLocked` if it was lost."""
+        if not self.touch_lock(db, dataset, token):
             raise DatasetLocked(f"dataset {dataset!r}: this writer lost its lock (taken over as stale)")
 
     def release_lock(self, dataset: str, token: str) -> None:
+        """Give up the lock ``token`` holds (nothing if it was taken over)."""
         with self.transaction() as db:
             db.execute("DELETE FROM locks WHERE dataset = ? AND token = ?", (dataset, token))
 
@@ -284,8 +383,7 @@ class DatasetLock:
         while not self._stop.wait(LOCK_HEARTBEAT_SECONDS):
             try:
                 with self.catalog.transaction() as db:
-                    db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
-                               (time.time(), self.dataset, self.token))
+                    self.catalog.touch_lock(db, self.dataset, self.token)
             except sqlite3.Error:
                 pass  # the next beat (or the holder's own commit) tries again
         self.catalog.close()  # this thread's connection

@@ -32,11 +32,9 @@ class HistoryMixin:
         vers.check_semver(version)
         self.get_dataset(dataset)
         with self.operation(dataset, "version", version=version) as op:
-            if op.db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
-                             (dataset, version)).fetchone():
+            if self.catalog.has_version(dataset, version):
                 raise VersionError(f"dataset {dataset!r} already has version {version}")
-            ranges = tuple(self._datarange(r) for r in op.db.execute(
-                "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall())
+            ranges = tuple(self._datarange(r) for r in self.catalog.dataranges(dataset))
             v = self._snapshot(op, dataset, version, message, ranges)
             self._insert_version(op.db, v)
             op.details.update(sha256=v.sha256, dataranges=len(ranges))
@@ -62,14 +60,13 @@ class HistoryMixin:
         return vers.from_manifest(doc, lambda dataset, stored: self.url(self.layout.absolute(dataset, stored)))
 
     def _insert_version(self, db, v: Version) -> None:
-        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (v.dataset, v.version, v.message, v.created, v.sha256, v.size, json.dumps(self._version_doc(v))))
+        self.catalog.insert_version(db, v.dataset, v.version, v.message, v.created, v.sha256, v.size,
+                                    json.dumps(self._version_doc(v)))
 
     def list_versions(self, dataset: str) -> list[Version]:
         """Versions of ``dataset`` in semver order."""
         self.get_dataset(dataset)
-        rows = self.catalog.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))
-        found = [self._version_from_doc(json.loads(r["manifest"])) for r in rows]
+        found = [self._version_from_doc(json.loads(m)) for m in self.catalog.version_manifests(dataset)]
         return sorted(found, key=lambda v: vers.semver_key(v.version))
 
     def get_version(self, dataset: str, version: str = "latest") -> Version:
@@ -92,7 +89,7 @@ class HistoryMixin:
         another version reference."""
         v = self.get_version(dataset, version)
         with self.operation(dataset, "delete-version", version=v.version) as op:
-            op.db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, v.version))
+            self.catalog.delete_version(op.db, dataset, v.version)
             # The manifest goes first: a restore never finds a version whose containers are gone
             # (a crash after this leaves unused containers, which gc deletes).
             path = self.layout.version(dataset, v.version)
@@ -140,14 +137,12 @@ class HistoryMixin:
             with self.operation(dataset, "rotate", version=version, epoch=d.epoch + 1) as op:
                 lock.check(op.db)
                 self._refuse_frozen(dataset, "rotate")
-                if op.db.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
-                                 (dataset, version)).fetchone():
+                if self.catalog.has_version(dataset, version):
                     raise VersionError(f"dataset {dataset!r} already has version {version}")
-                ranges = [self._datarange(r) for r in op.db.execute(
-                    "SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,)).fetchall()]
+                ranges = [self._datarange(r) for r in self.catalog.dataranges(dataset)]
                 v = self._snapshot(op, dataset, version, message, ranges)
                 self._insert_version(op.db, v)
-                self._start_key_space(op.db, dataset, d.epoch + 1)
+                self.catalog.start_key_space(op.db, dataset, d.epoch + 1)
                 op.details["dataranges"] = len(ranges)
             self._after_new_key_space(dataset, d.epoch, d.next_key)
         return v
@@ -162,7 +157,7 @@ class HistoryMixin:
             with self.operation(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1) as op:
                 lock.check(op.db)
                 self._refuse_frozen(dataset, "truncate")
-                self._start_key_space(op.db, dataset, d.epoch + 1)
+                self.catalog.start_key_space(op.db, dataset, d.epoch + 1)
             self._after_new_key_space(dataset, d.epoch, d.next_key)
             referenced = self._referenced_paths(dataset)
             for r in dropped:
@@ -170,12 +165,6 @@ class HistoryMixin:
                 if p not in referenced:
                     remove_quietly(self.fs, p)
         return len(dropped)
-
-    @staticmethod
-    def _start_key_space(db, dataset: str, epoch: int) -> None:
-        db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
-        db.execute("UPDATE datasets SET next_key = 0, epoch = ?, checkpoint = NULL, updated = ? WHERE name = ?",
-                   (epoch, time.time(), dataset))
 
     def _refuse_frozen(self, dataset: str, what: str):
         """The dataset, or :class:`DatasetFrozen` if it is frozen (checked before ``what`` changes

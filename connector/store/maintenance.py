@@ -6,7 +6,6 @@ Mixed into :class:`connector.store.Store`.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from typing import Any
 
@@ -14,7 +13,6 @@ from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
 from connector.errors import DesFormatError
 from connector.store import columns, records
-from connector.store.catalog import _stale
 from connector.store.errors import DatasetLocked, RangeError, StoreError
 from connector.store.layout import Layout, validate_dataset_name
 from connector.store.model import STATUSES, Datarange
@@ -66,8 +64,7 @@ class MaintenanceMixin:
             with self.operation(dataset, "aggregate", first=first, last=last, merged=len(ranges)) as op:
                 op.on_failure(lambda: remove_quietly(self.fs, path))  # this session's own object: never recorded
                 lock.check(op.db)
-                op.db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?",
-                              (dataset, first, last))
+                self.catalog.delete_dataranges_within(op.db, dataset, first, last)
                 self.catalog.insert_datarange(op.db, dataset, first, last, self.layout.relative(path), out.size,
                                               out.sha256, sum(d.count for d in ranges), ranges[0].kind, data_length)
             invalidate(self.fs, path)
@@ -224,9 +221,9 @@ class MaintenanceMixin:
             seen = self.catalog.data_version()
             plan = [self._restore_plan(name) for name in self._storage_datasets()]
             with self.catalog.transaction() as db:
-                if only_if_empty and db.execute("SELECT 1 FROM datasets LIMIT 1").fetchone():
+                if only_if_empty and not self.catalog.is_empty():
                     return {"datasets": 0, "dataranges": 0, "versions": 0}
-                self._refuse_live_locks(db)
+                self._refuse_live_locks()
                 if self.catalog.data_version() != seen:
                     continue  # something was committed while storage was read: read it again
                 self._replace_catalog(db, plan)
@@ -235,9 +232,8 @@ class MaintenanceMixin:
         raise DatasetLocked(f"cannot restore: the catalog changed while storage was read, {RESTORE_ATTEMPTS} times "
                             "in a row (writers at work); restore again when they are idle")
 
-    def _refuse_live_locks(self, db=None) -> None:
-        rows = (db or self.catalog._db()).execute("SELECT * FROM locks").fetchall()
-        live = [r for r in rows if not _stale(r, socket.gethostname())]
+    def _refuse_live_locks(self) -> None:
+        live = self.catalog.live_locks()  # inside the caller's transaction, if any
         if live:
             r = live[0]
             raise DatasetLocked(f"cannot restore while dataset {r['dataset']!r} is being written "
@@ -282,8 +278,7 @@ class MaintenanceMixin:
         return sorted(found, key=lambda p: self.layout.tag_of(p.rsplit("/", 1)[-1]))
 
     def _replace_catalog(self, db, plan: list[tuple]) -> None:
-        for table in ("dataranges", "versions", "datasets", "locks"):
-            db.execute(f"DELETE FROM {table}")
+        self.catalog.clear(db)
         for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
             status = meta.get("status", "draft")
             self.catalog.insert_dataset(

@@ -259,7 +259,7 @@ class DatasetWriter:
                 try:
                     with self.store.catalog.transaction() as db:
                         self._lock.check(db)
-                        db.execute("UPDATE datasets SET checkpoint = ? WHERE name = ?", (text, self.dataset))
+                        self.store.catalog.set_checkpoint(db, self.dataset, text)
                 except BaseException:
                     _remove_quietly(self.store, path)
                     raise
@@ -386,12 +386,10 @@ class DatasetWriter:
         try:
             with store.catalog.transaction() as db:
                 self._lock.check(db)
-                _check_writable(db.execute("SELECT * FROM datasets WHERE name = ?", (self.dataset,)).fetchone())
+                _check_writable(store.catalog.find_dataset(self.dataset))
                 store.catalog.insert_datarange(db, self.dataset, s.first, s.last, layout.relative(path), s.size,
                                                s.sha256, s.count, self.kind, s.data_length)
-                now = time.time()
-                db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? "
-                           "WHERE name = ?", (s.last + 1, now, now, s.checkpoint, self.dataset))
+                store.catalog.record_commit(db, self.dataset, s.last + 1, s.checkpoint)
         except BaseException:
             # Never recorded: remove it now rather than leave it to the next writer. Both objects
             # carry this session's tag, so they are ours even if the lock was taken over.
