@@ -48,8 +48,6 @@ from connector.store.writer import DatasetWriter
 log = logging.getLogger("connector.destination")
 
 CHUNK_RECORDS = 4096
-OVERWRITE_PREFIX = "0.0.0-overwrite."
-OVERWRITE_VERSION = OVERWRITE_PREFIX + "{stamp}"
 # Airbyte's metadata columns, kept per record beside its bytes (connector.store.columns).
 RAW_ID, EXTRACTED_AT, GENERATION_ID, META = ("_airbyte_raw_id", "_airbyte_extracted_at", "_airbyte_generation_id",
                                              "_airbyte_meta")
@@ -71,7 +69,7 @@ class _StreamSink:
         self.replaced: list[str] = []
         resuming = mode != "overwrite"
         if mode == "overwrite":
-            self.replaced = [v.version for v in store.list_versions(dataset) if v.version.startswith(OVERWRITE_PREFIX)]
+            self.replaced = store.overwrite_versions(dataset)
             if self.replaced and _complete(store.checkpoint(dataset)):
                 # That overwrite succeeded; only deleting the data it replaced was cut short.
                 store.finish_overwrite(dataset)
@@ -81,9 +79,12 @@ class _StreamSink:
                 # refresh's minimum generation, so it goes (the data it replaced stays kept aside).
                 store.truncate(dataset)
             elif self.replaced:
-                resuming = True  # an overwrite failed: its key space holds what it committed
-            elif store.dataranges(dataset):
-                self.replaced = [self._rotate("kept while an overwrite sync runs")]
+                # An overwrite failed: its key space holds what it committed, kept (not dropped, as
+                # begin_overwrite would) until this input proves different (_not_resumed).
+                resuming = True
+            else:
+                kept = store.begin_overwrite(dataset)
+                self.replaced = [kept] if kept is not None else []
         self.writer: DatasetWriter = self._open_writer()
         # Read under the writer lock, so a concurrent writer's last commit is seen.
         resume = store.checkpoint(dataset) if resuming else None
@@ -111,11 +112,6 @@ class _StreamSink:
         """True unless ``checkpoint`` (of a failed refresh) is of another generation than this sync."""
         theirs = checkpoint.get("generation") if isinstance(checkpoint, dict) else None
         return theirs is None or self.plan.generation_id is None or theirs == self.plan.generation_id
-
-    def _rotate(self, why: str) -> str:
-        version = OVERWRITE_VERSION.format(stamp=int(time.time() * 1000))
-        self.store.rotate(self.dataset, version, message=why)
-        return version
 
     def _not_resumed(self) -> None:
         """This input is not the one whose records are committed. For an overwrite, those records

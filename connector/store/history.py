@@ -195,7 +195,7 @@ class HistoryMixin:
         call :meth:`finish_overwrite` once the new data is complete.
         """
         self._refuse_frozen(dataset, "overwrite")
-        pending = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        pending = self.overwrite_versions(dataset)
         if pending:
             self.truncate(dataset, wait=wait)
             return pending[-1]
@@ -207,9 +207,14 @@ class HistoryMixin:
         return self.rotate(dataset, f"{OVERWRITE_VERSION_PREFIX}{int(time.time() * 1000)}",
                            "kept while an overwrite runs", wait=wait).version
 
+    def overwrite_versions(self, dataset: str) -> list[str]:
+        """The versions kept by overwrites not finished yet (oldest first): non-empty means the
+        current data is an unfinished overwrite's output."""
+        return [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+
     def finish_overwrite(self, dataset: str) -> list[str]:
         """The overwrite succeeded: delete the kept old data (every overwrite version)."""
-        done = [v.version for v in self.list_versions(dataset) if v.version.startswith(OVERWRITE_VERSION_PREFIX)]
+        done = self.overwrite_versions(dataset)
         for version in done:
             self.delete_version(dataset, version)
         return done
