@@ -115,7 +115,7 @@ class _Checkpoints:
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.source import FileBatch, Source, TransientError
     from connector.source.read import FILE_COLUMNS
-    from connector.source.records import record_lines
+    from connector.records import record_lines
     from connector.source.state import parse_input_state
 
     config = load_json(args.config, "config")

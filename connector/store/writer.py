@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from connector.des import DesWriter
 from connector.des.cache import invalidate
-from connector.source.records import object_lines
+from connector.records import object_lines
 from connector.store.columns import ColumnsBuilder, Constant
 from connector.store.errors import DatasetFrozen, StoreError
 from connector.store.model import Datarange

@@ -102,7 +102,7 @@ def _is_text(t: pa.DataType) -> bool:
 
 def _as_text(column: pa.Array) -> pa.Array:
     """Each value as its JSON text, a JSON string's without the quotes (a date as 2024-01-02)."""
-    from connector.source.records import json_texts
+    from connector.records import json_texts
 
     texts = json_texts(column)
     if "string" in json_type(column.type)["type"]:

@@ -1,4 +1,7 @@
-"""Arrow record batches -> Airbyte RECORD lines, vectorised.
+"""Arrow record batches -> JSON lines (Airbyte RECORD lines, or bare objects), vectorised.
+
+Shared by the source (RECORD messages) and the store (record datapoints), which know nothing of
+each other: this module depends on neither.
 
 Each column becomes an array of JSON value texts using Arrow compute kernels (casts, string
 replacement, element-wise joins), then the columns are joined into whole message lines in one
