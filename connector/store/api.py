@@ -30,15 +30,16 @@ import pyarrow.compute as pc
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
 from connector.store import columns, records
-from connector.store.catalog import Catalog
+from connector.store.catalog import Catalog, process_alive
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
 from connector.store.history import HistoryMixin
 from connector.store.layout import Layout, validate_dataset_name
 from connector.store.maintenance import MaintenanceMixin
 from connector.store.model import STATUSES, Dataset, Datarange, WriteResult
-from connector.store.tables import table_of
+from connector.store.names import record_name
 from connector.store.objects import remove_quietly
-from connector.store.writer import DatasetWriter, OnCommit, record_name
+from connector.store.tables import table_of
+from connector.store.writer import DatasetWriter, OnCommit
 
 DEFAULT_MAX_DATAPOINTS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -170,14 +171,12 @@ class Store(HistoryMixin, MaintenanceMixin):
 
     def remove_stale_spools(self, dataset: str) -> None:
         """Delete spool files of ``dataset`` left by processes that died (a crash mid-container)."""
-        from connector.store.catalog import _alive
-
         folder = self.spool_dir(dataset)
         for name in os.listdir(folder):
             # "<id>.<pid>.<random>.des", or DesWriter's hidden ".<that>.<hex>.partial".
             head, _, rest = name.lstrip(".").partition(f"{self._spool_id(dataset)}.")
             pid = rest.split(".", 1)[0]
-            if head == "" and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if head == "" and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                 try:
                     os.unlink(os.path.join(folder, name))
                 except FileNotFoundError:

@@ -412,12 +412,13 @@ def _holder(dataset: str, row: sqlite3.Row) -> str:
 
 
 def _stale(row: sqlite3.Row, host: str) -> bool:
-    if row["host"] == host and not _alive(row["pid"]):
+    if row["host"] == host and not process_alive(row["pid"]):
         return True
     return time.time() - row["heartbeat"] > LOCK_LEASE_SECONDS
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True unless process ``pid`` (of this host) is gone or a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,7 +17,7 @@ from connector.store.errors import DatasetLocked, RangeError, StoreError
 from connector.store.layout import Layout, validate_dataset_name
 from connector.store.model import STATUSES, Datarange
 from connector.store.objects import remove_quietly, sha256_of
-from connector.store.writer import record_name, record_names
+from connector.store.names import record_name, record_names
 
 RESTORE_ATTEMPTS = 3  # storage re-read this often when writers commit while restore reads it
 

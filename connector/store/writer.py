@@ -43,6 +43,7 @@ from connector.records import object_lines
 from connector.store.columns import ColumnsBuilder, Constant
 from connector.store.errors import DatasetFrozen, StoreError
 from connector.store.model import Datarange
+from connector.store.names import record_names
 
 if TYPE_CHECKING:
     from connector.store.api import Store
@@ -50,28 +51,6 @@ if TYPE_CHECKING:
 OnCommit = Callable[[Datarange], None]
 _log = logging.getLogger(__name__)
 LOG_SEGMENTS = 100  # a writer merges the operation log into one object when it has more segments
-
-
-def record_name(key: int) -> str:
-    """Member name of record datapoint ``key``."""
-    return f"{key:020d}.json"
-
-
-_POWERS = np.array([10 ** p for p in range(19, -1, -1)], dtype=np.uint64)
-_SUFFIX = np.frombuffer(b".json", np.uint8)
-
-
-def record_names(first: int, count: int) -> np.ndarray:
-    """Member names of record datapoints ``first .. first+count-1`` as a NumPy ``S25`` array,
-    built without a Python loop (the writer's hot path)."""
-    keys = np.arange(first, first + count, dtype=np.uint64)
-    out = np.empty((count, 25), np.uint8)
-    # Only the digit positions the largest key reaches vary; the leading ones are all "0".
-    width = len(str(first + count - 1)) if count else 1
-    out[:, :20 - width] = 48
-    out[:, 20 - width:20] = (keys[:, None] // _POWERS[None, 20 - width:]) % 10 + 48
-    out[:, 20:] = _SUFFIX
-    return out.view("S25").ravel()
 
 
 @dataclass(frozen=True)

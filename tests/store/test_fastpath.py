@@ -9,7 +9,7 @@ import pytest
 
 from connector.des import DesReader, DesWriter
 from connector.errors import MemberNameError
-from connector.store.writer import record_name, record_names
+from connector.store.names import record_name, record_names
 from tests.des.test_container import reference_style_container
 
 

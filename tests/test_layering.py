@@ -1,0 +1,141 @@
+"""The package's import graph: no cycle between modules, and data flows one way.
+
+Read with ``ast`` over connector/**/*.py (nothing is imported). Imports under ``if TYPE_CHECKING``
+are for type hints only and never run. An import inside a function runs after both modules are
+loaded (a package loading its plugins on first use, e.g. source.formats), so it counts for the
+layering rules but not for cycles.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "connector"
+
+# (importer package, packages it must not import): source -> Arrow -> store -> des, one way.
+FORBIDDEN = [
+    ("connector.store", ("connector.source",)),
+    ("connector.source", ("connector.store",)),
+    ("connector.des", ("connector.store", "connector.source")),
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str:
+    """The module ``name`` refers to: itself, or the nearest package holding it (an attribute)."""
+    while name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(module: str) -> set[tuple[str, bool]]:
+    """(imported module of this package, imported lazily inside a function) pairs of ``module``."""
+    path = MODULES[module]
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: set[tuple[str, bool]] = set()
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                visit_body(child.orelse, lazy)
+            elif isinstance(child, ast.Import):
+                found.update((_resolve(a.name), lazy) for a in child.names if a.name.split(".")[0] == "connector")
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join(package[:len(package) - child.level + 1] + ([base] if base else []))
+                if base.split(".")[0] == "connector":
+                    for alias in child.names:
+                        full = f"{base}.{alias.name}"
+                        found.add((full if full in MODULES else _resolve(base), lazy))
+            else:
+                visit(child, lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    def visit_body(body: list[ast.stmt], lazy: bool) -> None:
+        for statement in body:
+            visit(ast.Module(body=[statement], type_ignores=[]), lazy)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    found.discard((module, False))
+    found.discard((module, True))
+    return found
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``edges`` as a path (first module repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := walk(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (found := walk(start)):
+            return found
+    return None
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_graph_is_read():
+    # The test is only as good as its parsing: known edges must be seen.
+    assert ("connector.records", False) in GRAPH["connector.store.writer"]
+    assert ("connector.store.names", False) in GRAPH["connector.store.api"]
+    assert ("connector.des", False) in GRAPH["connector.store.api"]
+    assert ("connector.records", True) in GRAPH["connector.source.formats.parquet"]
+    # writer refers to Store only for type hints
+    assert not any(m == "connector.store.api" for m, _ in GRAPH["connector.store.writer"])
+
+
+def test_no_import_cycle_between_modules():
+    eager = {m: {t for t, lazy in imports if not lazy} for m, imports in GRAPH.items()}
+    cycle = _cycle(eager)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize(("importer", "forbidden"), FORBIDDEN)
+def test_data_flows_one_way(importer, forbidden):
+    wrong = sorted(f"{m} -> {t}" for m, imports in GRAPH.items() if _in(m, importer)
+                   for t, _ in imports if any(_in(t, f) for f in forbidden))
+    assert not wrong, "imports against the data flow: " + ", ".join(wrong)
