@@ -23,6 +23,7 @@ from typing import Any
 from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
+from connector.files import write_atomically
 from connector.source import FileBatch, FileDone, Source
 from connector.source.config import is_s3fs
 from connector.source.read import FILE_COLUMNS, check_vanished
@@ -99,14 +100,8 @@ def load_state(path: str | None) -> dict[str, Any]:
 
 
 def save_state(path: str, state: Mapping[str, Any]) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write atomically and durably: a reader sees the old file or the new one, never half of one."""
+    write_atomically(path, json.dumps(state, indent=2, sort_keys=True).encode())
 
 
 class Sync:

@@ -3,7 +3,8 @@
 An :class:`AtomicFile` is written under a name nobody reads, and appears under its final name
 only on :meth:`AtomicFile.commit`; :meth:`AtomicFile.discard` leaves nothing behind:
 
-- local folders: a hidden temporary file in the target folder, then ``os.replace``;
+- local folders: a hidden temporary file in the target folder, fsynced, then ``os.replace`` and
+  an fsync of the folder (:mod:`connector.files`);
 - object stores whose fsspec files honour ``autocommit=False`` (s3fs, gcsfs, adlfs): a multipart
   upload completed on commit and aborted on discard, so nothing is visible before commit;
 - anything else: a hidden temporary key, then ``fs.mv``.
@@ -12,12 +13,13 @@ only on :meth:`AtomicFile.commit`; :meth:`AtomicFile.discard` leaves nothing beh
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
+
+from connector.files import replace_durably, temp_name
 
 
 def resolve(
@@ -55,8 +57,8 @@ class AtomicFile:
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, block_size: int | None = None) -> None:
         self.fs, self.path = fs, path
         self._temp: str | None = None
-        parent, _, base = path.rpartition("/")
-        hidden = f"{parent}/.{base}.{uuid.uuid4().hex[:12]}.partial" if parent else f".{base}.{uuid.uuid4().hex[:12]}.partial"
+        parent = path.rpartition("/")[0]
+        hidden = temp_name(path)
         if is_local(fs):
             if parent:
                 os.makedirs(parent, exist_ok=True)
@@ -86,7 +88,7 @@ class AtomicFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._temp, self.path)
+            replace_durably(self._temp, self.path)
         else:
             self._file.close()
             self.fs.mv(self._temp, self.path)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
+from connector.files import replace_durably, write_atomically
 from connector.store import columns, records
 from connector.store.catalog import Catalog, process_alive
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
@@ -186,7 +187,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         """Make a finished container visible under ``path`` in one step."""
         if is_local(self.fs):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(local_file, path)
+            replace_durably(local_file, path)  # the spool file was fsynced when its container was
         else:
             self.fs.put_file(local_file, path)
 
@@ -216,13 +217,10 @@ class Store(HistoryMixin, MaintenanceMixin):
         self.write_bytes(path, json.dumps(value, indent=2, sort_keys=True).encode())
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Replace the object ``path`` with ``data`` in one step (never seen half-written)."""
+        """Replace the object ``path`` with ``data`` in one step (never seen half-written; durable
+        once this returns on a local root)."""
         if is_local(self.fs):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_atomically(path, data)
         else:
             self.fs.pipe_file(path, data)
 
