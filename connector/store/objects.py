@@ -8,10 +8,20 @@ import fsspec
 
 
 def remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
-    """Delete ``path``; already gone is fine (deletes are retried after crashes)."""
+    """Delete ``path``; already gone is fine (deletes are retried after crashes), any other
+    failure is raised."""
     try:
         fs.rm_file(path)
     except FileNotFoundError:
+        pass
+
+
+def remove_best_effort(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Try to delete ``path`` and never fail: for cleanup while another error is on its way up,
+    or of leftovers a later writer or gc removes anyway (a failure here must not undo a commit)."""
+    try:
+        fs.rm_file(path)
+    except OSError:  # FileNotFoundError included
         pass
 
 

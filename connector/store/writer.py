@@ -44,6 +44,7 @@ from connector.store.columns import ColumnsBuilder, Constant
 from connector.store.errors import DatasetFrozen, StoreError
 from connector.store.model import Datarange
 from connector.store.names import record_names
+from connector.store.objects import remove_best_effort
 
 if TYPE_CHECKING:
     from connector.store.api import Store
@@ -240,7 +241,7 @@ class DatasetWriter:
                         self._lock.check(db)
                         self.store.catalog.set_checkpoint(db, self.dataset, text)
                 except BaseException:
-                    _remove_quietly(self.store, path)
+                    remove_best_effort(self.store.fs, path)
                     raise
                 self._replace_checkpoint_files(path)
                 self._in_effect = text
@@ -372,9 +373,9 @@ class DatasetWriter:
         except BaseException:
             # Never recorded: remove it now rather than leave it to the next writer. Both objects
             # carry this session's tag, so they are ours even if the lock was taken over.
-            _remove_quietly(store, path)
+            remove_best_effort(store.fs, path)
             if s.checkpoint is not None:
-                _remove_quietly(store, checkpoint_path)
+                remove_best_effort(store.fs, checkpoint_path)
             raise
         self._replace_checkpoint_files(checkpoint_path if s.checkpoint is not None else None)
         if s.carries_checkpoint:
@@ -420,7 +421,7 @@ class DatasetWriter:
             return
         for old in self._checkpoint_files:
             if old != new:
-                _remove_quietly(self.store, old)
+                remove_best_effort(self.store.fs, old)
         self._checkpoint_files = [new]
 
     def _remove_leftovers(self) -> None:
@@ -481,10 +482,3 @@ def _check_writable(row) -> None:
         raise StoreError("dataset was deleted while being written")
     if row["frozen"]:
         raise DatasetFrozen(f"dataset {row['name']!r} is frozen: unfreeze it to write")
-
-
-def _remove_quietly(store: Store, path: str) -> None:
-    try:
-        store.fs.rm_file(path)
-    except (FileNotFoundError, OSError):
-        pass
