@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Sequence
 
 from connector.airbyte import messages
-from connector.airbyte.entrypoint import EXIT_OK, ArgParser, Output, load_json, run
+from connector.airbyte.entrypoint import EXIT_OK, ArgParser, Output, run
+from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
 
 
@@ -43,7 +44,7 @@ def cmd_spec(out: Output, args: argparse.Namespace) -> int:
 def cmd_check(out: Output, args: argparse.Namespace) -> int:
     from connector.destination import DestinationConfig
 
-    config = DestinationConfig.from_dict(load_json(args.config, "config"))
+    config = DestinationConfig.from_dict(load_json_file(args.config, "config"))
     try:
         store = config.open_store()
         probe = f"{store.root}/.des-check-{uuid.uuid4().hex}"
@@ -63,8 +64,8 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
 def cmd_write(out: Output, args: argparse.Namespace) -> int:
     from connector.destination import DestinationConfig, write_messages
 
-    config = DestinationConfig.from_dict(load_json(args.config, "config"))
-    catalog = load_json(args.catalog, "catalog")
+    config = DestinationConfig.from_dict(load_json_file(args.config, "config"))
+    catalog = load_json_file(args.catalog, "catalog")
     if not isinstance(catalog, dict):
         raise ConfigError(f"catalog {args.catalog} must be a JSON object with 'streams'")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -88,16 +87,6 @@ class ArgParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def load_json(path: str, what: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
 def run(args: argparse.Namespace, commands: Mapping[str, Callable[[Output, argparse.Namespace], int]]) -> int:

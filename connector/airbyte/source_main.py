@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 from connector.airbyte import messages
-from connector.airbyte.entrypoint import EXIT_FAILURE, EXIT_OK, ArgParser, Output, load_json, run
+from connector.airbyte.entrypoint import EXIT_FAILURE, EXIT_OK, ArgParser, Output, run
+from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
 
 
@@ -49,7 +50,7 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
     from connector.source import Source
 
     try:
-        Source(load_json(args.config, "config")).check()
+        Source(load_json_file(args.config, "config")).check()
     except ConnectorError as exc:
         out.message(messages.connection_status(False, str(exc)))
         return EXIT_OK
@@ -60,7 +61,7 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
 def cmd_discover(out: Output, args: argparse.Namespace) -> int:
     from connector.source import Source
 
-    out.message(messages.catalog(Source(load_json(args.config, "config")).discover()))
+    out.message(messages.catalog(Source(load_json_file(args.config, "config")).discover()))
     return EXIT_OK
 
 
@@ -113,16 +114,16 @@ class _Checkpoints:
 
 
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
+    from connector.records import record_lines
     from connector.source import FileBatch, Source, TransientError
     from connector.source.read import FILE_COLUMNS
-    from connector.records import record_lines
     from connector.source.state import parse_input_state
 
-    config = load_json(args.config, "config")
-    catalog = load_json(args.catalog, "catalog")
+    config = load_json_file(args.config, "config")
+    catalog = load_json_file(args.catalog, "catalog")
     if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
         raise ConfigError("catalog: expected a configured catalog object with a 'streams' list")
-    states = parse_input_state(load_json(args.state, "state")) if args.state else {}
+    states = parse_input_state(load_json_file(args.state, "state")) if args.state else {}
     source = Source(config)
     available = set(source.streams())
     failed = False

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
 
 
@@ -23,11 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if args.config:
-        try:
-            with open(args.config, "rb") as f:
-                config = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read config {args.config}: {exc}") from None
+        config = load_json_file(args.config, "config")
     if args.root_url:
         config.pop("bucket_name", None)
         config["root_url"] = args.root_url

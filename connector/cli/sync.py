@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from connector.config import load_json_file
 from connector.errors import ConfigError
 
 
@@ -27,16 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load(path: str, what: str):
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found: {path}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{what} file {path} is not valid JSON: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from connector.destination import DestinationConfig
     from connector.sync import StreamMode, Sync, default_state_path, tqdm_progress
@@ -44,13 +34,14 @@ def run(args: argparse.Namespace) -> int:
     streams = [s for s in args.streams.split(",") if s] if args.streams else None
     modes = {}
     if args.catalog:
-        catalog = _load(args.catalog, "catalog")
+        catalog = load_json_file(args.catalog, "catalog")
         streams = [s["stream"]["name"] for s in catalog.get("streams", [])]
         # Read as des-source and des-destination read it: full_refresh (the default) ignores the
         # state, overwrite replaces the data.
         modes = {e["stream"]["name"]: StreamMode(e.get("sync_mode", "full_refresh"), e.get("destination_sync_mode", "append"))
                  for e in catalog.get("streams", [])}
-    destination_raw, source_raw = _load(args.destination, "destination config"), _load(args.config, "source config")
+    destination_raw = load_json_file(args.destination, "destination config")
+    source_raw = load_json_file(args.config, "source config")
     try:
         destination = DestinationConfig.from_dict(destination_raw)
     except ConfigError as exc:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-import jsonschema
-
+from connector.config import check_against
 from connector.errors import ConfigError
 from connector.store import Store
 from connector.store.layout import validate_dataset_name
@@ -96,15 +95,10 @@ class DestinationConfig:
 
     @classmethod
     def from_dict(cls, raw: Any) -> DestinationConfig:
-        """Validate ``raw``; :class:`ConfigError` names the first bad field (never its value)."""
+        """Validate ``raw``; :class:`ConfigError` names the first bad field (never a secret's value)."""
         if not isinstance(raw, dict):
             raise ConfigError(f"config must be a JSON object, not {type(raw).__name__}")
-        errors = sorted(jsonschema.Draft7Validator(load_spec()).iter_errors(raw), key=lambda e: list(map(str, e.path)))
-        if errors:
-            e = errors[0]
-            where = ".".join(map(str, e.path)) or "(top level)"
-            why = e.message if e.validator in ("required", "additionalProperties") else f"fails '{e.validator}' {e.validator_value!r}"
-            raise ConfigError(f"config field {where!r}: {why}")
+        check_against(load_spec(), raw)
         if ("root_url" in raw) == ("bucket_name" in raw):
             raise ConfigError("config: give exactly one of 'root_url' or 'bucket_name'")
         if ("access_key_id" in raw) != ("secret_access_key" in raw):

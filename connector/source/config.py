@@ -11,14 +11,12 @@ from importlib.resources import files
 from typing import Any
 
 import fsspec
-import jsonschema
 
+from connector.config import check_against
 from connector.errors import ConfigError
 
 #: Where Airbyte's platform puts the external ID for role_arn; used when the config gives none.
 EXTERNAL_ID_ENV = "AWS_ASSUME_ROLE_EXTERNAL_ID"
-#: Config fields whose values must never appear in messages.
-SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 
 
 @cache
@@ -107,10 +105,7 @@ class SourceConfig:
         """Validate ``raw`` against the spec; :class:`ConfigError` names the first bad field."""
         if not isinstance(raw, dict):
             raise ConfigError(f"config must be a JSON object, not {type(raw).__name__}")
-        validator = jsonschema.Draft7Validator(load_spec(), format_checker=jsonschema.FormatChecker())
-        errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.path), list(map(str, e.path))))
-        if errors:
-            raise ConfigError(_describe(errors[0]))
+        check_against(load_spec(), raw, formats=True)
         has_root, has_bucket = "root_url" in raw, "bucket_name" in raw
         if has_root == has_bucket:
             raise ConfigError("config: give exactly one of 'root_url' or 'bucket_name'")
@@ -257,18 +252,6 @@ def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:
     """One s3fs-level attempt per call (see ``_s3_options``); other filesystems are left alone."""
     if is_s3fs(fs):
         fs.retries = 1  # an instance attribute (s3fs reads self.retries), not a constructor option
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in error.path)
-    if not path and error.validator == "additionalProperties":
-        return f"config: {error.message}"
-    if error.validator == "required":
-        return f"config{' field ' + repr(path) if path else ''}: {error.message}"
-    if any(str(p) in SECRET_FIELDS for p in error.path):
-        # jsonschema messages quote the offending value; a secret must not be echoed back.
-        return f"config field {path!r}: invalid value ({error.validator} check failed)"
-    return f"config field {path!r}: {error.message}"
 
 
 def _parse_time(value: str, name: str) -> datetime:
