@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from connector.config import check_against, load_json_file
+from connector.config import check_against, load_json_file, secret_fields
 from connector.destination.config import DestinationConfig
 from connector.destination.config import load_spec as destination_spec
 from connector.errors import ConfigError
@@ -82,3 +82,10 @@ def test_both_configs_describe_errors_alike():
             parse(raw)
         messages.append(str(info.value))
     assert messages[0] == messages[1] == "config field 'retry_count': 'many' is not of type 'integer'"
+
+
+def test_every_secret_the_spec_marks_is_kept_out_of_messages():
+    assert {"access_key_id", "secret_access_key", "session_token"} <= secret_fields(source_spec())
+    with pytest.raises(ConfigError) as info:
+        check_against(source_spec(), {"root_url": "x", "session_token": ["x", SECRET]})
+    assert "'session_token'" in str(info.value) and SECRET not in str(info.value)
