@@ -69,7 +69,7 @@ def _header(head: bytes, options: FormatOptions, sep: str, final: bool) -> tuple
             raise ValueError(f"line {index + 1}: unreadable header (a quoted name is never closed)")
         return None
     if options.csv.has_header:
-        return _unique([name or f"column_{i + 1}" for i, name in enumerate(fields)]), index + span
+        return unique_names([name or f"column_{i + 1}" for i, name in enumerate(fields)]), index + span
     return [f"column_{i + 1}" for i in range(len(fields))], index
 
 
@@ -89,7 +89,7 @@ def _first_record(lines: list[str], sep: str, quote: str, index: int) -> tuple[l
         raise ValueError(f"line {index + 1}: unreadable header ({exc})") from None
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
     """Header names made unique (``a, a`` -> ``a, a_2``): a record cannot hold one key twice."""
     seen: set[str] = set()
     out = []

@@ -27,7 +27,7 @@ import python_calamine
 
 from connector.errors import ConfigError
 from connector.source.formats import FileStats, FormatOptions, data_errors, open_raw, slices
-from connector.source.formats.csv import _unique
+from connector.source.formats.csv import unique_names
 from connector.source.listing import FileRef
 
 #: Bytes fetched per request while downloading a workbook.
@@ -70,7 +70,7 @@ def _header(rows: list[list[Any]]) -> list[str]:
     names = [] if not rows else [_text(v) if not _empty(v) else "" for v in rows[0]]
     width = max((len(r) for r in rows), default=0)
     names += [""] * (width - len(names))
-    return _unique([name or f"column_{i + 1}" for i, name in enumerate(names)])
+    return unique_names([name or f"column_{i + 1}" for i, name in enumerate(names)])
 
 
 def column_type(values: list[Any]) -> pa.DataType:
