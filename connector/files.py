@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
+
+#: What :func:`temp_name` makes of a name: ``.<name>.<12 hex digits>.partial``.
+_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.partial$")
 
 
 def temp_name(path: str) -> str:
@@ -19,6 +23,12 @@ def temp_name(path: str) -> str:
     parent, _, base = path.rpartition("/")
     hidden = f".{base}.{uuid.uuid4().hex[:12]}.partial"
     return f"{parent}/{hidden}" if parent else hidden
+
+
+def is_temp_name(base: str) -> bool:
+    """True if ``base`` (a file name, no folder) is one :func:`temp_name` makes: a write that a
+    killed process never finished renaming."""
+    return _TEMP.match(base) is not None
 
 
 def fsync_folder(folder: str) -> None:

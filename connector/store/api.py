@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
-from connector.files import replace_durably, write_atomically
+from connector.files import is_temp_name, replace_durably, write_atomically
 from connector.store import columns, records
 from connector.store.catalog import Catalog, process_alive
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
@@ -191,15 +191,18 @@ class Store(HistoryMixin, MaintenanceMixin):
         else:
             self.fs.put_file(local_file, path)
 
-    def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False) -> list[str]:
-        """Container objects (and with ``checkpoints``, checkpoint files) of one key space."""
+    def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False,
+                           temporaries: bool = False) -> list[str]:
+        """Container objects (and with ``checkpoints``, checkpoint files; with ``temporaries``,
+        unfinished atomic writes, see :func:`connector.files.temp_name`) of one key space."""
         try:
             paths = self.fs.ls(self.layout.ranges_dir(dataset, epoch), detail=False, refresh=True)
         except FileNotFoundError:
             return []
         layout = self.layout
         return sorted(p for p in paths if layout.parse_range(p.rsplit("/", 1)[-1])
-                      or (checkpoints and layout.parse_checkpoint(p.rsplit("/", 1)[-1]) is not None))
+                      or (checkpoints and layout.parse_checkpoint(p.rsplit("/", 1)[-1]) is not None)
+                      or (temporaries and is_temp_name(p.rsplit("/", 1)[-1])))
 
     def _epochs(self, dataset: str) -> list[int]:
         """Key spaces with a folder in storage (0 when ``dataranges/`` holds containers)."""

@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from connector.des import DesWriter
 from connector.des.cache import invalidate
+from connector.files import is_temp_name
 from connector.records import object_lines
 from connector.store.columns import ColumnsBuilder, Constant
 from connector.store.errors import DatasetFrozen, StoreError
@@ -431,7 +432,12 @@ class DatasetWriter:
         object of a later session is left alone (this one may have stalled and been taken over)."""
         store, layout = self.store, self.store.layout
         known = {layout.absolute(self.dataset, r["path"]) for r in store.catalog.dataranges(self.dataset)}
-        objects = store.list_range_objects(self.dataset, self.epoch, checkpoints=True)
+        objects = store.list_range_objects(self.dataset, self.epoch, checkpoints=True, temporaries=True)
+        for path in [p for p in objects if is_temp_name(p.rsplit("/", 1)[-1])]:
+            # An atomic write a killed session never renamed: every writer and maintenance step of
+            # the dataset holds this lock, so no live process is writing it.
+            remove_best_effort(store.fs, path)
+            objects.remove(path)
         for path in objects:
             base = path.rsplit("/", 1)[-1]
             if layout.tag_of(base) > self._lock.tag:

@@ -461,3 +461,22 @@ def test_des_sync_files_mode_repacking_a_changed_file_then_aggregate(tmp_path):
         reader = s._reader(merged[0])
         assert len(merged) == 1 and reader.names() == [f"docs/a.csv@{0:020d}", "docs/a.csv"]
         assert reader.read("docs/a.csv") == b"id\n1\n2\n"
+
+
+def test_a_killed_writers_unfinished_atomic_write_is_removed_by_the_next_writer(tmp_path):
+    """SIGKILL between writing a checkpoint's temporary and renaming it leaves the temporary; the
+    next writer of the dataset (under the lock, so no live process owns it) removes it."""
+    from connector.files import temp_name
+
+    with Store(str(tmp_path / "store")) as store:
+        store.write_records("d", [pa.table({"id": [1, 2, 3]})])
+        folder = store.layout.ranges_dir("d")
+        leftover = temp_name(f"{folder}/checkpoint-{3:020d}.{'0' * 16}.json")
+        with open(leftover, "wb") as f:
+            f.write(b'{"half": ')
+        unrelated = f"{folder}/.notes.partial"  # not a name temp_name makes: left alone
+        with open(unrelated, "wb") as f:
+            f.write(b"x")
+        store.write_records("d", [pa.table({"id": [4]})])
+        assert not os.path.exists(leftover) and os.path.exists(unrelated)
+        assert store.to_table("d").column("id").to_pylist() == [1, 2, 3, 4]
