@@ -27,7 +27,7 @@ from connector.source.config import SourceConfig
 from connector.source.errors import BadDataError
 from connector.source.formats.json import _chunks
 from connector.source.listing import FileRef
-from connector.source.records import record_lines
+from connector.records import record_lines
 from connector.source.state import StreamState, parse_input_state
 from tests.reliability.fuzzing import CASES, FUZZ, Counter, hang_guard, json_objects, json_values
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 
 from connector.source import FileBatch, Source
-from connector.source.records import record_lines
+from connector.records import record_lines
 from tests.source.helpers import put, s3_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -230,7 +230,7 @@ def test_map_columns_are_json_objects_also_nested():
     """records.py: a map (Avro map, Parquet map) is a JSON object, not a list of [key, value]."""
     import orjson
 
-    from connector.source.records import record_lines
+    from connector.records import record_lines
 
     m = pa.map_(pa.string(), pa.int64())
     batch = pa.RecordBatch.from_arrays([

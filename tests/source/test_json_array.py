@@ -14,7 +14,7 @@ from connector.source import Source
 from connector.source.errors import BadDataError
 from connector.source.formats.json import _array_items
 from connector.source.listing import FileRef
-from connector.source.records import record_lines
+from connector.records import record_lines
 from tests.source.helpers import drain, put, s3_config
 
 REF = FileRef(path="b/x.json", key="x.json", url="memory://b/x.json", size=0, last_modified=None,

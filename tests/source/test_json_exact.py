@@ -13,7 +13,7 @@ import pytest
 
 from connector.source import FileBatch, Source
 from connector.source.errors import BadDataError
-from connector.source.records import record_lines
+from connector.records import record_lines
 from tests.source.helpers import write_local
 
 CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
@@ -197,7 +197,7 @@ def test_lines_longer_than_a_mebibyte_are_read_in_bounded_memory(tmp_path):
     code = f"""
 import resource, sys
 from connector.source import FileBatch, Source
-from connector.source.records import record_lines
+from connector.records import record_lines
 src = Source({{"root_url": {str(tmp_path)!r}}})
 assert list(src.discover()[0]["json_schema"]["properties"])[:3] == ["id", "text", "n"]
 rows = 0

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.source.read import FILE_COLUMNS
-from connector.source.records import object_lines, record_lines
+from connector.records import object_lines, record_lines
 
 
 def decode(data: bytes) -> list[dict]:
@@ -118,7 +118,7 @@ def test_reading_and_encoding_never_imports_pandas(tmp_path):
     code = f"""
 import sys
 from connector.source import Source
-from connector.source.records import record_lines
+from connector.records import record_lines
 source = Source({{"root_url": "file://{tmp_path}", "file_format": "auto"}})
 for stream in source.streams():
     for event in source.read(stream):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from connector.source import FileBatch, Source
 from connector.source.read import FILE_COLUMNS
-from connector.source.records import record_lines
+from connector.records import record_lines
 
 _TRUE, _FALSE = {"true", "t", "yes", "y"}, {"false", "f", "no", "n"}
 

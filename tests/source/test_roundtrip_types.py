@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from connector.source import FileBatch, Source
 from connector.source.formats.json import _ISO_TIME
 from connector.source.read import FILE_COLUMNS
-from connector.source.records import record_lines
+from connector.records import record_lines
 
 # Draft 7's "time" is RFC 3339's full-time, which needs an offset; an Arrow time is a time of day
 # without one (Airbyte's time_without_timezone), checked by TIME below instead.
@@ -420,7 +420,7 @@ def test_parquet_files_that_disagree_on_a_type_emit_what_the_merged_schema_decla
 
 def test_nested_values_encode_alike_in_any_slice():
     """Batches are slices of larger ones: a nested value's text must not depend on where it sits."""
-    from connector.source.records import json_texts
+    from connector.records import json_texts
 
     column = pa.array([{"m": [("a", 1)], "d": Decimal("1.5"), "f": [1, 2]}, None,
                        {"m": None, "d": None, "f": None}, {"m": [("b", None), ("b", 2)], "d": Decimal("-2"), "f": [3, None]}],
