@@ -186,7 +186,7 @@ class _Duplicate(Exception):
         self.key = key
 
 
-def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
@@ -197,7 +197,7 @@ def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
 def duplicate_key(data: bytes) -> str | None:
     """The first key that some object of the JSON ``data`` holds twice, or None."""
     try:
-        json.loads(data, object_pairs_hook=_refuse_duplicates)
+        json.loads(data, object_pairs_hook=_object_without_duplicates)
     except _Duplicate as dup:
         return dup.key
     return None
