@@ -15,7 +15,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fsspec
@@ -111,17 +111,19 @@ def schema_of(rows: list[Any]) -> pa.Schema:
     return pa.schema([pa.field(k, _no_null(t)) for k, t in fields.items()])
 
 
+def _map_leaves(t: pa.DataType, leaf: Callable[[pa.DataType], pa.DataType]) -> pa.DataType:
+    """``t`` with ``leaf`` applied to every type inside it that is not a struct or a list."""
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _map_leaves(f.type, leaf)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(_map_leaves(t.value_type, leaf))
+    return leaf(t)
+
+
 def _no_null(t: pa.DataType) -> pa.DataType:
     # A column only ever null in the sample is declared string, the type Arrow can read anything as.
-    if pa.types.is_null(t):
-        return pa.string()
-    if t == _WIDE_INT:
-        return pa.int64()
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _no_null(f.type)) for f in t])
-    if pa.types.is_list(t):
-        return pa.list_(_no_null(t.value_type))
-    return t
+    return _map_leaves(t, lambda leaf: pa.string() if pa.types.is_null(leaf) else
+                       pa.int64() if leaf == _WIDE_INT else leaf)
 
 
 # An array item may not grow past this while we wait for its end: a missing bracket or quote would
@@ -389,13 +391,7 @@ def _has_timestamp(t: pa.DataType) -> bool:
 
 def _untimed(t: pa.DataType) -> pa.DataType:
     """``t`` with string in place of every timestamp."""
-    if pa.types.is_timestamp(t):
-        return pa.string()
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _untimed(f.type)) for f in t])
-    if pa.types.is_list(t):
-        return pa.list_(_untimed(t.value_type))
-    return t
+    return _map_leaves(t, lambda leaf: pa.string() if pa.types.is_timestamp(leaf) else leaf)
 
 
 def _timestamps_parsed(array: pa.Array, target: pa.DataType) -> pa.Array:
