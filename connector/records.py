@@ -248,7 +248,7 @@ def _lines(batch: pa.RecordBatch | pa.Table, head: str, tail: str, constant: Col
         elif piece:
             parts.append(piece)
     if len(parts) == 1:  # no per-row text (no column, e.g. rows of {}, or only constant ones)
-        line = parts[0].encode()  # type: ignore[union-attr]
+        line = parts[0].encode()
         return line * n, np.arange(n + 1, dtype=np.int64) * len(line)
     lines = pc.binary_join_element_wise(*(string_scalar(p) if isinstance(p, str) else p for p in parts), _EMPTY)
     if isinstance(lines, pa.ChunkedArray):

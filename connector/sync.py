@@ -24,7 +24,7 @@ from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.files import write_atomically
-from connector.source import FileBatch, FileDone, Source
+from connector.source import FileBatch, FileDone, FileRef, Source
 from connector.source.config import is_s3fs
 from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
@@ -235,7 +235,8 @@ class Sync:
         start = 0
         while start < len(refs):
             # Fetch a batch, max_threads GETs at a time (fsspec gathers them), then write in order.
-            batch, size = [], 0
+            batch: list[FileRef] = []
+            size = 0
             while start + len(batch) < len(refs) and len(batch) < FETCH_BATCH_FILES and size < FETCH_BATCH_BYTES:
                 ref = refs[start + len(batch)]
                 batch.append(ref)
@@ -295,7 +296,7 @@ class Sync:
         except FileNotFoundError as exc:
             check_vanished(self.source.fs, ref, exc)
             return None
-        except Exception as exc:  # noqa: BLE001 - reported with the object's name
+        except Exception as exc:  # reported with the object's name
             raise ConnectorError(f"cannot read {ref.url} after {self.source.config.retry_count} retries: "
                                  f"{type(exc).__name__}: {_one_line(exc)}") from exc
 

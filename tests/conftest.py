@@ -22,6 +22,9 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
+# The request-counting S3 proxy fixture (s3_proxy), for any test that takes it as an argument.
+pytest_plugins = ["tests.support.s3proxy"]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from cases.batch_read import case_batch_read
 from cases.destination import case_destination

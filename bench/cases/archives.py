@@ -30,7 +30,7 @@ def clear_des_cache() -> None:
             if hasattr(DEFAULT_CACHE, attr):
                 getattr(DEFAULT_CACHE, attr)()
         if not hasattr(DEFAULT_CACHE, "clear"):
-            DEFAULT_CACHE._entries.clear()  # noqa: SLF001
+            DEFAULT_CACHE._entries.clear()  # private: the cache has no clear() in this version
     except Exception:  # noqa: BLE001
         pass
     try:

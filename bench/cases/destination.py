@@ -21,7 +21,7 @@ def _records_file(ctx: Ctx) -> Path:
     tmp = path.with_suffix(".tmp")
     emitted = 1_700_000_000_000
     with open(tmp, "wb") as out:
-        for key, src in sorted(datagen.row_files(ctx.data, ctx.args.rows, ctx.args.seed)["jsonl"].items()):
+        for _key, src in sorted(datagen.row_files(ctx.data, ctx.args.rows, ctx.args.seed)["jsonl"].items()):
             with open(src, "rb") as f:
                 for line in f:
                     out.write(b'{"type":"RECORD","record":{"stream":"rows","data":' + line.rstrip(b"\n")

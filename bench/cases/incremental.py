@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import datagen
 from core import Ctx, add_without_startup, configured_catalog, log, ratio

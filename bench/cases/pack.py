@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from cases.archives import get_objects
 from core import BUCKET, DES, REPO, WORK, Ctx, log, our_destination_config, ratio, reset_catalog

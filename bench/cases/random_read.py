@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import datagen
 from cases.archives import archive_fs, clear_des_cache, des_fs, des_reader, upload_archives

@@ -98,7 +98,8 @@ def _plan(sources: list[str], output: str,
     from connector.errors import MemberNameError
 
     out_fs, out_path = fsspec.core.url_to_fs(output)
-    items, seen = [], {}
+    items: list[tuple[str, str, fsspec.AbstractFileSystem]] = []
+    seen: dict[str, str] = {}  # member name -> the path it comes from
     for source in sources:
         for name, path, fs in _walk(source):
             if type(fs) is type(out_fs) and path == out_path:

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connector.store import Store
 
 
 #: Commands that only look: they open the store read-only and create nothing (no root, no catalog).
@@ -210,7 +213,7 @@ def _log(store, args):
              "details": {k: v for k, v in e.items() if k not in ("time", "op", "id", "pid")}} for e in entries]
 
 
-def _verify(store, args):
+def _verify(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     checked: dict[str, Any] = {}
     bad = store.verify(args.name, checked)
     return ({"dataset": args.name, "ok": not bad, "checked": checked, "mismatches": bad}, 1 if bad else 0)

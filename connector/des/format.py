@@ -234,7 +234,7 @@ def _python_loads(raw: bytes, container: str, name: str) -> object:
         raise DesFormatError(f"{container}: member {name!r} has invalid META JSON ({exc})") from None
 
 
-def duplicate_names(members: "list[MemberInfo] | tuple[MemberInfo, ...]") -> dict[str, int]:
+def duplicate_names(members: list[MemberInfo] | tuple[MemberInfo, ...]) -> dict[str, int]:
     """Names held by more than one INDEX entry, with how many entries hold each."""
     counts: dict[str, int] = {}
     for m in members:

@@ -25,7 +25,7 @@ from fsspec.utils import tokenize
 
 from connector.des.cache import DEFAULT_CACHE, IndexCache
 from connector.des.file import DesMemberFile
-from connector.des.fswrite import WriteSession, write_one_member
+from connector.des.fswrite import MemberOptions, WriteSession, write_one_member
 from connector.des.reader import DEFAULT_TAIL_SIZE, DesReader
 from connector.des.target import url_of
 from connector.des.writer import DEFAULT_BIG_FILE_THRESHOLD
@@ -83,7 +83,7 @@ class DesFileSystem(AbstractArchiveFileSystem):
             raise ValueError(f"des:// mode must be 'r' or 'w', not {mode!r}")
         self.mode = mode
         self._tail_size, self._cached = tail_size, index_cache is not None
-        self._write_options = {"compression": compression, "big_file_threshold": big_file_threshold}
+        self._write_options = MemberOptions(compression=compression, big_file_threshold=big_file_threshold)
         self._reader: DesReader | None = None
         self._missing: FileNotFoundError | None = None
         self._session: WriteSession | None = None
@@ -340,7 +340,7 @@ class DesFileSystem(AbstractArchiveFileSystem):
                     out[name] = missing
         try:
             out.update(self.reader.read_many(names))
-        except Exception:  # noqa: BLE001 - fsspec's on_error contract
+        except Exception:  # fsspec's on_error contract
             if on_error == "raise":
                 raise
             # One bad member fails the batch: read one by one so the good ones still come back.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import tempfile
 import threading
-from typing import Any
+from typing import Any, TypedDict
 
 import fsspec
 
@@ -86,13 +86,21 @@ class MemberWriter(io.BufferedIOBase):
             self.discard()
 
 
+class MemberOptions(TypedDict):
+    """How members written through des:// are stored (:class:`DesWriter`'s arguments of the same names)."""
+
+    compression: str | None
+    big_file_threshold: int | None
+
+
 class WriteSession:
     """Members added to one :class:`DesWriter`, committed by :meth:`commit`."""
 
     def __init__(self, target: fsspec.AbstractFileSystem, path: str, *, compression: str | None,
                  big_file_threshold: int | None, overwrite: bool) -> None:
         self.target, self.path = target, path
-        self._options = {"compression": compression, "big_file_threshold": big_file_threshold, "overwrite": overwrite}
+        self._options = MemberOptions(compression=compression, big_file_threshold=big_file_threshold)
+        self._overwrite = overwrite
         self._writer: DesWriter | None = None
         self._lock = threading.Lock()
         self._open = 0
@@ -100,7 +108,7 @@ class WriteSession:
 
     def _writer_now(self) -> DesWriter:
         if self._writer is None:
-            self._writer = DesWriter(self.path, fs=self.target, **self._options)
+            self._writer = DesWriter(self.path, fs=self.target, overwrite=self._overwrite, **self._options)
         return self._writer
 
     def open_member(self, name: str) -> MemberWriter:

@@ -16,7 +16,7 @@ import os
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar, overload
 
 import fsspec
 
@@ -111,7 +111,7 @@ class DesReader:
                 self.url = getattr(source, "name", None) or "<file>"
                 self._size = source.seek(0, os.SEEK_END)
         else:
-            self.fs, self.path = resolve(source, fs, storage_options)  # type: ignore[arg-type]
+            self.fs, self.path = resolve(source, fs, storage_options)
             self.url = url_of(self.fs, self.path)
         if self.fs is not None and self.path is not None:
             self._blob = blob_for(self.fs, self.path, self.url)
@@ -151,7 +151,7 @@ class DesReader:
         return len(self._index.members)
 
     def __contains__(self, name: object) -> bool:
-        entry = self._index.by_name.get(name)  # type: ignore[arg-type]
+        entry = self._index.by_name.get(name) if isinstance(name, str) else None
         return entry is not None and not entry.deleted
 
     def __iter__(self):
@@ -601,7 +601,14 @@ class DesReader:
             f = self.footer
             self._meta_region = self._read_range(f.meta_start, f.meta_start + f.meta_length)
 
+    @overload
+    def _meta_of(self, entry: MemberInfo, fetch: Literal[True]) -> dict[str, Any]: ...
+
+    @overload
+    def _meta_of(self, entry: MemberInfo, fetch: bool) -> dict[str, Any] | None: ...
+
     def _meta_of(self, entry: MemberInfo, fetch: bool) -> dict[str, Any] | None:
+        """The member's META; None when it is not in memory and ``fetch`` is false."""
         if self._meta_region is not None:
             lo = entry.meta_offset - self.footer.meta_start
             raw = self._meta_region[lo : lo + entry.meta_length]

@@ -196,6 +196,7 @@ class DesWriter:
                 raise TypeError(f"{self.url}: add_many names as an array must be bytes (dtype 'S'), not {names.dtype}")
             if check_names:
                 names = [n.decode("utf-8") for n in names.tolist()]
+        encoded: Sequence[bytes] | np.ndarray
         if isinstance(names, np.ndarray):
             encoded = names
         else:
@@ -273,7 +274,7 @@ class DesWriter:
                 at = self._data_crc_at
                 self._meta.getbuffer()[at:at + len(DATA_CRC_PLACEHOLDER)] = b"%08x" % self._data_crc
             if self._first_meta is not None:
-                self._merge_first_meta()
+                self._merge_first_meta(self._first_meta)
             self._write(self._meta.getbuffer())
             index_start = self._pos
             index = _pack_index(self._members, meta_start)
@@ -295,14 +296,14 @@ class DesWriter:
         self._check_open()
         self._first_meta = dict(extra)
 
-    def _merge_first_meta(self) -> None:
-        """Rewrite member 0's META with ``_first_meta`` and shift the META of every later member."""
+    def _merge_first_meta(self, extra: dict[str, Any]) -> None:
+        """Rewrite member 0's META with ``extra`` merged in and shift the META of every later member."""
         if not self._members:
             raise ValueError(f"{self.url}: set_first_meta on a container without members")
         first = self._members[0]
         old_length = int(first.meta_lengths[0]) if isinstance(first, _Run) else first.meta_length
         buf = self._meta.getvalue()
-        raw = dumps_meta({**orjson.loads(buf[:old_length]), **self._first_meta})
+        raw = dumps_meta({**orjson.loads(buf[:old_length]), **extra})
         if len(raw) > MAX_META_BYTES:
             raise ValueError(f"{self.url}: META of the first member is {len(raw)} bytes, the limit is {MAX_META_BYTES}")
         shift = len(raw) - old_length

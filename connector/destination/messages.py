@@ -44,7 +44,7 @@ class Record(msgspec.Struct):
 
     stream: str
     data: msgspec.Raw
-    namespace: Optional[str] = None  # noqa: UP007 - msgspec needs the runtime type
+    namespace: Optional[str] = None  # noqa: UP045 - msgspec needs the runtime type
     emitted_at: Union[int, float, None] = None  # noqa: UP007 - milliseconds since the epoch (an integer by the protocol)
     # AirbyteRecordMessageMeta (``changes``) as bytes; empty when absent (msgspec takes no Raw in a union).
     meta: msgspec.Raw = NO_META
@@ -54,7 +54,7 @@ class Message(msgspec.Struct):
     """One stdin message: only what the destination acts on is decoded."""
 
     type: str
-    record: Optional[Record] = None  # noqa: UP007
+    record: Optional[Record] = None  # noqa: UP045
 
 
 #: One line -> :class:`Message`; raises one of ``DECODE_ERRORS`` for anything else (then see :func:`classify`).
@@ -120,7 +120,7 @@ def blocks(source: IO[bytes] | Iterable[bytes], *,
     fileno = _fileno(source)
     if fileno is None:
         batch: list[bytes] = []
-        for line in source:  # type: ignore[union-attr]
+        for line in source:
             batch.append(line[:-1] if line.endswith(b"\n") else line)
             if len(batch) >= 4096:
                 yield batch
@@ -215,7 +215,7 @@ def first_duplicate(msgs: list[Message | None]) -> tuple[int, str] | None:
 
 class _Descriptor(msgspec.Struct):
     name: str
-    namespace: Optional[str] = None  # noqa: UP007
+    namespace: Optional[str] = None  # noqa: UP045
 
 
 class _StreamState(msgspec.Struct):
@@ -225,8 +225,8 @@ class _StreamState(msgspec.Struct):
 class _State(msgspec.Struct):
     """The part of ``state`` that says what it covers; everything else is skipped, not decoded."""
 
-    type: Optional[str] = None  # noqa: UP007 - a state without type is LEGACY
-    stream: Optional[_StreamState] = None  # noqa: UP007
+    type: Optional[str] = None  # noqa: UP045 - a state without type is LEGACY
+    stream: Optional[_StreamState] = None  # noqa: UP045
 
 
 _decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode

@@ -31,13 +31,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Union
+from typing import IO, Any, Union, cast
 
 import msgspec
 import orjson
 
 from connector.destination.config import DestinationConfig, StreamPlan
-from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, blocks, classify,
+from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
                                             decode_line, first_duplicate, has_meta, state_scope, tables_cleanly,
                                             valid_utf8, with_destination_count)
 from connector.errors import ConnectorError
@@ -149,10 +149,10 @@ class _StreamSink:
         if len(self._pending) >= self.chunk:
             self.feed()
 
-    def extend(self, datas: list[bytes], msgs: list[Message]) -> None:
+    def extend(self, datas: list[bytes], records: list[Record]) -> None:
         """Take a block of this stream's RECORDs at once (only while :attr:`plain`), none with a meta."""
         self._pending.extend(datas)
-        self._pending_at.extend(map(_EMITTED_AT, map(_RECORD, msgs)))
+        self._pending_at.extend(map(_EMITTED_AT, records))
         self._pending_meta.extend([NO_META] * len(datas))
         if len(self._pending) >= self.chunk:
             self.feed()
@@ -299,7 +299,6 @@ def _airbyte_meta(raw: msgspec.Raw, sync_id: int | None) -> dict[str, Any]:
     return {**meta, "sync_id": sync_id, "changes": meta.get("changes", [])}
 
 
-_RECORD = operator.attrgetter("record")
 _EMITTED_AT = operator.attrgetter("emitted_at")
 _decode_extra = msgspec.json.Decoder(tuple[Union[int, float, None], msgspec.Raw]).decode  # noqa: UP007
 
@@ -325,14 +324,22 @@ def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, st
     return streams
 
 
-def _same_stream_records(msgs: list[Message | None], stream: str | None, namespace: str | None) -> bool:
-    """True if every message is a RECORD of ``(stream, namespace)`` (checked with whole-list passes)."""
+def _same_stream_records(msgs: list[Message | None], stream: str | None,
+                         namespace: str | None) -> list[Record] | None:
+    """The records of ``msgs`` if every message is a RECORD of ``(stream, namespace)``, else None
+    (checked with whole-list passes)."""
     if not msgs or None in msgs:
-        return False
-    records = [m.record for m in msgs]
-    if None in records or {m.type for m in msgs} != {"RECORD"}:
-        return False
-    return {r.stream for r in records} == {stream} and {r.namespace for r in records} == {namespace}
+        return None
+    present = cast("list[Message]", msgs)  # no None: checked above
+    if {m.type for m in present} != {"RECORD"}:
+        return None
+    found = [m.record for m in present]
+    if None in found:
+        return None
+    records = cast("list[Record]", found)  # no None: checked above
+    if {r.stream for r in records} == {stream} and {r.namespace for r in records} == {namespace}:
+        return records
+    return None
 
 
 def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], InputError | None]:
@@ -431,7 +438,7 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     lineno = 0
     try:
         # An overwrite replaces the data even when its stream sends no record at all.
-        for (namespace, name), entry in configured.items():
+        for namespace, name in configured:
             if plans[(namespace, name)].truncate:
                 sink_for(namespace, name, 0)
         for block in blocks(source, idle=idle):
@@ -455,12 +462,14 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                 plain = sink.plain
                 pending, pending_at, pending_meta = sink.pending_lists()
             base = lineno
-            if plain and error is None and not metas and _same_stream_records(msgs, last_stream, last_ns):
+            records = (_same_stream_records(msgs, last_stream, last_ns)
+                       if sink is not None and plain and error is None and not metas else None)
+            if sink is not None and records is not None:
                 # The common block: only RECORDs of the current stream. Whole-block passes in C.
-                datas = ([compact(m.record.data, indent=-1) for m in msgs] if loose
-                         else [bytes(m.record.data) for m in msgs])
+                datas = ([compact(r.data, indent=-1) for r in records] if loose
+                         else [bytes(r.data) for r in records])
                 if not any(d[0] != 123 for d in datas):  # every data is an object (b"{")
-                    sink.extend(datas, msgs)
+                    sink.extend(datas, records)
                     msgs = []  # all taken: only the end-of-block work (held states, flush timer) is left
             for i, msg in enumerate(msgs):
                 if msg is None:
@@ -468,9 +477,10 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
                 if msg.type == "RECORD":
                     # The hot path: no Python objects for the data, only its bytes.
                     rec = msg.record
-                    if rec is None or rec.stream != last_stream or rec.namespace != last_ns or sink is None:
-                        if rec is None:
-                            classify(block[i], base + i + 1)  # raises the precise InputError
+                    if rec is None:
+                        classify(block[i], base + i + 1)  # raises the precise InputError
+                        raise InputError(f"stdin line {base + i + 1}: RECORD without a record")  # classify raised
+                    if rec.stream != last_stream or rec.namespace != last_ns or sink is None:
                         last_stream, last_ns = rec.stream, rec.namespace
                         sink = sink_for(rec.namespace, rec.stream, base + i + 1)
                         plain = sink.plain

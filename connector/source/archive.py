@@ -107,7 +107,7 @@ class _Member(io.RawIOBase):
     def seekable(self) -> bool:
         return self._member.seekable()
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         try:
             data = self._member.read(len(buffer))
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # bad CRC, truncated or bad deflate data

@@ -185,7 +185,7 @@ class _Job:
             self.put(("vanished", exc))
         except FileChangedError as exc:
             self.put(("changed", exc))
-        except BaseException as exc:  # handed to the consumer thread, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
             self.put(("error", exc))
 
 
@@ -197,7 +197,7 @@ def _listed_now(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExceptio
         entries = fs.ls(parent, detail=True)
     except FileNotFoundError:
         return None  # its folder is gone too
-    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+    except Exception as exc:  # reported with the file's name
         raise SourceError(f"{ref.key}: could not be opened as listed ({error}) and listing its folder again "
                           f"failed: {_short(exc)}") from exc
     return next((e for e in entries if e.get("name", "").rstrip("/") == ref.path.rstrip("/")), None)

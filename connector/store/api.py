@@ -557,9 +557,9 @@ class Store(HistoryMixin, MaintenanceMixin):
                 raise RangeError(f"dataset {dataset!r} version {version} has no datapoint {key}")
             d = found[0]
         if d.kind == "records":
-            found = records.record_at(self.fs, self.fs._strip_protocol(d.url), d.size, key - d.first, record_name(key))
-            if found is not None:
-                return found
+            line = records.record_at(self.fs, self.fs._strip_protocol(d.url), d.size, key - d.first, record_name(key))
+            if line is not None:
+                return line
             return self._reader(d).read(record_name(key))
         reader = self._reader(d)
         return reader.read(reader.names()[key - d.first])

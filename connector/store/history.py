@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from connector.store import versions as vers
 from connector.store.errors import DatasetFrozen, RangeError, VersionError
@@ -17,9 +18,33 @@ from connector.store.model import Datarange, Version
 from connector.store.objects import remove_quietly
 from connector.store.versions import OVERWRITE_VERSION_PREFIX
 
+if TYPE_CHECKING:
+    import fsspec
+
+    from connector.store.api import Operation
+    from connector.store.catalog import Catalog
+    from connector.store.layout import Layout
+    from connector.store.model import Dataset
+
 
 class HistoryMixin:
     """Versions, chunks and key spaces (needs the Store's catalog, layout, fs and dataset API)."""
+
+    if TYPE_CHECKING:  # what the mixin uses of the Store (mypy checks the Store's definitions against these)
+        fs: fsspec.AbstractFileSystem
+        layout: Layout
+        catalog: Catalog
+
+        def url(self, path: str) -> str: ...
+        def get_dataset(self, name: str) -> Dataset: ...
+        def dataranges(self, dataset: str) -> list[Datarange]: ...
+        def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False,
+                               temporaries: bool = False) -> list[str]: ...
+        def checkpoint_files(self, objects: list[str], next_key: int) -> list[str]: ...
+        def operation(self, name: str, op: str, **details: Any) -> AbstractContextManager[Operation]: ...
+        def _datarange(self, row: Any) -> Datarange: ...
+        def _save_metadata(self, name: str) -> None: ...
+        def _write_json(self, path: str, value: Any) -> None: ...
 
     # -- versions --------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
@@ -19,11 +20,48 @@ from connector.store.model import STATUSES, Datarange
 from connector.store.objects import remove_quietly, sha256_of
 from connector.store.names import record_name, record_names
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import fsspec
+
+    from connector.store.api import Operation
+    from connector.store.catalog import Catalog
+    from connector.store.model import Dataset, Version
+
 RESTORE_ATTEMPTS = 3  # storage re-read this often when writers commit while restore reads it
 
 
 class MaintenanceMixin:
     """aggregate, gc, verify, restore (needs the Store's catalog, layout, fs and dataset API)."""
+
+    if TYPE_CHECKING:  # what the mixin uses of the Store (mypy checks the Store's definitions against these)
+        fs: fsspec.AbstractFileSystem
+        root: str
+        layout: Layout
+        catalog: Catalog
+
+        def get_dataset(self, name: str) -> Dataset: ...
+        def list_datasets(self, status: str | None = None, tags: Iterable[str] | None = None,
+                          limit: int = 100, offset: int = 0) -> list[Dataset]: ...
+        def dataranges(self, dataset: str) -> list[Datarange]: ...
+        def datarange_for(self, dataset: str, key: int) -> Datarange: ...
+        def checkpoint(self, dataset: str) -> Any: ...
+        def list_versions(self, dataset: str) -> list[Version]: ...
+        def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False,
+                               temporaries: bool = False) -> list[str]: ...
+        def operation(self, name: str, op: str, **details: Any) -> AbstractContextManager[Operation]: ...
+        def log(self, name: str, op: str, **details: Any) -> None: ...
+        def publish(self, local_file: str, path: str) -> None: ...
+        def spool_dir(self, dataset: str) -> str: ...
+        def spool_prefix(self, dataset: str) -> str: ...
+        def _epochs(self, dataset: str) -> list[int]: ...
+        def _reader(self, datarange: Datarange) -> DesReader: ...
+        def _read_json(self, path: str) -> Any: ...
+        def _columns_meta(self, d: Datarange) -> dict[str, Any]: ...
+        def _referenced_paths(self, dataset: str) -> set[str]: ...
+        def _version_from_doc(self, doc: dict[str, Any]) -> Version: ...
+        def _insert_version(self, db: Any, v: Version) -> None: ...
 
     # -- aggregate -------------------------------------------------------------------------------
 
@@ -310,7 +348,10 @@ def not_superseded(paths: list[str], layout: Layout) -> list[tuple[int, int, str
     parsed = []
     for p in paths:
         base = p.rsplit("/", 1)[-1]
-        first, last = layout.parse_range(base)
+        parsed_range = layout.parse_range(base)
+        if parsed_range is None:
+            raise StoreError(f"{p}: not a datarange container name")
+        first, last = parsed_range
         parsed.append((first, -last, _Descending(layout.tag_of(base)), p))
     kept: list[tuple[int, int, str]] = []
     for first, neg_last, _, path in sorted(parsed):

@@ -203,7 +203,8 @@ def _column(values: list[Any], force_text: bool) -> tuple[pa.Array, str]:
         return _texts(values), "an integer does not fit int64"
     if kinds <= {"int", "float"}:
         doubles = [None if v is None else float(v.text) for v in values]
-        exact = all(v is None or (not v.is_int and abs(d) != float("inf")) or (v.is_int and abs(int(v.text)) <= EXACT_DOUBLE)
+        exact = all(v is None or d is None or (not v.is_int and abs(d) != float("inf"))
+                    or (v.is_int and abs(int(v.text)) <= EXACT_DOUBLE)
                     for v, d in zip(values, doubles))
         if exact:
             return pa.array(doubles, pa.float64()), ""
@@ -218,6 +219,9 @@ def _column(values: list[Any], force_text: bool) -> tuple[pa.Array, str]:
     return _texts(values), f"it holds {' and '.join(sorted(kinds))} values"
 
 
+_KINDS: dict[type, str] = {str: "str", dict: "dict", list: "list"}
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -225,7 +229,7 @@ def _kind(value: Any) -> str:
         return "int" if value.is_int else "float"
     if isinstance(value, bool):
         return "bool"
-    return {str: "str", dict: "dict", list: "list"}[type(value)]
+    return _KINDS[type(value)]
 
 
 def _texts(values: list[Any]) -> pa.Array:

@@ -138,7 +138,7 @@ class DatasetWriter:
         view, start = memoryview(data), 0
         while len(lengths):
             room = self.store.max_datapoints - self._count
-            byte_room = self.store.max_bytes - (self._des.data_length if self._des else 0)
+            byte_room = self.store.max_bytes - self._data_length()
             fits = int(np.searchsorted(np.cumsum(lengths), byte_room, side="right"))
             n = min(room, fits, len(lengths))
             if n == 0:
@@ -150,7 +150,7 @@ class DatasetWriter:
             self._add_records(view[start:start + size], lengths[:n])
             start += size
             lengths = lengths[n:]
-            if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
+            if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
                 self._cut()
 
     def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None,
@@ -172,11 +172,11 @@ class DatasetWriter:
                              "records must be compact JSON on one line")
         lengths = np.diff(ends, prepend=-1)
         if self._count and (self._count + len(lines) > self.store.max_datapoints
-                            or self._des.data_length + len(data) > self.store.max_bytes):
+                            or self._data_length() + len(data) > self.store.max_bytes):
             self._cut()
         self._add_records(data, lengths, columns)
         self._set_checkpoint(checkpoint)
-        if self._count >= self.store.max_datapoints or self._des.data_length >= self.store.max_bytes:
+        if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
             self._cut()
 
     def write_file(self, name: str, data: bytes | IO[bytes], meta: dict[str, Any] | None = None, *,
@@ -189,7 +189,7 @@ class DatasetWriter:
         self._need("files")
         length = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else size
         if self._count and (name in self._file_names or self._count + 1 > self.store.max_datapoints
-                            or (length or 0) + self._des.data_length > self.store.max_bytes):
+                            or (length or 0) + self._data_length() > self.store.max_bytes):
             self._cut()
         des = self._open()
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -386,6 +386,10 @@ class DatasetWriter:
         if self.on_commit is not None:
             self.on_commit(datarange)
         return datarange
+
+    def _data_length(self) -> int:
+        """Bytes of DATA in the open container (0: none open)."""
+        return self._des.data_length if self._des is not None else 0
 
     def _open(self) -> DesWriter:
         if self._des is None:

@@ -12,7 +12,7 @@ import pytest
 from connector.des import DesFormatError, DesReader, DesWriter, IndexCache
 from connector.des.fs import DesFileSystem
 from connector.des.reader import DEFAULT_TAIL_SIZE
-from tests.support.s3proxy import CountingProxy, Respond, s3_proxy  # noqa: F401 - s3_proxy is a fixture
+from tests.support.s3proxy import CountingProxy, Respond
 
 SMALL = {f"m/{i:04d}.txt": b"row %d\n" % i for i in range(300)}
 BIG = bytes(range(256)) * 8192  # 2 MiB, one plain member

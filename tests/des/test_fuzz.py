@@ -14,7 +14,8 @@ from connector.des.format import ENTRY_FIXED_STRUCT, FOOTER_SIZE, FOOTER_STRUCT,
 
 
 def _valid(compression: str | None = None) -> bytes:
-    import tempfile, os
+    import tempfile
+    import os
 
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "v.des")

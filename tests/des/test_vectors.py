@@ -24,7 +24,6 @@ from connector.cli.container import escape_name, unescape_name
 from connector.des import DesReader, IndexCache
 from connector.des.format import parse_meta
 from connector.des.fs import DesFileSystem
-from tests.support.s3proxy import s3_proxy  # noqa: F401 - a fixture
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 LOCAL = VECTORS / "local"
@@ -226,7 +225,7 @@ def test_des_cli_reads_the_reference_s3_container(s3_vectors, s3_endpoint):
     assert sorted(des("ls", s3_vectors, env=env).stdout.decode().split()) == names
 
 
-def test_an_external_member_costs_one_get(s3_vectors, s3_endpoint, s3_proxy):  # noqa: F811
+def test_an_external_member_costs_one_get(s3_vectors, s3_endpoint, s3_proxy):
     so = s3_proxy.storage_options(s3_endpoint)
     cache = IndexCache()
     r = DesReader(s3_vectors, storage_options=so, cache=cache)

@@ -48,7 +48,7 @@ def config(tmp: Path, **extra) -> str:
 
 def run(args, stdin: bytes, timeout: float = 60):
     out = subprocess.run(CMD + args, input=stdin, capture_output=True, timeout=timeout)
-    return out.returncode, [json.loads(l) for l in out.stdout.splitlines() if l.strip()], out.stderr.decode()
+    return out.returncode, [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr.decode()
 
 
 def ids(tmp: Path, dataset: str = "rows", **kw) -> list[int]:
@@ -85,7 +85,7 @@ def test_spec_and_check(tmp_path):
 
 
 def test_append_states_echoed_after_commit_in_order(tmp_path):
-    body = b"".join(record("rows", i) for i in range(0, 25)) + state(25) + b"".join(
+    body = b"".join(record("rows", i) for i in range(25)) + state(25) + b"".join(
         record("rows", i) for i in range(25, 40)) + state(40)
     code, msgs, err = run(["write", "--config", config(tmp_path, max_datapoints=10), "--catalog", catalog(tmp_path)], body)
     assert code == 0, err
@@ -150,7 +150,7 @@ def test_killed_mid_stream_then_rerun_is_exactly_once(tmp_path, mode):
         time.sleep(wait)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        echoed = [json.loads(l) for l in proc.stdout.read().splitlines()]
+        echoed = [json.loads(line) for line in proc.stdout.read().splitlines()]
         proc.stdout.close()
         proc.stdin.close()
         got = ids(tmp_path)

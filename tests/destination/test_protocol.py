@@ -15,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.destination.test_destination import CMD, config, ids, record, run  # noqa: F401
+from tests.destination.test_destination import CMD, config, ids, record, run
 
 
 def stream_state(stream: str, n: int, **extra) -> bytes:
@@ -57,8 +57,8 @@ def test_state_carries_destination_record_count_per_stream_and_global(tmp_path):
 def test_state_keeps_its_bytes_exactly(tmp_path):
     big = b'{"type":"STATE","state":{"type":"LEGACY","data":{"cursor":123456789012345678901234567890,"f":1.50}}}\n'
     raw = [line for line in _stdout(tmp_path, record("rows", 1) + big) if b'"STATE"' in line]
-    assert raw == [b'{"type":"STATE","state":{"type":"LEGACY","data":{"cursor":123456789012345678901234567890,'
-                   b'"f":1.50},"destinationStats":{"recordCount":1}}}']
+    assert raw == [(b'{"type":"STATE","state":{"type":"LEGACY","data":{"cursor":123456789012345678901234567890,'
+                    b'"f":1.50},"destinationStats":{"recordCount":1}}}')]
 
 
 def _stdout(tmp_path: Path, body: bytes) -> list[bytes]:

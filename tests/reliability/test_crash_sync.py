@@ -71,7 +71,8 @@ def test_sync_killed_at_seeded_points_then_rerun(tmp_path):
     points = seeded_points(SEED, 3, 1, FILES * ROWS // 30 - 2)  # kill once this many containers exist
     tried = 0
     for point in points:
-        result = kill_when(cmd, lambda out: False, poll=lambda: len(_containers(tmp_path)) >= point, timeout=60)
+        result = kill_when(cmd, lambda out: False, poll=lambda point=point: len(_containers(tmp_path)) >= point,
+                           timeout=60)
         tried += result.killed
         with Store(str(tmp_path / "store")) as store:  # whatever was committed is a clean prefix
             if "events" in [d.name for d in store.list_datasets()]:

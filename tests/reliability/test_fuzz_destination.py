@@ -40,7 +40,7 @@ def test_any_input_lines(tmp_path, lines):
     config = DestinationConfig.from_dict({"root_url": str(root)})
     good = b'{"type": "RECORD", "record": {"stream": "s", "data": {"k": 1}}}\n'
     try:
-        write_messages(config, CATALOG, [good, *[l.replace(b"\n", b" ") + b"\n" for l in lines]], lambda b: None)
+        write_messages(config, CATALOG, [good, *[line.replace(b"\n", b" ") + b"\n" for line in lines]], lambda b: None)
     except InputError as exc:
         assert "stdin line" in str(exc)
     except ConnectorError:

@@ -195,7 +195,7 @@ def test_output_writes_in_call_order_and_flush_waits_for_the_pipe():
 
 def test_output_raises_a_failed_write_on_the_next_call():
     out = Output(_SlowSink(fail_after=2))
-    for i in range(3):
+    for _ in range(3):
         out.raw(b"x\n")
     with pytest.raises(BrokenPipeError):
         out.flush()

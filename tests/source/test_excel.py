@@ -17,7 +17,7 @@ from tests.source.formats_helpers import source_for, validated_records
 from tests.source.helpers import drain
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "testdata"))
-import generate  # noqa: E402  (testdata/generate.py: the fixture writer)
+import generate  # testdata/generate.py: the fixture writer
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])

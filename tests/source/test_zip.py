@@ -16,7 +16,7 @@ from tests.source.helpers import drain, put, s3_config
 from tests.support.s3proxy import CountingProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testdata"))
-import generate  # noqa: E402  (testdata/generate.py: the fixture writer)
+import generate  # testdata/generate.py: the fixture writer
 
 CSV = b"id,name\n1,a\n2,b\n"
 

@@ -43,7 +43,7 @@ def test_add_many_is_byte_identical_to_the_reference_layout(tmp_path, as_array):
         assert w.count == 250
     # Each member's META carries its CRC-32, the first one also the DATA region's.
     metas = [{"crc32": zlib.crc32(line)} for line in lines]
-    metas[0]["data_crc32"] = "%08x" % zlib.crc32(b"".join(lines))
+    metas[0]["data_crc32"] = f"{zlib.crc32(b''.join(lines)):08x}"
     expected = reference_style_container([(n, line, m) for n, line, m in zip(names, lines, metas)])
     assert path.read_bytes() == expected
     reader = DesReader(str(path))

@@ -82,6 +82,6 @@ def test_record_containers_declare_member_and_region_checksums(tmp_path):
     reader = DesReader(path)
     data = open(path, "rb").read()[HEADER_SIZE:HEADER_SIZE + reader.footer.data_length]
     first = reader.meta(reader.names()[0])
-    assert first["data_crc32"] == "%08x" % zlib.crc32(data)
+    assert first["data_crc32"] == f"{zlib.crc32(data):08x}"
     assert [reader.meta(n)["crc32"] for n in reader.names()] == [zlib.crc32(line + b"\n") for line in data.splitlines()]
     assert os.path.getsize(path) == reader.size

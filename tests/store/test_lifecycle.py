@@ -212,7 +212,7 @@ def test_a_copied_root_is_independent_of_the_original(tmp_path, rebuild):
         if rebuild:
             s.restore()
         urls = [d.url for d in s.dataranges("d")] + [d.url for d in s.get_version("d", "1.0.0").dataranges]
-        assert all(u.startswith(str(b) + "/") or u.startswith(f"file://{b}/") for u in urls), urls
+        assert all(u.startswith((str(b) + "/", f"file://{b}/")) for u in urls), urls
         s.delete_version("d", "1.0.0")  # deletes B's copies of the inputs, never A's
         s.truncate("d")
     assert _objects(a) == before

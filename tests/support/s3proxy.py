@@ -206,7 +206,7 @@ class _Handler(ProxyHandler):
 def s3_proxy(s3_endpoint: Any) -> Iterator[CountingProxy]:
     """A started :class:`CountingProxy` in front of the session's S3 test server.
 
-    Import it into a test module (``from tests.support.s3proxy import s3_proxy``) to use it.
+    Registered for every test by ``pytest_plugins`` in tests/conftest.py: take ``s3_proxy`` as an argument.
     """
     with CountingProxy(s3_endpoint.endpoint_url) as proxy:
         yield proxy

@@ -47,8 +47,8 @@ def test_destination_section(workdir):
 def test_sync_section(workdir):
     [block] = _blocks("sync")
     out = _bash(block, workdir).splitlines()
-    assert out[:3] == [l for l in out[:3] if " 0 files" not in l]  # the first run writes every stream
-    assert all(" 0 files, 0 datapoints" in l for l in out[3:6])  # the second finds nothing new
+    assert out[:3] == [line for line in out[:3] if " 0 files" not in line]  # the first run writes every stream
+    assert all(" 0 files, 0 datapoints" in line for line in out[3:6])  # the second finds nothing new
     assert out[6].startswith("users -> users_files: 3 files, 3 datapoints")
     assert out[7].startswith("orders -> orders_files: 5 files, 5 datapoints")
     assert (workdir / "out" / "state.json").exists() and (workdir / "out" / "files-state.json").exists()

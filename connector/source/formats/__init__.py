@@ -158,7 +158,7 @@ class Prefixed(io.RawIOBase):
             self._reading -= 1
             self._last_read = time.monotonic()
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._head.nbytes:
             n = min(len(buffer), self._head.nbytes)
             buffer[:n] = self._head[:n]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import fastavro
 import fsspec
@@ -88,7 +88,9 @@ def arrow_type(schema: Any, names: dict[str, Any]) -> tuple[pa.DataType, Convert
         return names[schema["name"]]
     if kind == "array":
         item, convert = arrow_type(schema["items"], names)
-        return pa.list_(item), (None if convert is None else lambda v: [None if x is None else convert(x) for x in v])
+        if convert is None:
+            return pa.list_(item), None
+        return pa.list_(item), lambda v: [None if x is None else convert(x) for x in v]
     if kind == "map":
         value, convert = arrow_type(schema["values"], names)
         if convert is None:
@@ -190,7 +192,7 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
     """The Arrow schema of the file header's writer schema (no data block is decoded)."""
     if ref.size == 0:
         return pa.schema([])
-    with data_errors(ref, "header"), _reading(), open_raw(fs, ref, block_size=HEADER_BLOCK, cache_type="readahead") as raw:
+    with data_errors(ref, "header"), _Reading(), open_raw(fs, ref, block_size=HEADER_BLOCK, cache_type="readahead") as raw:
         return file_schema(fastavro.reader(raw).writer_schema, options.avro.double_as_string)[0]
 
 
@@ -201,7 +203,7 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
     if ref.size == 0:
         return
     with open_raw(fs, ref, block_size=DATA_BLOCK, cache_type="readahead") as raw:
-        with data_errors(ref, "header"), _reading():
+        with data_errors(ref, "header"), _Reading():
             reader = fastavro.reader(raw)
             own, convert, is_record = file_schema(reader.writer_schema, options.avro.double_as_string)
         target = pa.schema([schema.field(f.name) if f.name in schema.names else f for f in own])
@@ -220,7 +222,7 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
                 yield batch
                 start += len(rows)
             if failure is not None:
-                with data_errors(ref, f"record {start + 1}"), _reading():
+                with data_errors(ref, f"record {start + 1}"), _Reading():
                     raise failure
             if len(rows) < options.batch_size:
                 return
@@ -272,14 +274,14 @@ def _to_stream_type(values: list[Any], wanted: pa.DataType) -> pa.Array | None:
     return array
 
 
-class _reading:
+class _Reading:
     """fastavro's own failures (schema errors, bad sync markers...) as ValueError, which
     :func:`data_errors` reports as bad data naming the file."""
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
+    def __exit__(self, kind, exc, tb) -> Literal[False]:
         if exc is None or isinstance(exc, (ValueError, OSError, EOFError, BadDataError, StopIteration)):
             return False
         if type(exc).__module__.startswith("fastavro") or isinstance(exc, (KeyError, TypeError, IndexError)):

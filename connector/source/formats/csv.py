@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv as pycsv
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -220,7 +220,7 @@ def _next(reader: _Reader, ref: FileRef) -> pa.RecordBatch | None:
 
 
 def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, stats: FileStats,
-                  raw_block: int, names: list[str], whole: bool = True) -> Iterator[pa.RecordBatch]:
+                  raw_block: int, names: list[str], whole: bool = True) -> Generator[pa.RecordBatch, None, None]:
     """Every row of the file as text columns, in order; ``names`` is filled with the column names
     once the header is read. ``whole``: the file will be read to its end, so its last batch is
     held back until then and checked (:func:`_closed_rows`); a sample yields each batch at once. A row longer than a block (Arrow cannot parse it: "straddling
