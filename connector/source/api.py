@@ -11,7 +11,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.source import formats
-from connector.source.config import SourceConfig
+from connector.source.config import SourceConfig, StreamGlobs
 from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
                                      TransientError)
 from connector.source.formats import FormatOptions
@@ -163,10 +163,20 @@ class Source:
         self._schemas[key] = merged
         return merged
 
+    def _stream_config(self, stream: str | None) -> StreamGlobs | None:
+        """The configured stream named ``stream`` (None: a folder stream, or none)."""
+        return next((s for s in self.config.streams if s.name == stream), None)
+
     def _options(self, stream: str | None) -> FormatOptions:
-        """The format options of ``stream``: the top-level ones, with its own Avro options if any."""
-        own = next((s.avro for s in self.config.streams if s.name == stream and s.avro is not None), None)
-        return self.options if own is None else dataclasses.replace(self.options, avro=own)
+        """The format options of ``stream``: the top-level ones, with its own Avro and CSV options if any."""
+        own = self._stream_config(stream)
+        options = self.options
+        if own is not None and own.avro is not None:
+            options = dataclasses.replace(options, avro=own.avro)
+        if own is not None and own.csv is not None:
+            options = dataclasses.replace(options, csv=own.csv,
+                                          delimiter_given=options.delimiter_given or own.delimiter_given)
+        return options
 
     def _infer(self, ref: FileRef, stream: str | None = None) -> pa.Schema:
         fmt = formats.get(ref.format)

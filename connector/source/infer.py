@@ -25,9 +25,14 @@ _TRUE = string_array(["true", "t", "yes", "y"])
 _FALSE = string_array(["false", "f", "no", "n"])
 
 
-def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
+#: Configured boolean texts: (true texts, false texts), matched exactly; None: the default ones.
+Booleans = tuple[tuple[str, ...], tuple[str, ...]] | None
+
+
+def cast_strings(values: pa.Array, target: pa.DataType, booleans: Booleans = None) -> pa.Array:
     """Cast a string array to ``target``; raises ``pa.ArrowInvalid`` when a value does not fit it
-    exactly. Empty texts are nulls in every type but text (a quoted ``""`` cell is a string)."""
+    exactly. Empty texts are nulls in every type but text (a quoted ``""`` cell is a string).
+    ``booleans``: the texts of true and false (exact matches) instead of the default ones."""
     if pa.types.is_string(target) or pa.types.is_large_string(target):
         return values
     values = _empty_to_null(values)
@@ -35,6 +40,8 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
         if values.null_count != len(values):
             raise pa.ArrowInvalid("non-null value in a null column")
         return pa.nulls(len(values))
+    if pa.types.is_boolean(target) and booleans is not None:
+        return _exact_booleans(values, booleans)
     if pa.types.is_boolean(target):
         lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
         is_true = pc.is_in(lowered, _TRUE)
@@ -51,6 +58,15 @@ def cast_strings(values: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_floating(target):
         return _numbers(values, target)
     return pc.cast(values, target)
+
+
+def _exact_booleans(values: pa.Array, booleans: tuple[tuple[str, ...], tuple[str, ...]]) -> pa.Array:
+    """``values`` as booleans by exact (case-sensitive) membership in the configured texts."""
+    is_true = pc.is_in(values, string_array(list(booleans[0])))
+    is_false = pc.is_in(values, string_array(list(booleans[1])))
+    if not pc.all(pc.or_kleene(pc.or_(is_true, is_false), pc.is_null(values))).as_py():
+        raise pa.ArrowInvalid("not a configured true or false value")
+    return pc.if_else(pc.is_null(values), pa.nulls(len(values), pa.bool_()), is_true)
 
 
 def _text_layout(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,16 +196,19 @@ def parse_timestamps(values: pa.Array) -> pa.Array:
 _CANDIDATES: tuple[pa.DataType, ...] = (pa.int64(), pa.float64(), pa.bool_(), pa.date32(), TIMESTAMP)
 
 
-def infer_string_column(values: pa.Array) -> pa.DataType:
-    """The narrowest type every non-null value of a string array parses as (null if all null)."""
+def infer_string_column(values: pa.Array, booleans: Booleans = None) -> pa.DataType:
+    """The narrowest type every non-null value of a string array parses as (null if all null).
+    With configured ``booleans`` (exact texts), boolean is tried first, as Airbyte infers them:
+    ``0``/``1`` configured as false/true make a boolean column, not an integer one."""
     if values.null_count == len(values):
         return pa.null()
     present = _empty_to_null(values).drop_null()
     if not len(present):
         return pa.null()
-    for candidate in _CANDIDATES:
+    candidates = _CANDIDATES if booleans is None else (pa.bool_(),) + tuple(c for c in _CANDIDATES if c != pa.bool_())
+    for candidate in candidates:
         try:
-            cast_strings(present, candidate)
+            cast_strings(present, candidate, booleans)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
         if pa.types.is_floating(candidate) and _integer_texts(present):

@@ -7,20 +7,26 @@ later value that does not fit keeps its column as text in that batch instead of 
 Quoted values may hold line breaks (RFC 4180): Arrow's chunker is told so, or it would cut blocks
 inside such a value. A UTF-8 byte order mark is dropped; ``.tsv`` files are tab-separated unless
 the config names a delimiter. An unquoted empty cell is null, a quoted one (``""``) an empty string
-(null in every other type); no other text is null.
+(null in every other type); no other text is null unless ``null_values`` names it. Files in
+another ``encoding`` than UTF-8 are decoded into UTF-8 on the way in (:class:`Transcoded`); UTF-8
+itself is parsed as it is.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv as pycsv
 import dataclasses
 from collections.abc import Generator, Iterator
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from connector.scalars import string_array
 from connector.source.compression import decompressed, split_compression
+from connector.source.config import CsvOptions
 from connector.source.errors import BadDataError
 from connector.source.formats import (READ_BLOCK, SAMPLE_BLOCK, FileStats, FormatOptions, Prefixed, data_errors,
                                       open_raw, read_head, slices)
@@ -46,43 +52,53 @@ def delimiter(ref: FileRef, options: FormatOptions) -> str:
 
 
 def _header(head: bytes, options: FormatOptions, sep: str, final: bool) -> tuple[list[str], int] | None:
-    """Column names from the first non-blank record after ``skip_rows`` lines (``column_1``...
-    without a header) and the number of raw lines up to the end of that record (a quoted name may
-    span lines); None when ``head`` holds no complete such record yet (``final``: ``head`` is the
-    whole file, so none at all)."""
+    """Column names from the first non-blank record after the skipped lines (without a header:
+    generated or configured names) and the number of raw lines up to the end of that record (a
+    quoted name may span lines); None when ``head`` holds no complete such record yet (``final``:
+    ``head`` is the whole file, so none at all)."""
+    csv = options.csv
     # bytes.splitlines ends lines where Arrow's reader does: CRLF, LF and a lone CR (old Mac).
     lines = head.splitlines(keepends=True)
     if not final and lines and not lines[-1].endswith(b"\n"):
         lines = lines[:-1]  # the last piece may be a line cut short (or a CR whose LF is to come)
-    for index in range(options.csv.skip_rows, len(lines)):
+    # Without a header row, the rows "after the header" are lines before the data (Airbyte's rule).
+    skip = csv.skip_rows + (0 if csv.has_header else csv.skip_rows_after_header)
+    for index in range(skip, len(lines)):
         if lines[index].strip():
             break
     else:
         return None
+    if csv.column_names:
+        return list(csv.column_names), index
     try:
         text = [line.decode("utf-8") for line in lines[index:]]
     except UnicodeDecodeError as exc:
-        raise ValueError(f"line {index + 1}: header is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    fields, span = _first_record(text, sep, options.csv.quote_character, index)
+        raise ValueError(f"line {index + 1}: header is not {csv.encoding if csv.transcoded else 'UTF-8'} "
+                         f"({exc.reason} at byte {exc.start})") from None
+    fields, span = _first_record(text, sep, csv, index)
     if fields is None:
         if final:
             raise ValueError(f"line {index + 1}: unreadable header (a quoted name is never closed)")
         return None
-    if options.csv.has_header:
+    if csv.has_header:
         return unique_names([name or f"column_{i + 1}" for i, name in enumerate(fields)]), index + span
+    if csv.generated_names == "airbyte":
+        return [f"f{i}" for i in range(len(fields))], index
     return [f"column_{i + 1}" for i in range(len(fields))], index
 
 
-def _first_record(lines: list[str], sep: str, quote: str, index: int) -> tuple[list[str] | None, int]:
+def _first_record(lines: list[str], sep: str, csv: CsvOptions, index: int) -> tuple[list[str] | None, int]:
     """The fields of the CSV record starting at ``lines[0]`` and the lines it spans; None when
     its last quoted field is still open at the end of ``lines``."""
-    strict = pycsv.reader(iter(lines), delimiter=sep, quotechar=quote, strict=True)
+    dialect = {"delimiter": sep, "quotechar": csv.quote_character, "escapechar": csv.escape_char,
+               "doublequote": csv.double_quote}
+    strict = pycsv.reader(iter(lines), strict=True, **dialect)
     try:
         return next(strict), strict.line_num
     except pycsv.Error as exc:
         if "unexpected end of data" in str(exc):
             return None, 0
-    lenient = pycsv.reader(iter(lines), delimiter=sep, quotechar=quote)  # as Arrow reads stray quotes
+    lenient = pycsv.reader(iter(lines), **dialect)  # as Arrow reads stray quotes
     try:
         return next(lenient), lenient.line_num
     except pycsv.Error as exc:
@@ -106,7 +122,7 @@ def unique_names(names: list[str]) -> list[str]:
 def _find_header(stream, options: FormatOptions, sep: str) -> tuple[bytes, tuple[list[str], int] | None]:
     """Read from ``stream`` until the header record is complete; (bytes read, without a leading
     byte order mark, and the header or None)."""
-    head = read_head(stream, options.csv.skip_rows + 1)
+    head = read_head(stream, options.csv.skip_rows + options.csv.skip_rows_after_header + 1)
     while len(head) < len(BOM) and BOM.startswith(head) and (more := stream.read(len(BOM))):
         head += more
     head = head.removeprefix(BOM)
@@ -120,6 +136,27 @@ def _find_header(stream, options: FormatOptions, sep: str) -> tuple[bytes, tuple
     if final and head and not head.endswith((b"\n", b"\r")):
         head += b"\n"  # the whole file, its last line unterminated: Arrow cannot skip a header-only file
     return head, found
+
+
+class Transcoded:
+    """A byte stream in another encoding read as UTF-8 (decoded incrementally, strictly: a byte
+    the encoding does not have is an error, never replaced)."""
+
+    def __init__(self, stream, encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        self._pending = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._pending) < size):
+            chunk = self._stream.read(size if size > 0 else 1 << 20)
+            self._done = not chunk
+            self._pending += self._decoder.decode(chunk, final=self._done).encode("utf-8")
+        if size < 0:
+            size = len(self._pending)
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
 
 
 class _Tail:
@@ -150,6 +187,8 @@ def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, s
           block_size: int) -> _Reader:
     raw = open_raw(fs, ref, block_size=block_size)
     stream = decompressed(raw, ref.compression)
+    if options.csv.transcoded:
+        stream = Transcoded(stream, options.csv.encoding)
     sep = delimiter(ref, options)
     head, found = _find_header(stream, options, sep)
     if found is None:
@@ -185,12 +224,16 @@ def _open_arrow(head: bytes, stream, names: list[str], skip: int, sep: str, opti
             # Arrow skips raw lines here (blank ones too, quotes not considered): all lines up to
             # the end of the header record, as _header counted them.
             skip_rows=skip,
+            # Rows, not lines (a quoted value may span lines), as Airbyte's skip_rows_after_header.
+            skip_rows_after_names=options.csv.skip_rows_after_header if options.csv.has_header else 0,
             column_names=names,
             use_threads=False,
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=sep,
             quote_char=options.csv.quote_character,
+            escape_char=options.csv.escape_char or False,
+            double_quote=options.csv.double_quote,
             # Without it, blocks are cut at any line end, also inside a quoted value (and the
             # value is then cut short, or the stream fails). Measured: no slower on the bench file.
             newlines_in_values=True,
@@ -285,10 +328,13 @@ def _closed_rows(batch: pa.RecordBatch, reader: _Reader, ref: FileRef, options: 
 
 
 def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, max_rows: int) -> pa.Schema:
-    """Column types from the first ``max_rows`` rows (see :func:`infer_string_column`)."""
+    """Column types from the first ``max_rows`` rows (see :func:`infer_string_column`); cells
+    equal to a configured null value count as null (in every column: a string column keeps them
+    as text at read only when ``strings_can_be_null`` is false)."""
     names: list[str] = []
     types: dict[str, pa.DataType] = {}
     seen = 0
+    csv = options.csv
     rows = _text_batches(fs, ref, options, FileStats(), SAMPLE_BLOCK, names, whole=False)
     try:
         for batch in rows:
@@ -296,7 +342,8 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
             batch = batch.slice(0, max_rows - seen)
             seen += batch.num_rows
             for name, column in zip(batch.schema.names, batch.columns):
-                types[name] = merge_types(types[name], infer_string_column(column))
+                column = _nulled(column, csv.null_values)
+                types[name] = merge_types(types[name], infer_string_column(column, csv.booleans))
             if seen >= max_rows:
                 break
     finally:
@@ -304,15 +351,28 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
     return pa.schema([pa.field(name, types.get(name, pa.null())) for name in names])
 
 
-def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats) -> pa.RecordBatch:
-    """Cast each text column to its stream type; a column whose values do not fit stays text."""
+def _nulled(column: pa.Array, null_values: tuple[str, ...]) -> pa.Array:
+    """``column`` with the cells equal to one of ``null_values`` (exactly) null."""
+    if not null_values:
+        return column
+    hit = pc.is_in(column, string_array(list(null_values)))
+    if not pc.any(hit).as_py():
+        return column
+    return pc.if_else(hit, pa.nulls(len(column), column.type), column)
+
+
+def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats, csv: CsvOptions = CsvOptions()) -> pa.RecordBatch:
+    """Cast each text column to its stream type; a column whose values do not fit stays text.
+    Configured null values become null first (in a string column only if ``strings_can_be_null``)."""
     columns, fields = [], []
     for name, column in zip(batch.schema.names, batch.columns):
         target = schema.field(name).type if name in schema.names else pa.string()
         if pa.types.is_null(target):
             target = pa.string()
+        if csv.strings_can_be_null or not pa.types.is_string(target):
+            column = _nulled(column, csv.null_values)
         try:
-            column = cast_strings(column, target)
+            column = cast_strings(column, target, csv.booleans)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             stats.type_conflicts.add(name)
             target = pa.string()
@@ -326,4 +386,4 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
     """Every row of the file, in order, typed per ``schema``."""
     for batch in _text_batches(fs, ref, options, stats, READ_BLOCK, []):
         if batch.num_rows:
-            yield from slices(convert(batch, schema, stats), options.batch_size)
+            yield from slices(convert(batch, schema, stats, options.csv), options.batch_size)
