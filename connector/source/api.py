@@ -15,11 +15,13 @@ from connector.source.config import SourceConfig, StreamGlobs
 from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
                                      TransientError)
 from connector.source.formats import FormatOptions
-from connector.source.infer import json_schema, merge_schemas
+from connector.source import declared
+from connector.source.infer import or_text, json_schema, merge_schemas
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
 from connector.source.read import FileBatch, FileDone, read_files, reserved_renames
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
+from connector.source.validate import Validation
 
 log = logging.getLogger("connector.source")
 
@@ -140,6 +142,11 @@ class Source:
         return data.append(META_FIELDS.field(0)).append(META_FIELDS.field(1))
 
     def _data_schema(self, stream: str, refs: list[FileRef]) -> pa.Schema:
+        own = self._stream_config(stream)
+        if own is not None and own.input_schema is not None:
+            return declared.arrow_schema(own.input_schema)  # declared: no file is opened
+        if own is not None and own.schemaless:
+            return pa.schema([])  # each file's columns as it gives them, no cast
         sample = list(dict.fromkeys(refs[:1] + refs[-SAMPLE_NEWEST:]))
         # Keyed by each sample's identity, not its name: an object rewritten under the same key
         # must be sampled again.
@@ -193,11 +200,35 @@ class Source:
         refs = files if files is not None else self._stream_files(name)
         return {
             "name": name,
-            "json_schema": json_schema(self.schema(name, refs), text_fallback=any(r.format in TEXT_FALLBACK_FORMATS for r in refs)),
+            "json_schema": self._json_schema(name, refs),
             "supported_sync_modes": ["full_refresh", "incremental"],
             "source_defined_cursor": True,
             "default_cursor_field": [CURSOR_FIELD],
         }
+
+    def _json_schema(self, stream: str, refs: list[FileRef]) -> dict[str, Any]:
+        """The stream's ``json_schema``: declared (``input_schema``), schemaless, or inferred. Under
+        emit_record a value that does not fit its column is kept as text, so the columns whose
+        types may meet such a value (inferred from a sample, or declared) admit a string too."""
+        own = self._stream_config(stream)
+        meta = json_schema(META_FIELDS)["properties"]
+        if own is not None and own.schemaless:
+            return {**json_schema(pa.schema([])), "properties": {"data": {"type": "object"}, **meta}}
+        keeps_text = own is None or own.validation_policy == "emit_record"
+        if own is not None and own.input_schema is not None:
+            renames = reserved_renames(list(own.input_schema))
+            properties = {renames.get(k, k): (or_text(v) if keeps_text else v) for k, v in own.input_schema.items()}
+            return {**json_schema(pa.schema([])), "properties": {**properties, **meta}}
+        text_fallback = keeps_text and any(r.format in TEXT_FALLBACK_FORMATS for r in refs)
+        return json_schema(self.schema(stream, refs), text_fallback=text_fallback)
+
+    def _rules(self, stream: str, data_schema: pa.Schema) -> Validation | None:
+        """The stream's validation (None under emit_record, or schemaless: every record goes out)."""
+        own = self._stream_config(stream)
+        if own is None or own.schemaless or own.validation_policy == "emit_record":
+            return None
+        properties = own.input_schema if own.input_schema is not None else json_schema(data_schema)["properties"]
+        return Validation.of(own.validation_policy, properties, self._options(stream).csv.booleans)
 
     # -- check / read ----------------------------------------------------------------------------
 
@@ -229,9 +260,11 @@ class Source:
         current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
         schema = self._data_schema(stream, all_files) if pending else pa.schema([])
+        own = self._stream_config(stream)
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
-                          retry_base=self._retry_base)
+                          retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
+                          schemaless=own is not None and own.schemaless)
 
 
 def _one_line(exc: BaseException) -> str:

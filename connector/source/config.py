@@ -82,10 +82,8 @@ def csv_options(raw: dict[str, Any], field: str, base: CsvOptions = CsvOptions()
     """``base`` with the CSV fields of ``raw`` (the top-level ``csv`` object or a stream's ``format``,
     already checked against the spec); :class:`ConfigError` naming ``field`` for what the spec cannot say."""
     given = {k: v for k, v in raw.items() if k != "filetype"}
-    for ours, airbytes in (("quote_character", "quote_char"), ("skip_rows", "skip_rows_before_header"),
-                           ("has_header", "header_definition")):
-        if ours in given and airbytes in given:
-            raise ConfigError(f"config fields '{field}.{ours}' and '{field}.{airbytes}' say the same: give one")
+    if "has_header" in given and "header_definition" in given:
+        raise ConfigError(f"config fields '{field}.has_header' and '{field}.header_definition' say the same: give one")
     changes: dict[str, Any] = {}
     for name in ("delimiter", "has_header", "skip_rows", "quote_character", "encoding", "escape_char",
                  "double_quote", "strings_can_be_null", "skip_rows_after_header"):

@@ -320,7 +320,7 @@ def json_schema(schema: pa.Schema, text_fallback: bool = False) -> dict:
     """
     properties = {f.name: json_type(f.type) for f in schema}
     if text_fallback:
-        properties = {name: _or_text(t) for name, t in properties.items()}
+        properties = {name: or_text(t) for name, t in properties.items()}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
@@ -328,7 +328,7 @@ def json_schema(schema: pa.Schema, text_fallback: bool = False) -> dict:
     }
 
 
-def _or_text(declared: dict) -> dict:
+def or_text(declared: dict) -> dict:
     """``declared`` widened to admit a string value too."""
     types = declared.get("type")
     if isinstance(types, list) and "string" not in types:

@@ -29,6 +29,7 @@ from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
 from connector.scalars import string_scalar, timestamp_us_utc
 from connector.source.state import StreamState
+from connector.source.validate import Validation
 
 log = logging.getLogger("connector.source")
 
@@ -56,6 +57,8 @@ class FileDone:
     stream_state: StreamState
     skipped: int = 0
     type_conflicts: tuple[str, ...] = field(default=())
+    #: Records dropped by validation_policy skip_record.
+    invalid: int = 0
 
     @property
     def state(self) -> dict[str, Any]:
@@ -101,10 +104,34 @@ def add_file_columns(batch: pa.RecordBatch, ref: FileRef, stream_names: Sequence
     return pa.RecordBatch.from_arrays(batch.columns + [modified, key], names=names + list(FILE_COLUMNS))
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What a stream does to each batch a format reads, before the file columns are added."""
+
+    #: Records that do not fit the stream's schema are dropped or stop the stream (validation_policy).
+    validation: Validation | None = None
+    #: Every record's columns go into one object column, ``data`` (Airbyte's schemaless streams).
+    schemaless: bool = False
+
+    def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int, stats: FileStats) -> pa.RecordBatch:
+        if self.validation is not None:
+            batch, dropped, example = self.validation.apply(batch, ref, before)
+            stats.invalid += dropped
+            if example is not None and len(stats.invalid_examples) < 3:
+                stats.invalid_examples.append(example)
+        if self.schemaless:
+            data = pa.StructArray.from_arrays(batch.columns, fields=list(batch.schema)) if batch.num_columns else \
+                pa.array([{}] * batch.num_rows, pa.struct([]))
+            batch = pa.RecordBatch.from_arrays([data], names=["data"])
+        return batch
+
+
 def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
-                 retries: int, stats: FileStats, retry_base: float = BASE_DELAY) -> Iterator[pa.RecordBatch]:
+                 retries: int, stats: FileStats, retry_base: float = BASE_DELAY,
+                 shape: Shape = Shape()) -> Iterator[pa.RecordBatch]:
     """One file's batches, retrying transient errors; a retry re-opens the file and skips the rows
-    already yielded (parsing is deterministic), so nothing is duplicated or lost."""
+    already yielded (parsing is deterministic), so nothing is duplicated or lost. ``shape``
+    validates or wraps each batch (rows are counted as the format read them)."""
     fmt = formats.get(ref.format)
     delays = backoff_delays(retries, retry_base)
     emitted = 0
@@ -121,12 +148,15 @@ def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema,
                     batch = batch.slice(emitted - seen)
                     seen = emitted
                 seen += batch.num_rows
-                if not emitted and any(name in FILE_COLUMNS for name in batch.schema.names):
+                before, emitted = emitted, emitted + batch.num_rows
+                # Into the file's stats, not the attempt's: a retry does not read these rows again.
+                batch = shape.apply(batch, ref, before, stats)
+                if not before and any(name in FILE_COLUMNS for name in batch.schema.names):
                     renames = reserved_renames([*schema.names, *batch.schema.names])
                     log.warning("%s: source column(s) %s renamed %s (the names of the columns every record gets)",
                                 ref.key, ", ".join(renames), ", ".join(renames.values()))
-                emitted += batch.num_rows
-                yield add_file_columns(batch, ref, schema.names)
+                if batch.num_rows:
+                    yield add_file_columns(batch, ref, schema.names)
             stats.skipped = attempt_stats.skipped
             stats.skipped_examples = attempt_stats.skipped_examples
             stats.type_conflicts |= attempt_stats.type_conflicts
@@ -175,9 +205,9 @@ class _Job:
                 continue
         return False
 
-    def run(self, fs, schema, options, retries, retry_base) -> None:
+    def run(self, fs, schema, options, retries, retry_base, shape) -> None:
         try:
-            for batch in file_batches(fs, self.ref, schema, options, retries, self.stats, retry_base):
+            for batch in file_batches(fs, self.ref, schema, options, retries, self.stats, retry_base, shape):
                 if not self.put(("batch", batch)):
                     return
             self.put(("done", None))
@@ -227,8 +257,12 @@ def check_changed(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExcept
 
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
                state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
-               retry_base: float = BASE_DELAY) -> Iterator[FileBatch | FileDone]:
-    """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file."""
+               retry_base: float = BASE_DELAY, validation: Validation | None = None,
+               schemaless: bool = False) -> Iterator[FileBatch | FileDone]:
+    """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file.
+    ``validation``: the stream's validation_policy (records not fitting its schema are dropped,
+    counted in a LOG per file, or stop the stream); ``schemaless``: records as ``{"data": {...}}``."""
+    shape = Shape(validation, schemaless)
     cancel = threading.Event()
     pending = iter(files)
     jobs: deque[_Job] = deque()
@@ -238,7 +272,7 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
         ref = next(pending, None)
         if ref is not None:
             job = _Job(ref, cancel)
-            pool.submit(job.run, fs, schema, options, retries, retry_base)
+            pool.submit(job.run, fs, schema, options, retries, retry_base, shape)
             jobs.append(job)
 
     try:
@@ -258,11 +292,19 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                     if job.stats.skipped:
                         log.warning("%s: skipped %d bad record(s), e.g. %s", job.ref.key, job.stats.skipped,
                                     "; ".join(job.stats.skipped_examples))
+                    if validation is not None:
+                        # Under skip_record / wait_for_discover no value is kept as text against its type.
+                        job.stats.type_conflicts.clear()
                     if job.stats.type_conflicts:
-                        log.warning("%s: values not matching the inferred type kept as text in column(s) %s",
+                        log.warning("%s: values not matching the stream's type kept as text in column(s) %s",
                                     job.ref.key, ", ".join(sorted(job.stats.type_conflicts)))
+                    if job.stats.invalid:
+                        # Worded as Airbyte's file-based streams word it, with the first examples.
+                        log.warning("Records in file did not pass validation policy. stream=%s file=%s n_skipped=%d "
+                                    "validation_policy=skip_record (e.g. %s)", stream, job.ref.key, job.stats.invalid,
+                                    "; ".join(job.stats.invalid_examples))
                     yield FileDone(stream, job.ref, records, state, job.stats.skipped,
-                                   tuple(sorted(job.stats.type_conflicts)))
+                                   tuple(sorted(job.stats.type_conflicts)), job.stats.invalid)
                 elif kind == "vanished":
                     check_vanished(fs, job.ref, payload)
                     log.warning("%s: skipped, not counted as synced", payload)

@@ -61,6 +61,9 @@ class FileStats:
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     type_conflicts: set[str] = field(default_factory=set)
+    #: Records dropped by validation_policy skip_record, and the first few of them.
+    invalid: int = 0
+    invalid_examples: list[str] = field(default_factory=list)
 
     def skip(self, where: str) -> None:
         self.skipped += 1

@@ -90,15 +90,17 @@ def _header(head: bytes, options: FormatOptions, sep: str, final: bool) -> tuple
 def _first_record(lines: list[str], sep: str, csv: CsvOptions, index: int) -> tuple[list[str] | None, int]:
     """The fields of the CSV record starting at ``lines[0]`` and the lines it spans; None when
     its last quoted field is still open at the end of ``lines``."""
-    dialect = {"delimiter": sep, "quotechar": csv.quote_character, "escapechar": csv.escape_char,
-               "doublequote": csv.double_quote}
-    strict = pycsv.reader(iter(lines), strict=True, **dialect)
+    def reader(strict: bool):  # noqa: ANN202 - the csv module's reader type is private
+        return pycsv.reader(iter(lines), delimiter=sep, quotechar=csv.quote_character, escapechar=csv.escape_char,
+                            doublequote=csv.double_quote, strict=strict)
+
+    strict = reader(True)
     try:
         return next(strict), strict.line_num
     except pycsv.Error as exc:
         if "unexpected end of data" in str(exc):
             return None, 0
-    lenient = pycsv.reader(iter(lines), **dialect)  # as Arrow reads stray quotes
+    lenient = reader(False)  # as Arrow reads stray quotes
     try:
         return next(lenient), lenient.line_num
     except pycsv.Error as exc:
