@@ -196,7 +196,7 @@ class StreamGlobs:
         if raw.get("input_schema") not in (None, ""):
             from connector.source.declared import declared_properties
 
-            schema = declared_properties(raw["input_schema"], f"streams.input_schema (stream {name!r})")
+            schema = declared_properties(raw["input_schema"], "streams.input_schema", f" (stream {name!r})")
         schemaless = raw.get("schemaless", False)
         if schemaless and schema is not None:
             raise ConfigError(f"config fields 'streams.schemaless' and 'streams.input_schema' (stream {name!r}) "

@@ -31,35 +31,49 @@ _NAMES: dict[str, tuple[str, str | None]] = {
 NESTED = frozenset({"object", "array"})
 
 
-def declared_properties(raw: Any, field: str) -> dict[str, dict[str, Any]]:
+def declared_properties(raw: Any, field: str, context: str = "") -> dict[str, dict[str, Any]]:
     """``input_schema`` in any accepted form -> JSON Schema ``properties``, each column nullable
-    (``{"type": ["null", T...], "format"?}``); :class:`ConfigError` naming ``field`` and the column."""
+    (``{"type": ["null", T...], "format"?}``); :class:`ConfigError` naming ``field`` and the column
+    (``context``, e.g. `` (stream 'x')``, follows the field's name)."""
+    try:
+        return _properties(raw, field)
+    except _Bad as bad:
+        raise ConfigError(f"config field '{bad.field}'{context}: {bad.problem}") from None
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field, problem)
+        self.field, self.problem = field, problem
+
+
+def _properties(raw: Any, field: str) -> dict[str, dict[str, Any]]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except ValueError as exc:
-            raise ConfigError(f"config field {field!r}: not valid JSON ({exc})") from None
+            raise _Bad(field, f"not valid JSON ({exc})") from None
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"config field {field!r}: expected a non-empty object of columns, or a JSON Schema with properties")
+        raise _Bad(field, "expected a non-empty object of columns, or a JSON Schema with properties")
     if isinstance(raw.get("properties"), dict):
         properties = {name: _from_json_schema(spec, f"{field}.properties.{name}") for name, spec in raw["properties"].items()}
     else:
         properties = {name: _from_name(spec, f"{field}.{name}") for name, spec in raw.items()}
     if not properties:
-        raise ConfigError(f"config field {field!r}: declares no column")
+        raise _Bad(field, "declares no column")
     blank = [name for name in properties if not name.strip()]
     if blank:
-        raise ConfigError(f"config field {field!r}: a column name is blank")
+        raise _Bad(field, "a column name is blank")
     return properties
 
 
 def _from_name(spec: Any, field: str) -> dict[str, Any]:
     if not isinstance(spec, str):
-        raise ConfigError(f"config field {field!r}: expected a type name (string, integer, number, boolean, "
+        raise _Bad(field, f"expected a type name (string, integer, number, boolean, "
                           f"date, date-time, object, array), not {json.dumps(spec)}")
     found = _NAMES.get(spec.strip().casefold())
     if found is None:
-        raise ConfigError(f"config field {field!r}: unknown type {spec!r} "
+        raise _Bad(field, f"unknown type {spec!r} "
                           f"(one of {', '.join(sorted(_NAMES))})")
     kind, fmt = found
     return _nullable([kind], fmt)
@@ -69,16 +83,16 @@ def _from_json_schema(spec: Any, field: str) -> dict[str, Any]:
     if isinstance(spec, str):
         return _from_name(spec, field)
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ConfigError(f"config field {field!r}: expected a JSON Schema with a 'type'")
+        raise _Bad(field, "expected a JSON Schema with a 'type'")
     types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
     unknown = [t for t in types if t not in JSON_TYPES]
     if unknown or not types:
-        raise ConfigError(f"config field '{field}.type': unknown JSON type {unknown[0] if unknown else None!r}")
+        raise _Bad(f"{field}.type", f"unknown JSON type {unknown[0] if unknown else None!r}")
     fmt = spec.get("format")
     if fmt not in (None, "date", "date-time"):
         fmt = None  # other formats are not checked (as Airbyte's validation does not check them)
     if fmt is not None and "string" not in types:
-        raise ConfigError(f"config field '{field}.format': {fmt!r} applies to type 'string'")
+        raise _Bad(f"{field}.format", f"{fmt!r} applies to type 'string'")
     return _nullable(types, fmt)
 
 
