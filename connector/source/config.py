@@ -56,6 +56,11 @@ class CsvOptions:
     generated_names: str = "column"
     #: Airbyte's User Provided header: these names, and no header row in the files.
     column_names: tuple[str, ...] = ()
+    #: False: every column is text (Airbyte's ``inference_type: "None"``).
+    infer_types: bool = True
+    #: A row with more or fewer fields than the header is skipped and counted in the file's LOG
+    #: (Airbyte's ``ignore_errors_on_fields_mismatch``), whatever ``on_bad_record`` says.
+    skip_mismatched_rows: bool = False
 
     @property
     def booleans(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -98,6 +103,10 @@ def csv_options(raw: dict[str, Any], field: str, base: CsvOptions = CsvOptions()
     for name in ("null_values", "true_values", "false_values"):
         if name in given:
             changes[name] = tuple(dict.fromkeys(given[name]))
+    if "inference_type" in given:
+        changes["infer_types"] = given["inference_type"] != "None"
+    if "ignore_errors_on_fields_mismatch" in given:
+        changes["skip_mismatched_rows"] = given["ignore_errors_on_fields_mismatch"]
     if "header_definition" in given:
         changes.update(_header_definition(given["header_definition"], f"{field}.header_definition"))
     options = dataclasses.replace(base, **changes)
@@ -158,7 +167,8 @@ FILETYPES = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "avro": "avro"
 #: A stream's ``format`` fields that are CSV options.
 CSV_FORMAT_FIELDS = frozenset({"delimiter", "quote_char", "escape_char", "encoding", "double_quote", "null_values",
                                "strings_can_be_null", "skip_rows_before_header", "skip_rows_after_header",
-                               "header_definition", "true_values", "false_values"})
+                               "header_definition", "true_values", "false_values", "inference_type",
+                               "ignore_errors_on_fields_mismatch"})
 
 
 @dataclass(frozen=True)

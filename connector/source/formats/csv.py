@@ -201,7 +201,7 @@ def _open(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, s
     def on_invalid(row: pacsv.InvalidRow) -> str:
         where = f"line {row.number}" if row.number is not None and row.number >= 0 else "a row"
         problem = f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}"
-        if options.on_bad_record == "skip" and stats is not None:
+        if (options.on_bad_record == "skip" or options.csv.skip_mismatched_rows) and stats is not None:
             stats.skip(problem)
             return "skip"
         bad_rows.append(problem)
@@ -350,6 +350,8 @@ def infer(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions, m
                 break
     finally:
         rows.close()
+    if not csv.infer_types:  # Airbyte's inference_type "None": every column is text
+        return pa.schema([pa.field(name, pa.string()) for name in names])
     return pa.schema([pa.field(name, types.get(name, pa.null())) for name in names])
 
 
