@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -85,6 +85,14 @@ def _estimate(out: Output, source: Any, stream: str, state: dict[str, Any] | Non
     out.message(messages.trace_estimate(stream, size))
 
 
+def _file_record(stream: str, staged: Any) -> dict[str, Any]:
+    """The RECORD of a staged file: its metadata, and a ``file_reference`` when it was copied."""
+    message = messages.record(stream, staged.record_data())
+    if staged.path is not None:
+        message["record"]["file_reference"] = staged.file_reference()
+    return message
+
+
 #: A state whose history holds more keys than this is emitted at most every STATE_EVERY seconds
 #: (and after the stream's last file): each STATE carries the whole history, so one per file
 #: would cost O(files x keys) in a backfill of many small files.
@@ -115,9 +123,10 @@ class _Checkpoints:
 
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.records import record_lines
-    from connector.source import FileBatch, Source, TransientError
+    from connector.source import FileBatch, FileDone, Source, TransientError
     from connector.source.read import FILE_COLUMNS
     from connector.source.state import parse_input_state
+    from connector.source.transfer import StagedFile
 
     config = load_json_file(args.config, "config")
     catalog = load_json_file(args.catalog, "catalog")
@@ -147,7 +156,20 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         checkpoints = _Checkpoints(out, name)
         try:
             _estimate(out, source, name, states.get(name) if incremental else None)
-            for event in source.read(name, states.get(name), sync_mode=mode):
+            events: Iterator[FileBatch | FileDone | StagedFile]
+            if source.config.file_transfer:
+                events = source.stage(name, states.get(name), sync_mode=mode,
+                                      include_files=configured.get("include_files") is not False)
+            else:
+                events = source.read(name, states.get(name), sync_mode=mode)
+            for event in events:
+                if isinstance(event, StagedFile):
+                    if not running:
+                        out.message(messages.trace_stream_status(name, "RUNNING"))
+                        running = True
+                    out.message(_file_record(name, event))
+                    checkpoints.records += 1
+                    continue
                 if isinstance(event, FileBatch):
                     if not running:
                         out.message(messages.trace_stream_status(name, "RUNNING"))

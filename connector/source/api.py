@@ -10,17 +10,18 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
-from connector.source import formats
+from connector.errors import ConfigError
+from connector.source import declared, formats
 from connector.source.config import SourceConfig, StreamGlobs
 from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
                                      TransientError)
 from connector.source.formats import FormatOptions
-from connector.source import declared
-from connector.source.infer import or_text, json_schema, merge_schemas
+from connector.source.infer import json_schema, merge_schemas, or_text
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
 from connector.source.read import FileBatch, FileDone, read_files, reserved_renames
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
+from connector.source.transfer import FILE_SCHEMA, StagedFile, stage_files, staging_directory
 from connector.source.validate import Validation
 
 log = logging.getLogger("connector.source")
@@ -198,13 +199,16 @@ class Source:
 
     def airbyte_stream(self, name: str, files: list[FileRef] | None = None) -> dict[str, Any]:
         refs = files if files is not None else self._stream_files(name)
-        return {
+        stream = {
             "name": name,
-            "json_schema": self._json_schema(name, refs),
+            "json_schema": FILE_SCHEMA if self.config.file_transfer else self._json_schema(name, refs),
             "supported_sync_modes": ["full_refresh", "incremental"],
             "source_defined_cursor": True,
             "default_cursor_field": [CURSOR_FIELD],
         }
+        if self.config.file_transfer:
+            stream["is_file_based"] = True
+        return stream
 
     def _json_schema(self, stream: str, refs: list[FileRef]) -> dict[str, Any]:
         """The stream's ``json_schema``: declared (``input_schema``), schemaless, or inferred. Under
@@ -238,6 +242,10 @@ class Source:
         refs = [r for files in grouped.values() for r in files]
         if not refs:
             raise SourceError(self.no_streams_message())
+        if self.config.file_transfer:
+            with formats.open_raw(self.fs, refs[-1]) as f:  # files are copied, not parsed: readable is enough
+                f.read(1)
+            return
         self._infer(refs[-1])
 
     def no_streams_message(self) -> str:
@@ -256,6 +264,9 @@ class Source:
         """
         if sync_mode not in ("incremental", "full_refresh"):
             raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
+        if self.config.file_transfer:
+            raise ConfigError("config field 'delivery_method': use_file_transfer copies files unchanged, it does not "
+                              "parse them into records; use Source.stage (des-source read does)")
         all_files = self._stream_files(stream)
         current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
@@ -265,6 +276,21 @@ class Source:
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
                           schemaless=own is not None and own.schemaless)
+
+    def stage(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",
+              directory: str | None = None, include_files: bool = True) -> Iterator[StagedFile | FileDone]:
+        """``delivery_method: use_file_transfer``: each pending file of ``stream`` copied unchanged
+        into ``directory`` (default: Airbyte's staging directory, see
+        :func:`connector.source.transfer.staging_directory`) as a :class:`StagedFile`, a
+        :class:`FileDone` after each. ``include_files=False``: the files' metadata only, nothing copied."""
+        if sync_mode not in ("incremental", "full_refresh"):
+            raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
+        current = self.state(state if sync_mode == "incremental" else None)
+        pending = current.pending(self._stream_files(stream))
+        target = (directory or staging_directory()) if include_files else None
+        return stage_files(stream, self.fs, pending, current, directory=target,
+                           preserve_directories=self.config.preserve_directory_structure,
+                           retries=self.config.retry_count, retry_base=self._retry_base)
 
 
 def _one_line(exc: BaseException) -> str:

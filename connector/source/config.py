@@ -247,6 +247,10 @@ class SourceConfig:
     batch_size: int = 65536
     #: How far before the cursor a file that appears late is still read (see connector.source.state).
     lookback_window: timedelta = timedelta(days=3)
+    #: Airbyte's ``delivery_method`` use_file_transfer: files are copied unchanged, not parsed.
+    file_transfer: bool = False
+    #: With file_transfer: a file keeps its folders in ``source_file_relative_path`` (else its name only).
+    preserve_directory_structure: bool = True
 
     @classmethod
     def from_dict(cls, raw: Any) -> SourceConfig:
@@ -262,6 +266,10 @@ class SourceConfig:
         _check_access(raw)
         start = _parse_time(raw["start_date"], "start_date") if "start_date" in raw else None
         csv = csv_options(raw.get("csv", {}), "csv")
+        delivery = raw.get("delivery_method", {})
+        if "preserve_directory_structure" in delivery and delivery.get("delivery_type") != "use_file_transfer":
+            raise ConfigError("config field 'delivery_method.preserve_directory_structure' applies to "
+                              "delivery_type 'use_file_transfer' only")
         return cls(
             root_url=raw.get("root_url"),
             bucket_name=raw.get("bucket_name"),
@@ -289,6 +297,8 @@ class SourceConfig:
             on_bad_record=raw.get("on_bad_record", "fail"),
             batch_size=raw.get("batch_size", 65536),
             lookback_window=timedelta(days=raw.get("lookback_window_days", 3)),
+            file_transfer=delivery.get("delivery_type") == "use_file_transfer",
+            preserve_directory_structure=delivery.get("preserve_directory_structure", True),
         )
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -32,6 +32,8 @@ FORMAT_EXTENSIONS: dict[str, str] = {
     ".avro": "avro",
     ".xlsx": "excel",
 }
+#: The format of a file copied unchanged (delivery_method use_file_transfer) that is no data format.
+RAW = "raw"
 #: Formats that compress internally (or are zip archives themselves): an outer codec is refused.
 SELF_CONTAINED = frozenset({"parquet", "avro", "excel"})
 
@@ -104,8 +106,10 @@ def list_files(fs: fsspec.AbstractFileSystem, root: str, config: SourceConfig) -
             continue  # S3 "folder" placeholder objects
         key = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
         fmt, codec = detect_format(key)
-        zipped = archive.is_archive(key)
-        if not zipped and (fmt is None or (config.file_format != "auto" and fmt != config.file_format)):
+        zipped = archive.is_archive(key) and not config.file_transfer  # copied whole, not opened
+        if config.file_transfer and config.file_format == "auto":
+            fmt = fmt or RAW  # every file is copied as it is
+        elif not zipped and (fmt is None or (config.file_format != "auto" and fmt != config.file_format)):
             continue
         modified = last_modified(info)
         if config.start_date is not None and modified < config.start_date:
