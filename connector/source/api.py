@@ -239,14 +239,14 @@ class Source:
     def check(self) -> None:
         """List the root and open one file; raises :class:`ConnectorError` saying what failed."""
         grouped = self._list()
-        refs = [r for files in grouped.values() for r in files]
-        if not refs:
+        if not grouped:
             raise SourceError(self.no_streams_message())
+        stream, files = list(grouped.items())[-1]
         if self.config.file_transfer:
-            with formats.open_raw(self.fs, refs[-1]) as f:  # files are copied, not parsed: readable is enough
+            with formats.open_raw(self.fs, files[-1]) as f:  # files are copied, not parsed: readable is enough
                 f.read(1)
             return
-        self._infer(refs[-1])
+        self._infer(files[-1], stream)  # with that stream's options (its encoding, dialect...)
 
     def no_streams_message(self) -> str:
         """What to tell a user whose root holds no stream: where we looked and, if data files lie

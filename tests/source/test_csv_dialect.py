@@ -201,3 +201,10 @@ def test_ignore_errors_on_fields_mismatch_skips_and_counts_the_row(tmp_path, cap
     rows, done = drain(src, "s")
     assert [(r["a"], r["b"]) for r in rows] == [(1, 2), (6, 7)] and done[0].skipped == 1
     assert "skipped 1 bad record(s), e.g. line 3: expected 2 columns, got 3" in caplog.text
+
+
+def test_check_opens_a_file_with_its_streams_options(tmp_path):
+    write_local(tmp_path, {"s/a.csv": "name\nJosé\n".encode("latin-1")})
+    Source({"root_url": str(tmp_path), "streams": [stream({"encoding": "latin-1"})]}).check()
+    with pytest.raises(BadDataError, match=r"s/a\.csv"):
+        Source({"root_url": str(tmp_path), "streams": [stream({})]}).check()
