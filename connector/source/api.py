@@ -22,7 +22,7 @@ from connector.source.read import FileBatch, FileDone, read_files, reserved_rena
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
 from connector.source.transfer import FILE_SCHEMA, StagedFile, stage_files, staging_directory
-from connector.source.validate import Validation
+from connector.source.validate import Column, Validation
 
 log = logging.getLogger("connector.source")
 
@@ -234,6 +234,13 @@ class Source:
         properties = own.input_schema if own.input_schema is not None else json_schema(data_schema)["properties"]
         return Validation.of(own.validation_policy, properties, self._options(stream).csv.booleans)
 
+    @staticmethod
+    def _declared_columns(own: StreamGlobs | None) -> dict[str, Column] | None:
+        """Under emit_record, a declared stream's columns (a value of another type becomes text)."""
+        if own is None or own.input_schema is None or own.validation_policy != "emit_record":
+            return None
+        return {name: Column.of(prop) for name, prop in own.input_schema.items()}
+
     # -- check / read ----------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -275,7 +282,7 @@ class Source:
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
-                          schemaless=own is not None and own.schemaless)
+                          schemaless=own is not None and own.schemaless, declared=self._declared_columns(own))
 
     def stage(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",
               directory: str | None = None, include_files: bool = True) -> Iterator[StagedFile | FileDone]:

@@ -29,7 +29,8 @@ from connector.source.listing import FileRef
 from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
 from connector.scalars import string_scalar, timestamp_us_utc
 from connector.source.state import StreamState
-from connector.source.validate import Validation
+from connector.source.formats.parquet import as_text
+from connector.source.validate import Column, Validation
 
 log = logging.getLogger("connector.source")
 
@@ -112,8 +113,13 @@ class Shape:
     validation: Validation | None = None
     #: Every record's columns go into one object column, ``data`` (Airbyte's schemaless streams).
     schemaless: bool = False
+    #: emit_record with a declared schema: its columns; a column whose values the file gives in
+    #: another type (a double where an integer is declared) is emitted as text, and said so.
+    declared: dict[str, Column] | None = None
 
     def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int, stats: FileStats) -> pa.RecordBatch:
+        if self.declared is not None:
+            batch = _declared_or_text(batch, self.declared, stats)
         if self.validation is not None:
             batch, dropped, example = self.validation.apply(batch, ref, before)
             stats.invalid += dropped
@@ -124,6 +130,18 @@ class Shape:
                 pa.array([{}] * batch.num_rows, pa.struct([]))
             batch = pa.RecordBatch.from_arrays([data], names=["data"])
         return batch
+
+
+def _declared_or_text(batch: pa.RecordBatch, declared: dict[str, Column], stats: FileStats) -> pa.RecordBatch:
+    """``batch`` with each column whose type its declared column does not admit as exact text."""
+    columns = list(batch.columns)
+    for i, name in enumerate(batch.schema.names):
+        rule = declared.get(name)
+        if rule is None or rule.admits(columns[i].type) or pa.types.is_string(columns[i].type):
+            continue
+        columns[i] = as_text(columns[i])
+        stats.type_conflicts.add(name)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
@@ -258,11 +276,12 @@ def check_changed(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExcept
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
                state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
                retry_base: float = BASE_DELAY, validation: Validation | None = None,
-               schemaless: bool = False) -> Iterator[FileBatch | FileDone]:
+               schemaless: bool = False, declared: dict[str, Column] | None = None) -> Iterator[FileBatch | FileDone]:
     """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file.
     ``validation``: the stream's validation_policy (records not fitting its schema are dropped,
-    counted in a LOG per file, or stop the stream); ``schemaless``: records as ``{"data": {...}}``."""
-    shape = Shape(validation, schemaless)
+    counted in a LOG per file, or stop the stream); ``schemaless``: records as ``{"data": {...}}``;
+    ``declared``: under emit_record, the declared columns (values of another type become text)."""
+    shape = Shape(validation, schemaless, declared)
     cancel = threading.Event()
     pending = iter(files)
     jobs: deque[_Job] = deque()

@@ -11,6 +11,7 @@ whole or not at all (written beside, then renamed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import posixpath
@@ -94,7 +95,7 @@ def stage_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef]
         path = None
         if directory is not None:
             try:
-                path = call_with_retry(lambda: _copy(fs, ref, directory, relative), retries, retry_base)
+                path = call_with_retry(functools.partial(_copy, fs, ref, directory, relative), retries, retry_base)
             except FileVanishedError as exc:
                 check_vanished(fs, ref, exc)
                 log.warning("%s: skipped, not counted as synced", exc)

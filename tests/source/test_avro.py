@@ -275,7 +275,8 @@ def test_airbyte_stream_format_filetype_and_double_as_string(tmp_path):
     ({}, "'streams.0.format'"),
     ({"filetype": "csv", "double_as_string": True}, "'streams.format.double_as_string' \\(stream 'a'\\) applies to filetype 'avro'"),
     ({"filetype": "avro", "double_as_string": "no"}, "'streams.0.format.double_as_string'"),
-    ({"filetype": "avro", "delimiter": ";"}, "'streams.0.format'"),
+    ({"filetype": "avro", "delimiter": ";"}, "'streams.format.delimiter' \\(stream 'a'\\) applies to filetype 'csv' only"),
+    ({"filetype": "avro", "sheet": "x"}, "'streams.0.format'"),
 ])
 def test_bad_stream_format_names_the_field(fmt, needle):
     from connector.errors import ConfigError

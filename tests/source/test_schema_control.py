@@ -155,3 +155,21 @@ def test_discover_of_many_files_only_lists(s3_endpoint, s3_bucket, stream):
 def test_bad_schema_options_are_config_errors_naming_the_field(stream, message):
     with pytest.raises(ConfigError, match=message):
         Source({"root_url": ".", "streams": [{"name": "s", "globs": ["*"], **stream}]})
+
+
+def test_declared_type_the_parquet_file_does_not_have(tmp_path, caplog):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "s").mkdir()
+    pq.write_table(pa.table({"n": pa.array([1.5, 2.0, None]), "k": pa.array([1, 2, 3], pa.int32())}),
+                   tmp_path / "s" / "a.parquet")
+    declared = {"n": "integer", "k": "number"}
+    emit = Source({"root_url": str(tmp_path), "streams": [{"name": "s", "globs": ["s/*"], "input_schema": declared}]})
+    with caplog.at_level(logging.WARNING):
+        rows = validated_records(emit, "s")
+    assert [(r["n"], r["k"]) for r in rows] == [("1.5", 1), ("2", 2), (None, 3)]  # the doubles as JSON writes them
+    assert "s/a.parquet: values not matching the stream's type kept as text in column(s) n" in caplog.text
+    skip = Source({"root_url": str(tmp_path), "streams": [{"name": "s", "globs": ["s/*"], "input_schema": declared,
+                                                            "validation_policy": "skip_record"}]})
+    assert [(r["n"], r["k"]) for r in data(drain(skip, "s")[0])] == [(None, 3)]

@@ -73,7 +73,7 @@ def _declared(array: pa.Array, declared: pa.DataType) -> pa.Array:
     """``array`` with its values where ``declared`` has text as text (``array`` itself if none)."""
     t = array.type
     if pa.types.is_string(declared):
-        return array if _is_text(t) else _as_text(array)
+        return array if _is_text(t) else as_text(array)
     if pa.types.is_struct(declared) and pa.types.is_struct(t):
         originals = [array.field(i) for i in range(t.num_fields)]
         children = [_declared(child, declared.field(declared.get_field_index(f.name)).type)
@@ -100,7 +100,7 @@ def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
 
 
-def _as_text(column: pa.Array) -> pa.Array:
+def as_text(column: pa.Array) -> pa.Array:
     """Each value as its JSON text, a JSON string's without the quotes (a date as 2024-01-02)."""
     from connector.records import json_texts
 
