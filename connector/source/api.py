@@ -18,7 +18,7 @@ from connector.source.errors import (BadDataError, FileChangedError, FileVanishe
 from connector.source.formats import FormatOptions
 from connector.source.infer import json_schema, merge_schemas, or_text
 from connector.source.listing import FileRef, group_streams, list_files, no_streams_hint
-from connector.source.read import FileBatch, FileDone, read_files, reserved_renames
+from connector.source.read import ROW_COLUMN, FileBatch, FileDone, read_files, reserved_renames
 from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
 from connector.source.transfer import FILE_SCHEMA, StagedFile, stage_files, staging_directory
@@ -140,6 +140,8 @@ class Source:
         data = self._data_schema(stream, refs)
         renames = reserved_renames(data.names)
         data = pa.schema([f.with_name(renames.get(f.name, f.name)) for f in data])
+        if self.config.row_column:
+            data = data.append(pa.field(ROW_COLUMN, pa.int64()))
         return data.append(META_FIELDS.field(0)).append(META_FIELDS.field(1))
 
     def _data_schema(self, stream: str, refs: list[FileRef]) -> pa.Schema:
@@ -215,7 +217,7 @@ class Source:
         emit_record a value that does not fit its column is kept as text, so the columns whose
         types may meet such a value (inferred from a sample, or declared) admit a string too."""
         own = self._stream_config(stream)
-        meta = json_schema(META_FIELDS)["properties"]
+        meta = json_schema(self._meta_fields())["properties"]
         if own is not None and own.schemaless:
             return {**json_schema(pa.schema([])), "properties": {"data": {"type": "object"}, **meta}}
         keeps_text = own is None or own.validation_policy == "emit_record"
@@ -225,6 +227,12 @@ class Source:
             return {**json_schema(pa.schema([])), "properties": {**properties, **meta}}
         text_fallback = keeps_text and any(r.format in TEXT_FALLBACK_FORMATS for r in refs)
         return json_schema(self.schema(stream, refs), text_fallback=text_fallback)
+
+    def _meta_fields(self) -> pa.Schema:
+        """The columns every record gets besides its data (``_row`` first, with ``row_column``)."""
+        if self.config.row_column:
+            return pa.schema([pa.field(ROW_COLUMN, pa.int64()), *META_FIELDS])
+        return META_FIELDS
 
     def _rules(self, stream: str, data_schema: pa.Schema) -> Validation | None:
         """The stream's validation (None under emit_record, or schemaless: every record goes out)."""
@@ -282,7 +290,8 @@ class Source:
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
-                          schemaless=own is not None and own.schemaless, declared=self._declared_columns(own))
+                          schemaless=own is not None and own.schemaless, declared=self._declared_columns(own),
+                          row_column=self.config.row_column)
 
     def stage(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",
               directory: str | None = None, include_files: bool = True) -> Iterator[StagedFile | FileDone]:

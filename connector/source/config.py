@@ -247,6 +247,8 @@ class SourceConfig:
     batch_size: int = 65536
     #: How far before the cursor a file that appears late is still read (see connector.source.state).
     lookback_window: timedelta = timedelta(days=3)
+    #: Every record gets ``_row``, its number within its file (for deduplicating rewritten files).
+    row_column: bool = False
     #: Airbyte's ``delivery_method`` use_file_transfer: files are copied unchanged, not parsed.
     file_transfer: bool = False
     #: With file_transfer: a file keeps its folders in ``source_file_relative_path`` (else its name only).
@@ -297,6 +299,7 @@ class SourceConfig:
             on_bad_record=raw.get("on_bad_record", "fail"),
             batch_size=raw.get("batch_size", 65536),
             lookback_window=timedelta(days=raw.get("lookback_window_days", 3)),
+            row_column=raw.get("row_column", False),
             file_transfer=delivery.get("delivery_type") == "use_file_transfer",
             preserve_directory_structure=delivery.get("preserve_directory_structure", True),
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 
 from connector.source import formats
@@ -66,6 +67,9 @@ class FileDone:
         """The state's JSON form (built on demand: with a long history it is not small)."""
         return self.stream_state.to_dict()
 
+
+#: The column ``row_column`` adds: each record's number within its file.
+ROW_COLUMN = "_row"
 
 FILE_COLUMNS = ("_last_modified_time", "_file")
 """The columns every record gets from its file: one value throughout a :class:`FileBatch`."""
@@ -117,18 +121,31 @@ class Shape:
     #: another type (a double where an integer is declared) is emitted as text, and said so.
     declared: dict[str, Column] | None = None
 
+    #: Add ``_row``: each record's number in its file (1-based, in the order the format read them).
+    row_column: bool = False
+
     def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int, stats: FileStats) -> pa.RecordBatch:
+        """``batch`` (the file's records ``before + 1``...) shaped for the stream."""
+        kept = None
         if self.declared is not None:
             batch = _declared_or_text(batch, self.declared, stats)
         if self.validation is not None:
-            batch, dropped, example = self.validation.apply(batch, ref, before)
-            stats.invalid += dropped
+            read = batch.num_rows
+            batch, kept, example = self.validation.apply(batch, ref, before)
+            stats.invalid += read - batch.num_rows
             if example is not None and len(stats.invalid_examples) < 3:
                 stats.invalid_examples.append(example)
+        if self.row_column and not self.schemaless and ROW_COLUMN in batch.schema.names:
+            raise BadDataError(f"{ref.key}: has a column {ROW_COLUMN!r}, the name row_column gives each record's "
+                               "number: rename it, or leave row_column off")
         if self.schemaless:
             data = pa.StructArray.from_arrays(batch.columns, fields=list(batch.schema)) if batch.num_columns else \
                 pa.array([{}] * batch.num_rows, pa.struct([]))
             batch = pa.RecordBatch.from_arrays([data], names=["data"])
+        if self.row_column:
+            numbers = np.arange(before + 1, before + 1 + (len(kept) if kept is not None else batch.num_rows))
+            rows = pa.array(numbers if kept is None else numbers[kept], pa.int64())
+            batch = pa.RecordBatch.from_arrays([*batch.columns, rows], names=[*batch.schema.names, ROW_COLUMN])
         return batch
 
 
@@ -276,12 +293,14 @@ def check_changed(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExcept
 def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef], schema: pa.Schema,
                state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
                retry_base: float = BASE_DELAY, validation: Validation | None = None,
-               schemaless: bool = False, declared: dict[str, Column] | None = None) -> Iterator[FileBatch | FileDone]:
+               schemaless: bool = False, declared: dict[str, Column] | None = None,
+               row_column: bool = False) -> Iterator[FileBatch | FileDone]:
     """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file.
     ``validation``: the stream's validation_policy (records not fitting its schema are dropped,
     counted in a LOG per file, or stop the stream); ``schemaless``: records as ``{"data": {...}}``;
-    ``declared``: under emit_record, the declared columns (values of another type become text)."""
-    shape = Shape(validation, schemaless, declared)
+    ``declared``: under emit_record, the declared columns (values of another type become text);
+    ``row_column``: each record gets ``_row``, its number in its file."""
+    shape = Shape(validation, schemaless, declared, row_column)
     cancel = threading.Event()
     pending = iter(files)
     jobs: deque[_Job] = deque()

@@ -91,10 +91,11 @@ class Validation:
     def of(cls, policy: str, properties: dict[str, Any], booleans: Booleans = None) -> Validation:
         return cls(policy, {name: Column.of(prop) for name, prop in properties.items()}, booleans)
 
-    def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int) -> tuple[pa.RecordBatch, int, str | None]:
-        """``batch`` without the records that do not fit (skip_record), how many were dropped, and
-        one example; wait_for_discover raises :class:`SchemaMismatchError` at the first one.
-        ``before``: records of the file before this batch (to number the record)."""
+    def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int) -> tuple[pa.RecordBatch, np.ndarray | None, str | None]:
+        """``batch`` without the records that do not fit (skip_record), which rows it kept (None:
+        all), and one example of a dropped one; wait_for_discover raises
+        :class:`SchemaMismatchError` at the first one. ``before``: records of the file before this
+        batch (to number the record)."""
         misfits: dict[str, tuple[np.ndarray, str]] = {}
         recast: dict[str, pa.DataType] = {}
         for name, column in zip(batch.schema.names, batch.columns):
@@ -111,7 +112,7 @@ class Validation:
             if rows.any():
                 misfits[name] = rows, reason
         if not misfits:
-            return self._recast(batch, recast), 0, None
+            return self._recast(batch, recast), None, None
         bad = np.logical_or.reduce([rows for rows, _ in misfits.values()])
         first = int(np.flatnonzero(bad)[0])
         name, (_, reason) = next((n, m) for n, m in misfits.items() if m[0][first])
@@ -120,7 +121,7 @@ class Validation:
             raise SchemaMismatchError(f"{ref.key}: {example}; validation_policy wait_for_discover stops the "
                                       "stream until discover is run again (or input_schema is changed)")
         kept = batch.filter(bool_array(~bad))
-        return self._recast(kept, recast), int(bad.sum()), example
+        return self._recast(kept, recast), ~bad, example
 
     def _misfits(self, column: pa.Array, targets: list[pa.DataType]) -> np.ndarray:
         """Rows whose text fits none of ``targets``."""
