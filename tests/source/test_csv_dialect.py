@@ -60,7 +60,7 @@ def test_null_values_match_exactly(tmp_path):
     assert rows == [{"n": 1, "s": None}, {"n": None, "s": "na"}, {"n": 3, "s": " NA"}, {"n": None, "s": "NAN"}]
 
 
-def test_without_null_values_NA_is_text(tmp_path):
+def test_without_null_values_na_is_text(tmp_path):
     _, rows = read(tmp_path, b"s\nNA\n", {})
     assert rows == [{"s": "NA"}]
 

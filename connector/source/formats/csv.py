@@ -34,6 +34,8 @@ from connector.source.infer import cast_strings, infer_string_column, merge_type
 from connector.source.listing import FileRef
 
 
+#: The CSV options of a config that gives none.
+DEFAULT_CSV = CsvOptions()
 #: How far into a file the header line is looked for.
 HEADER_LIMIT = 1 << 20
 #: The longest row read (a block grows to hold it; see _text_batches).
@@ -90,7 +92,7 @@ def _header(head: bytes, options: FormatOptions, sep: str, final: bool) -> tuple
 def _first_record(lines: list[str], sep: str, csv: CsvOptions, index: int) -> tuple[list[str] | None, int]:
     """The fields of the CSV record starting at ``lines[0]`` and the lines it spans; None when
     its last quoted field is still open at the end of ``lines``."""
-    def reader(strict: bool):  # noqa: ANN202 - the csv module's reader type is private
+    def reader(strict: bool):  # the csv module's reader type is private
         return pycsv.reader(iter(lines), delimiter=sep, quotechar=csv.quote_character, escapechar=csv.escape_char,
                             doublequote=csv.double_quote, strict=strict)
 
@@ -365,7 +367,7 @@ def _nulled(column: pa.Array, null_values: tuple[str, ...]) -> pa.Array:
     return pc.if_else(hit, pa.nulls(len(column), column.type), column)
 
 
-def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats, csv: CsvOptions = CsvOptions()) -> pa.RecordBatch:
+def convert(batch: pa.RecordBatch, schema: pa.Schema, stats: FileStats, csv: CsvOptions = DEFAULT_CSV) -> pa.RecordBatch:
     """Cast each text column to its stream type; a column whose values do not fit stays text.
     Configured null values become null first (in a string column only if ``strings_can_be_null``)."""
     columns, fields = [], []
