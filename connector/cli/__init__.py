@@ -1,7 +1,7 @@
 """``des``: the human command line.
 
 Each sub-module registers its own sub-commands (``register(subparsers)``) and keeps one job:
-``container`` (pack/ls/cat/info/verify/unpack), ``discover``, ``datasets``, ``sync``.
+``container`` (pack/ls/cat/info/verify/unpack), ``discover``, ``datasets``, ``sync``, ``serve``.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error. Errors go to stderr as one line; ``--debug``
 shows the traceback.
@@ -21,7 +21,7 @@ from connector.errors import ConnectorError
 
 # Modules that contribute sub-commands, in the order they appear in ``des --help``.
 COMMAND_MODULES: tuple[str, ...] = ("connector.cli.sync", "connector.cli.datasets", "connector.cli.container",
-                                     "connector.cli.discover")
+                                     "connector.cli.discover", "connector.cli.serve")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

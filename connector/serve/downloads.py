@@ -1,0 +1,105 @@
+"""A range of datapoints as a byte stream: JSON Lines (records) or a tar of datapoint files.
+
+The tar has Datas3t's shape, the one an upload takes: members ``<key:020d>.<ext>`` in key order
+(records as ``.json``; a packed file keeps its name's extension, and its stored name, when it is
+not already ``<key>.<ext>``, rides in the PAX header ``DES.name``). Bytes come from the store's
+readers, so every member and DATA region is checked (sha256 / CRC-32) on the way out. At most one
+datarange's DATA region (records) or one datapoint (files) is held in memory at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Iterator
+
+from connector.des import DesReader
+from connector.serve.errors import ApiError
+from connector.serve.uploads import DATAPOINT_NAME
+from connector.store import Datarange, Store
+
+FORMATS = ("jsonl", "tar")
+_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,16})$")
+READ_ATTEMPTS = 10  # a container replaced by a concurrent aggregate is looked up again
+
+
+def covering(store: Store, dataset: str, first: int, last: int) -> list[Datarange]:
+    """The dataranges holding ``[first, last]``; :class:`ApiError` 404 naming missing keys."""
+    if first > last:
+        raise ApiError(400, "bad_range", f"dataset {dataset!r}: range [{first}, {last}] is empty (start > end)")
+    ranges = [d for d in store.dataranges(dataset) if d.last >= first and d.first <= last]
+    missing, expected = [], first
+    for d in ranges:
+        if d.first > expected:
+            missing.append(f"{expected}..{d.first - 1}")
+        expected = d.last + 1
+    if expected <= last:
+        missing.append(f"{expected}..{last}")
+    if missing:
+        raise ApiError(404, "missing", f"dataset {dataset!r} has no datapoints {', '.join(missing)} "
+                       f"(asked for {first}..{last})")
+    return ranges
+
+
+def default_format(ranges: list[Datarange]) -> str:
+    """JSON Lines when every datarange holds records, else a tar."""
+    return "jsonl" if all(d.kind == "records" for d in ranges) else "tar"
+
+
+def jsonl_chunks(store: Store, dataset: str, first: int, last: int) -> Iterator[bytes]:
+    """Records ``[first, last]`` as JSON Lines, one chunk per datarange."""
+    yield from store.read_lines(dataset, first, last, whole=True)
+
+
+def tar_chunks(store: Store, dataset: str, ranges: list[Datarange], first: int, last: int) -> Iterator[bytes]:
+    """Datapoints ``[first, last]`` (held by ``ranges``, as listed) as a tar stream."""
+    names: dict[str, list[str]] = {}
+    for d in ranges:
+        lo, hi = max(first, d.first), min(last, d.last)
+        if d.kind == "records":
+            key = lo
+            for chunk in store.read_lines(dataset, lo, hi, whole=True):
+                for line in chunk.split(b"\n")[:-1]:
+                    yield _member(f"{key:020d}.json", line + b"\n")
+                    key += 1
+        else:
+            for key in range(lo, hi + 1):
+                name, kept = _tar_name(key, _stored_name(store, dataset, key, names))
+                yield _member(name, store.read(dataset, key), kept)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
+
+
+def _stored_name(store: Store, dataset: str, key: int, names: dict[str, list[str]]) -> str:
+    """The member name datapoint ``key`` has in its container (``names``: container url -> names)."""
+    for attempt in range(READ_ATTEMPTS):
+        d = store.datarange_for(dataset, key)
+        if d.url not in names:
+            try:
+                reader = DesReader(store.fs._strip_protocol(d.url), fs=store.fs, size=d.size)
+            except FileNotFoundError:  # merged into a new container since it was looked up
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                continue
+            names.clear()
+            names[d.url] = reader.names()
+        return names[d.url][key - d.first]
+    raise AssertionError("unreachable")
+
+
+def _tar_name(key: int, stored: str) -> tuple[str, str | None]:
+    """(tar member name, stored name to keep in the PAX header or ``None``) of a file datapoint."""
+    found = DATAPOINT_NAME.match(stored)
+    if found is not None and int(found[1]) == key:
+        return stored, None
+    ext = _EXTENSION.search(stored.rsplit("/", 1)[-1])
+    return f"{key:020d}.{ext[1] if ext else 'bin'}", stored
+
+
+def _member(name: str, data: bytes, stored: str | None = None) -> bytes:
+    """One tar member: header, content, padding to the block size."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    if stored is not None:
+        info.pax_headers = {"DES.name": stored}
+    header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return header + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
