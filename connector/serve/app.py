@@ -1,8 +1,10 @@
 """The server: an aiohttp application over one store, its middlewares, and running it.
 
 Why aiohttp: it is already installed with s3fs (aiobotocore is built on it), it is mature, it
-streams request and response bodies with flow control, it shuts down gracefully (stop listening,
-let requests in flight finish, then cancel), and it is its own HTTP server (no ASGI server to add).
+streams request and response bodies with flow control, and it is its own HTTP server (no ASGI
+server to add). Its own shutdown drops request bytes that arrive once it begins (an upload in
+flight could not finish), so stopping has a phase of ours first: stop listening, answer new
+requests on open connections 503, and wait for the requests in flight (:class:`InFlight`).
 
 Every answer that is not a success carries ``{"error": {"code", "message"}}``. The access log is
 one JSON object a line on stderr: method, path (never the query), status, bytes, milliseconds,
@@ -64,10 +66,47 @@ def open_store(options: ServeOptions) -> Store:
                  max_datapoints=1 << 62, max_bytes=options.limits.max_upload_bytes + 1)
 
 
-def build_app(store: Store, tokens: Tokens | None, limits: Limits) -> web.Application:
+class InFlight:
+    """Counts the requests being served; once :meth:`stop` is called, refuses new ones (503)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        if self.stopping:
+            return _error_response(ApiError(503, "stopping", "the server is stopping", {"Connection": "close"}))
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def stop(self, timeout: float) -> bool:
+        """Refuse new requests, wait up to ``timeout`` seconds for those in flight; True if none is left."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def build_app(store: Store, tokens: Tokens | None, limits: Limits, in_flight: InFlight | None = None
+              ) -> web.Application:
     """The application: Datas3t's routes, the OpenAPI document, ``/healthz``. ``tokens=None``
-    serves everyone as an admin (``--no-auth``)."""
-    app = web.Application(middlewares=[_errors_as_json, _authenticate(tokens)], client_max_size=MAX_JSON_BODY)
+    serves everyone as an admin (``--no-auth``); ``in_flight`` counts requests for a graceful stop."""
+    middlewares = [_errors_as_json, _authenticate(tokens)]
+    if in_flight is not None:
+        middlewares.insert(0, in_flight.middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY)
     app.add_routes(Datas3tApi(store, limits).routes())
     document = openapi.document()
 
@@ -153,9 +192,9 @@ def _tls(options: ServeOptions) -> ssl.SSLContext | None:
 
 
 def serve(options: ServeOptions) -> None:
-    """Run the server until SIGTERM or SIGINT, then stop gracefully: stop listening, let requests
-    in flight finish for up to ``shutdown_timeout`` seconds, cancel the rest (an upload cancelled
-    so writes nothing), close the store."""
+    """Run the server until SIGTERM or SIGINT, then stop gracefully: stop listening, answer new
+    requests 503, let requests in flight finish for up to ``shutdown_timeout`` seconds, cancel the
+    rest (an upload cancelled writes nothing), close the store."""
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO, force=True)
     tokens = Tokens.load(options.tokens) if options.tokens else None
     if tokens is None and not options.no_auth:
@@ -172,9 +211,9 @@ async def _serve(options: ServeOptions, store: Store, tokens: Tokens | None, tls
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(store, tokens, options.limits), handle_signals=False,
-                           access_log_class=JsonAccessLog, access_log=_access,
-                           shutdown_timeout=options.shutdown_timeout)
+    in_flight = InFlight()
+    runner = web.AppRunner(build_app(store, tokens, options.limits, in_flight), handle_signals=False,
+                           access_log_class=JsonAccessLog, access_log=_access, shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port, ssl_context=tls)
@@ -187,7 +226,10 @@ async def _serve(options: ServeOptions, store: Store, tokens: Tokens | None, tls
             _log.warning(json.dumps({"event": "warning", "time": _now(),
                                      "message": "--no-auth: every request is served as an admin"}))
         await stop.wait()
-        _event("stopping", grace_seconds=options.shutdown_timeout)
+        _event("stopping", grace_seconds=options.shutdown_timeout, in_flight=in_flight.count)
+        await site.stop()  # no new connections
+        if not await in_flight.stop(options.shutdown_timeout):
+            _event("cancelling", in_flight=in_flight.count)
     finally:
         await runner.cleanup()
         workers.shutdown(wait=True)

@@ -1,0 +1,38 @@
+"""``des serve`` over an S3 root (moto's server over HTTP): the same API, objects in the bucket."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+from connector.client import datapoints_tar
+
+from .conftest import start_server
+
+
+def test_serve_an_s3_root(tmp_path, s3_endpoint, s3_bucket, s3):
+    options = {k: v for k, v in s3_endpoint.storage_options().items() if k != "skip_instance_cache"}
+    running = start_server(tmp_path, f"s3://{s3_bucket}/store", [
+        "--no-auth", "--catalog", str(tmp_path / "catalog.sqlite"), "--storage-options", json.dumps(options)])
+    try:
+        client = running.client()
+        client.create_dataset("images", tags=["s3"])
+        client.upload_tar("images", datapoints_tar({0: b"\x89PNG 0", 1: b"\x89PNG 1"}, "png"))
+        client.upload_tar("images", datapoints_tar({2: b"\x89PNG 2"}, "png"))
+        client.create_dataset("rows")
+        client.upload_records("rows", [{"n": 10**30}, {"n": 0.1}])
+        ranges = client.dataranges("images")
+        assert [(r["start"], r["end"]) for r in ranges] == [(0, 1), (2, 2)]
+        assert all(s3.exists(f"{s3_bucket}/store/{r['object']}") for r in ranges)  # the objects are in the bucket
+        with tarfile.open(fileobj=io.BytesIO(client.download_bytes("images", 1, 2))) as tar:
+            assert [(m.name, tar.extractfile(m).read()) for m in tar] == [  # type: ignore[union-attr]
+                (f"{1:020d}.png", b"\x89PNG 1"), (f"{2:020d}.png", b"\x89PNG 2")]
+        assert client.download_bytes("rows", 0, 1) == b'{"n":1000000000000000000000000000000}\n{"n":0.1}\n'
+        assert client.aggregate("images", 0, 2)["datapoints"] == 3
+        assert client.missing_ranges("images") == []
+        client.delete_dataset("rows")
+        assert not s3.exists(f"{s3_bucket}/store/rows")
+        assert [d["id"] for d in client.list_datasets()] == ["images"]
+    finally:
+        assert running.stop() == 0
