@@ -132,7 +132,10 @@ class Datas3tClient:
             connection.request(method, self._base + path, body=_pieces(body) if not sized else body,
                                headers=headers, encode_chunked=not sized)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            lost = exc
+            lost = exc  # the server answered early and closed: its answer may be there to read
+        except OSError as exc:  # no connection at all (refused, TLS verification, timeout)
+            connection.close()
+            raise ServerError(0, "connection", f"{method} {path}: {exc}") from None
         try:
             return connection, connection.getresponse()
         except (http.client.HTTPException, OSError) as exc:

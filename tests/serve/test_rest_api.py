@@ -255,3 +255,9 @@ def test_openapi_document_lists_every_route(admin: Datas3tClient, tmp_path):
                   if r.method != "HEAD"}
     documented = {(method, path) for path, ops in served["paths"].items() for method in ops if method != "parameters"}
     assert routes == documented
+
+
+def test_openapi_document_is_valid_openapi_3_1():
+    from openapi_spec_validator import validate
+
+    validate(json.loads(json.dumps(document())))
