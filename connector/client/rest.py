@@ -92,6 +92,11 @@ class Datas3tClient:
         finally:
             connection.close()
 
+    def presigned(self, dataset: str, start: int, end: int, expires: int = 3600) -> dict[str, Any]:
+        """Presigned URLs of the containers holding ``start..end`` and each datapoint's byte range
+        (``offset``, ``length``) in them: read them from the object store directly (S3 roots)."""
+        return self._json("GET", _path(dataset, "datarange", str(start), str(end)) + f"?format=urls&expires={expires}")
+
     def download_bytes(self, dataset: str, start: int, end: int, format: str | None = None) -> bytes:
         return b"".join(self.download(dataset, start, end, format))
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 import tarfile
 from collections.abc import Iterator
+from typing import Any
 
 from connector.des import DesReader
 from connector.serve.errors import ApiError
 from connector.serve.uploads import DATAPOINT_NAME
 from connector.store import Datarange, Store
 
-FORMATS = ("jsonl", "tar")
+FORMATS = ("jsonl", "tar", "urls")
+MAX_EXPIRES = 7 * 24 * 3600  # S3's longest presigned URL
 _EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,16})$")
 READ_ATTEMPTS = 10  # a container replaced by a concurrent aggregate is looked up again
 
@@ -67,6 +69,36 @@ def tar_chunks(store: Store, dataset: str, ranges: list[Datarange], first: int, 
                 name, kept = _tar_name(key, _stored_name(store, dataset, key, names))
                 yield _member(name, store.read(dataset, key), kept)
     yield b"\0" * (2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
+
+
+def presigned(store: Store, dataset: str, ranges: list[Datarange], first: int, last: int,
+              expires: int) -> dict[str, Any]:
+    """Datas3t's way to read a range: per container, a presigned GET URL and each datapoint's
+    byte range in it, for the client to read the object store directly.
+
+    Only for a root whose filesystem signs URLs (S3), and datapoints stored plain (not compressed,
+    not in ``_bigFiles/``). A URL can outlive its container (an aggregate replaces it and deletes
+    the old one): on 404 ask again."""
+    out = []
+    for d in ranges:
+        path = store.fs._strip_protocol(d.url)
+        try:
+            url = store.fs.sign(path, expiration=expires)
+        except NotImplementedError:
+            raise ApiError(400, "no_presign", f"dataset {dataset!r}: presigned URLs need an object store root "
+                           f"(S3), not {store.url(store.root)}; download the bytes instead") from None
+        reader = DesReader(path, fs=store.fs, size=d.size)
+        names = reader.names()
+        points = []
+        for key in range(max(first, d.first), min(last, d.last) + 1):
+            info = reader.info(names[key - d.first])
+            if info.flags:  # compressed, external, encrypted: not a plain byte range of this object
+                raise ApiError(409, "not_addressable", f"dataset {dataset!r}: datapoint {key} is not stored as "
+                               "plain bytes in its container; download the bytes instead")
+            points.append({"key": key, "name": info.name, "offset": info.offset, "length": info.length})
+        out.append({"url": url, "start": d.first, "end": d.last, "bytes": d.size, "sha256": d.sha256,
+                    "datapoints": points})
+    return {"dataset": dataset, "start": first, "end": last, "expires_in": expires, "dataranges": out}
 
 
 def _stored_name(store: Store, dataset: str, key: int, names: dict[str, list[str]]) -> str:

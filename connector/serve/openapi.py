@@ -65,12 +65,16 @@ def document() -> dict[str, Any]:
                 "summary": "List dataranges (reader)", "operationId": "listDataranges",
                 "responses": {"200": _answer("dataranges", "DatarangeList"), **_errors(404)}}},
             "/api/v1/datas3t/{id}/datarange/{start}/{end}": {"parameters": [_ID, _START, _END], "get": {
-                "summary": "Download datapoints start..end (reader): JSON Lines when all are records, else a tar "
-                           "(?format=jsonl|tar)", "operationId": "downloadDatarange",
+                "summary": "Download datapoints start..end (reader): JSON Lines when all are records, else a tar; "
+                           "format=urls: presigned URLs and byte ranges instead (S3 roots)",
+                "operationId": "downloadDatarange",
                 "parameters": [{"name": "format", "in": "query", "required": False,
-                                "schema": {"enum": ["jsonl", "tar"]}}],
-                "responses": {"200": {"description": "the datapoints, streamed", "content": {
-                    "application/x-ndjson": {}, "application/x-tar": {}}}, **_errors(404)}}},
+                                "schema": {"enum": ["jsonl", "tar", "urls"]}},
+                               {"name": "expires", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 604800, "default": 3600}}],
+                "responses": {"200": {"description": "the datapoints, streamed (or, format=urls, where to read them)",
+                                      "content": {"application/x-ndjson": {}, "application/x-tar": {},
+                                                  "application/json": {}}}, **_errors(404, 409)}}},
             "/api/v1/datas3t/{id}/aggregate/{start}/{end}": {"parameters": [_ID, _START, _END], "post": {
                 "summary": "Merge the whole dataranges inside start..end into one (editor)",
                 "operationId": "aggregate",

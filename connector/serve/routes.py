@@ -128,6 +128,10 @@ class Datas3tApi:
         fmt = request.query.get("format") or downloads.default_format(ranges)
         if fmt not in downloads.FORMATS:
             raise ApiError(400, "bad_format", f"format must be one of {', '.join(downloads.FORMATS)}, not {fmt!r}")
+        if fmt == "urls":
+            expires = _expires(request.query.get("expires", "3600"))
+            return web.json_response(await self._run(downloads.presigned, self.store, name, ranges, first, last,
+                                                     expires))
         chunks = (downloads.jsonl_chunks(self.store, name, first, last) if fmt == "jsonl"
                   else downloads.tar_chunks(self.store, name, ranges, first, last))
         head = await self._next(chunks)  # errors before the first byte are answered as errors
@@ -193,6 +197,12 @@ def _key(request: web.Request, part: str) -> int:
     text = request.match_info[part]
     if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_KEY:
         raise ApiError(400, "bad_key", f"{part} {text[:40]!r} is not a datapoint key (a whole number from 0 to {MAX_KEY})")
+    return int(text)
+
+
+def _expires(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= downloads.MAX_EXPIRES:
+        raise ApiError(400, "bad_expires", f"expires {text[:20]!r} must be seconds from 1 to {downloads.MAX_EXPIRES}")
     return int(text)
 
 

@@ -261,3 +261,15 @@ def test_openapi_document_is_valid_openapi_3_1():
     from openapi_spec_validator import validate
 
     validate(json.loads(json.dumps(document())))
+
+
+def test_presigned_urls_need_an_object_store_root(admin: Datas3tClient):
+    name = unique()
+    admin.create_dataset(name)
+    admin.upload_records(name, [{"a": 1}])
+    with pytest.raises(ServerError) as local:
+        admin.presigned(name, 0, 0)
+    assert (local.value.status, local.value.code) == (400, "no_presign")
+    with pytest.raises(ServerError) as expires:
+        admin.presigned(name, 0, 0, expires=0)
+    assert expires.value.code == "bad_expires"

@@ -36,3 +36,29 @@ def test_serve_an_s3_root(tmp_path, s3_endpoint, s3_bucket, s3):
         assert [d["id"] for d in client.list_datasets()] == ["images"]
     finally:
         assert running.stop() == 0
+
+
+def test_presigned_urls_and_byte_ranges_read_the_bucket_directly(tmp_path, s3_endpoint, s3_bucket):
+    import urllib.request
+
+    options = {k: v for k, v in s3_endpoint.storage_options().items() if k != "skip_instance_cache"}
+    running = start_server(tmp_path, f"s3://{s3_bucket}/store", [
+        "--no-auth", "--catalog", str(tmp_path / "catalog.sqlite"), "--storage-options", json.dumps(options)])
+    try:
+        client = running.client()
+        client.create_dataset("mixed")
+        client.upload_tar("mixed", datapoints_tar({0: b"zero", 1: b"one!", 2: bytes(range(256))}))
+        client.upload_records("mixed", [{"k": 3}, {"k": 4}])
+        answer = client.presigned("mixed", 1, 4, expires=600)
+        assert answer["expires_in"] == 600 and [(r["start"], r["end"]) for r in answer["dataranges"]] == [(0, 2), (3, 4)]
+        got = {}
+        for container in answer["dataranges"]:
+            assert "X-Amz-Signature=" in container["url"] or "Signature=" in container["url"]
+            for point in container["datapoints"]:
+                request = urllib.request.Request(container["url"], headers={
+                    "Range": f"bytes={point['offset']}-{point['offset'] + point['length'] - 1}"})
+                with urllib.request.urlopen(request, timeout=30) as response:  # no token: the URL is the grant
+                    got[point["key"]] = response.read()
+        assert got == {1: b"one!", 2: bytes(range(256)), 3: b'{"k":3}\n', 4: b'{"k":4}\n'}
+    finally:
+        assert running.stop() == 0
