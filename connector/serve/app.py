@@ -31,6 +31,7 @@ from aiohttp.abc import AbstractAccessLogger
 from connector.errors import ConfigError
 from connector.serve import openapi
 from connector.serve.auth import ANONYMOUS_ADMIN, Tokens, bearer_token
+from connector.serve.buffer import BufferApi
 from connector.serve.errors import ApiError, api_error
 from connector.serve.routes import Datas3tApi, Limits
 from connector.store import Store
@@ -101,13 +102,14 @@ class InFlight:
 
 def build_app(store: Store, tokens: Tokens | None, limits: Limits, in_flight: InFlight | None = None
               ) -> web.Application:
-    """The application: Datas3t's routes, the OpenAPI document, ``/healthz``. ``tokens=None``
+    """The application: Datas3t's routes, the data buffer's, the OpenAPI document, ``/healthz``. ``tokens=None``
     serves everyone as an admin (``--no-auth``); ``in_flight`` counts requests for a graceful stop."""
     middlewares = [_errors_as_json, _authenticate(tokens)]
     if in_flight is not None:
         middlewares.insert(0, in_flight.middleware)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY)
     app.add_routes(Datas3tApi(store, limits).routes())
+    app.add_routes(BufferApi(store, limits.max_upload_bytes, limits.lock_wait).routes())
     document = openapi.document()
 
     async def openapi_json(_: web.Request) -> web.Response:

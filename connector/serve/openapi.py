@@ -82,10 +82,41 @@ def document() -> dict[str, Any]:
             "/api/v1/datas3t/{id}/missing-ranges": {"parameters": [_ID], "get": {
                 "summary": "Gaps in the key space (reader)", "operationId": "missingRanges",
                 "responses": {"200": _answer("gaps", "MissingRanges"), **_errors(404)}}},
+            **_buffer_paths(),
             "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                              "responses": {"200": _answer("OpenAPI 3.1")}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _answer("ok")}}},
         },
+    }
+
+
+def _buffer_paths() -> dict[str, Any]:
+    """The data buffer's endpoints (seed 003), one set per dataset."""
+    base = "/api/v1/buffer/{id}"
+
+    def op(method: str, summary: str, ident: str, *errors: int, body: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": summary, "operationId": ident,
+                               "responses": {"200" if method == "get" or ident != "sendF" else "201":
+                                             _answer("done"), **_errors(404, *errors)}}
+        if body is not None:
+            out["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object",
+                                                                                                "description": body}}}}
+        return {"parameters": [_ID], method: out}
+
+    paging = [{"name": n, "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}}
+              for n in ("offset", "limit")]
+    dump = op("get", "Stored datapoints with their names, by position (reader)", "dumpF")
+    dump["get"]["parameters"] = paging
+    return {
+        f"{base}/stat": op("get", "n_itm (datapoints) and buff_size (bytes) (reader)", "stat"),
+        f"{base}/dstat": op("get", "dstatus OPERATIONAL or FROZEN, and the caller (reader)", "dstat"),
+        f"{base}/dumpF": dump,
+        f"{base}/dumpLogF": op("get", "The dataset's operation log (reader)", "dumpLogF"),
+        f"{base}/sendF": op("post", "Store one JSON document as a datapoint (editor)", "sendF", 409, 413,
+                            body="any JSON object"),
+        f"{base}/upddsc": op("post", "Freeze or unfreeze (owner)", "upddsc", body='{"dstatus": "FROZEN"|"OPERATIONAL"}'),
+        f"{base}/cleanall": op("post", "Unfreeze, keep the data as a version, start an empty key space (owner)",
+                               "cleanall", 503),
     }
 
 

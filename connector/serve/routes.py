@@ -74,35 +74,35 @@ class Datas3tApi:
         ]
 
     async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args, **kwargs))
+        return await in_worker(func, *args, **kwargs)
 
     # -- datasets --------------------------------------------------------------------------------
 
     async def list_datasets(self, request: web.Request) -> web.Response:
-        principal = _principal(request)
+        principal = principal_of(request)
         found = await self._run(self.store.list_datasets, limit=1 << 62)
         return web.json_response({"datasets": [_dataset_json(d) for d in found if principal.may(d.name, "reader")]})
 
     async def create_dataset(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "editor", "create a dataset")
-        fields = await _json_fields(request, {"description": str, "tags": list, "metadata": dict, "status": str})
+        name = authorized(request, "editor", "create a dataset")
+        fields = await json_fields(request, {"description": str, "tags": list, "metadata": dict, "status": str})
         created = await self._run(self.store.create_dataset, name, **fields)
         return web.json_response(_dataset_json(created), status=201)
 
     async def get_dataset(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "reader", "read")
+        name = authorized(request, "reader", "read")
         dataset, stats = await self._run(_with_stats, self.store, name)
         return web.json_response({**_dataset_json(dataset), "stats": stats})
 
     async def delete_dataset(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "owner", "delete")
+        name = authorized(request, "owner", "delete")
         await self._run(self.store.delete_dataset, name, wait=self.limits.lock_wait)
         return web.json_response({"deleted": name})
 
     # -- dataranges ------------------------------------------------------------------------------
 
     async def upload(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "editor", "upload")
+        name = authorized(request, "editor", "upload")
         write = _uploader(request.content_type)
         if request.content_length is not None and request.content_length > self.limits.max_upload_bytes:
             raise ApiError(413, "too_large", f"request body of {request.content_length} bytes is larger than the "
@@ -117,12 +117,12 @@ class Datas3tApi:
         return web.json_response({"dataset": name, **self._datarange_json(datarange)}, status=201)
 
     async def list_dataranges(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "reader", "read")
+        name = authorized(request, "reader", "read")
         ranges = await self._run(self.store.dataranges, name)
         return web.json_response({"dataset": name, "dataranges": [self._datarange_json(d) for d in ranges]})
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        name = _authorized(request, "reader", "read")
+        name = authorized(request, "reader", "read")
         first, last = _key(request, "start"), _key(request, "end")
         ranges = await self._run(downloads.covering, self.store, name, first, last)
         fmt = request.query.get("format") or downloads.default_format(ranges)
@@ -153,13 +153,13 @@ class Datas3tApi:
             raise ApiError(404, "missing", str(exc)) from None
 
     async def aggregate(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "editor", "aggregate")
+        name = authorized(request, "editor", "aggregate")
         first, last = _key(request, "start"), _key(request, "end")
         merged = await self._run(self.store.aggregate, name, first, last, wait=self.limits.lock_wait)
         return web.json_response({"dataset": name, "datarange": self._datarange_json(merged)})
 
     async def missing_ranges(self, request: web.Request) -> web.Response:
-        name = _authorized(request, "reader", "read")
+        name = authorized(request, "reader", "read")
         dataset, gaps = await self._run(_with_gaps, self.store, name)
         return web.json_response({"dataset": name, "next_key": dataset.next_key,
                                   "missing": [{"start": a, "end": b} for a, b in gaps]})
@@ -170,16 +170,22 @@ class Datas3tApi:
                 "kind": d.kind, "object": d.url.removeprefix(root)}
 
 
-def _principal(request: web.Request) -> Principal:
+async def in_worker(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)`` in the server's worker threads (store calls block)."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The principal the auth middleware found for ``request``."""
     principal = request.get("principal")
     if not isinstance(principal, Principal):  # the auth middleware sets it on every API route
         raise ApiError(401, "unauthenticated", "no principal")
     return principal
 
 
-def _authorized(request: web.Request, role: str, action: str) -> str:
+def authorized(request: web.Request, role: str, action: str) -> str:
     """The dataset id of the path, once it is a valid name and the caller holds ``role`` on it."""
-    principal = _principal(request)
+    principal = principal_of(request)
     name = request.match_info["id"]
     try:
         validate_dataset_name(name)
@@ -216,7 +222,7 @@ def _uploader(content_type: str) -> Callable[..., Datarange]:
                    f"not {content_type!r}")
 
 
-async def _json_fields(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:
+async def json_fields(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:
     """The JSON object body (empty body: ``{}``), with only ``allowed`` fields of the right types."""
     if not request.can_read_body:
         return {}
@@ -245,11 +251,11 @@ def _with_gaps(store: Store, name: str) -> tuple[Dataset, list[tuple[int, int]]]
 
 def _dataset_json(d: Dataset) -> dict[str, Any]:
     return {"id": d.name, "description": d.description, "tags": list(d.tags), "metadata": d.metadata,
-            "status": d.status, "frozen": d.frozen, "created": _iso(d.created), "updated": _iso(d.updated),
-            "last_write": _iso(d.last_write), "next_key": d.next_key}
+            "status": d.status, "frozen": d.frozen, "created": iso(d.created), "updated": iso(d.updated),
+            "last_write": iso(d.last_write), "next_key": d.next_key}
 
 
-def _iso(seconds: float | None) -> str | None:
+def iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"

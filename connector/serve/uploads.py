@@ -91,7 +91,7 @@ def upload_lines(store: Store, dataset: str, body: IO[bytes], *, wait: float) ->
     with store.writer(dataset, "records", wait=wait) as writer:
         count = 0
         for lines in _batches(dataset, body):
-            writer.write_json_lines(_checked(dataset, lines, count))
+            writer.write_json_lines(check_records(dataset, lines, count))
             count += len(lines)
         if count == 0:
             raise ApiError(400, "empty_upload", f"upload to {dataset!r} holds no records")
@@ -117,7 +117,7 @@ def _batches(dataset: str, body: IO[bytes]) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _checked(dataset: str, lines: list[bytes], before: int) -> list[bytes]:
+def check_records(dataset: str, lines: list[bytes], before: int) -> list[bytes]:
     """``lines`` as compact JSON objects; :class:`ApiError` naming the first bad line."""
     def bad(i: int, why: str) -> ApiError:
         return ApiError(400, "bad_record", f"upload to {dataset!r}: line {before + i + 1} {why}")

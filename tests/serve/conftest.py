@@ -7,12 +7,14 @@ read (access log, events).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +113,23 @@ def admin(server: Server, principals: Principals) -> Datas3tClient:
 def unique(prefix: str = "team-") -> str:
     """A dataset name no other test of the module uses."""
     return f"{prefix}{os.getpid()}-{time.monotonic_ns()}"
+
+
+def raw_request(server: Server, method: str, path: str, token: str | None = None, body: bytes | None = None,
+         content_type: str | None = None) -> tuple[int, dict[str, str], dict]:
+    """One request with the path sent exactly as given."""
+    url = urllib.parse.urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.netloc, timeout=30)
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if content_type:
+        headers["Content-Type"] = content_type
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        is_json = response.getheader("Content-Type", "").startswith("application/json")
+        return response.status, dict(response.getheaders()), json.loads(data) if is_json else {"bytes": len(data)}
+    finally:
+        connection.close()

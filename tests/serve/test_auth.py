@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
-import urllib.parse
 
 import pytest
 
 from connector.client import Datas3tClient, ServerError, datapoints_tar
 
-from .conftest import Principals, Server, unique
+from .conftest import Principals, Server, raw_request, unique
 
 TAR = datapoints_tar({0: b"x"})
-
-
-def _raw(server: Server, method: str, path: str, token: str | None = None, body: bytes | None = None,
-         content_type: str | None = None) -> tuple[int, dict[str, str], dict]:
-    """One request with the path sent exactly as given."""
-    url = urllib.parse.urlsplit(server.url)
-    connection = http.client.HTTPConnection(url.netloc, timeout=30)
-    headers = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if content_type:
-        headers["Content-Type"] = content_type
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        is_json = response.getheader("Content-Type", "").startswith("application/json")
-        return response.status, dict(response.getheaders()), json.loads(data) if is_json else {"bytes": len(data)}
-    finally:
-        connection.close()
 
 
 # (method, path under the dataset, body, content type, the role it takes)
@@ -53,14 +31,14 @@ ROUTES = [
 @pytest.mark.parametrize(("method", "tail", "body", "content_type", "role"), ROUTES)
 def test_every_route_needs_a_known_token(server: Server, method, tail, body, content_type, role):
     path = f"/api/v1/datas3t/team-x{tail}"
-    status, headers, answer = _raw(server, method, path, None, body, content_type)
+    status, headers, answer = raw_request(server, method, path, None, body, content_type)
     assert (status, answer["error"]["code"]) == (401, "unauthenticated")
     assert headers["WWW-Authenticate"] == 'Bearer realm="des"'
     secret = "not-a-known-token-1234567890"
-    status, _, answer = _raw(server, method, path, secret, body, content_type)
+    status, _, answer = raw_request(server, method, path, secret, body, content_type)
     assert (status, answer["error"]["message"]) == (401, "unknown bearer token")
     assert secret not in json.dumps(answer)
-    status, _, _ = _raw(server, "GET", "/api/v1/datas3t")
+    status, _, _ = raw_request(server, "GET", "/api/v1/datas3t")
     assert status == 401
 
 
@@ -74,7 +52,7 @@ def test_every_route_checks_the_role(server: Server, principals: Principals, met
     order = ["reader", "editor", "owner"]
     # reader and editor of team-*; the outsider holds nothing on it
     for principal, held in [("outsider", None), ("reader", "reader"), ("editor", "editor")]:
-        status, _, answer = _raw(server, method, path, getattr(principals, principal), body, content_type)
+        status, _, answer = raw_request(server, method, path, getattr(principals, principal), body, content_type)
         allowed = held is not None and order.index(held) >= order.index(role)
         if allowed:
             assert status < 400 or answer["error"]["code"] not in ("permission_denied", "unauthenticated"), answer
@@ -122,7 +100,7 @@ def test_a_principal_sees_only_what_it_may_read(server: Server, principals: Prin
                                     "a%5Cb", "a%E2%80%8Bb", "a%0Ab"])
 def test_unsafe_ids_are_refused(server: Server, principals: Principals, raw_id):
     for method, tail in [("GET", ""), ("PUT", ""), ("GET", "/dataranges")]:
-        status, _, answer = _raw(server, method, f"/api/v1/datas3t/{raw_id}{tail}", principals.admin)
+        status, _, answer = raw_request(server, method, f"/api/v1/datas3t/{raw_id}{tail}", principals.admin)
         assert status in (400, 404), answer
         if status == 404:  # '..' resolved by the HTTP layer to another path: still nothing touched
             assert answer["error"]["code"] == "not_found"
@@ -139,15 +117,15 @@ def test_the_client_sends_ids_as_given(server: Server, principals: Principals):
 
 
 def test_public_paths_need_no_token(server: Server):
-    assert _raw(server, "GET", "/healthz")[0] == 200
-    assert _raw(server, "GET", "/api/v1/openapi.json")[2]["openapi"] == "3.1.0"
+    assert raw_request(server, "GET", "/healthz")[0] == 200
+    assert raw_request(server, "GET", "/api/v1/openapi.json")[2]["openapi"] == "3.1.0"
 
 
 def test_tokens_never_reach_the_log(server: Server, principals: Principals):
     client = server.client(principals.editor)
     name = unique()
     client.create_dataset(name)
-    _raw(server, "GET", "/api/v1/datas3t", "wrong-token-abcdef")
+    raw_request(server, "GET", "/api/v1/datas3t", "wrong-token-abcdef")
     text = server.log.read_text()
     for token in (principals.admin, principals.editor, principals.reader, "wrong-token-abcdef"):
         assert token not in text
