@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fsspec options of the root, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:8080; port 0 picks a free one, printed at start)")
+    p.add_argument("--grpc", metavar="HOST:PORT",
+                   help="also serve DatasetService over gRPC here (spec/dataset_service.proto; needs grpcio)")
     p.add_argument("--tokens", metavar="FILE", help="tokens file: principals, SHA-256 of their tokens, roles per dataset")
     p.add_argument("--no-auth", action="store_true", help="serve everyone as an admin (no tokens file)")
     p.add_argument("--max-upload-bytes", type=_positive, default=1 << 30, metavar="N",
@@ -52,7 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
     serve(ServeOptions(root=args.root, catalog=args.catalog, storage_options=args.storage_options or {},
                        host=host, port=port, tokens=args.tokens, no_auth=args.no_auth,
                        limits=Limits(max_upload_bytes=args.max_upload_bytes, lock_wait=args.lock_wait),
-                       shutdown_timeout=args.shutdown_timeout, tls_cert=args.tls_cert, tls_key=args.tls_key))
+                       shutdown_timeout=args.shutdown_timeout, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                       grpc=args.grpc))
     return 0
 
 
@@ -65,6 +68,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--tls-cert and --tls-key go together"
     try:
         _listen(args.listen)
+        if args.grpc:
+            _listen(args.grpc)
     except ValueError as exc:
         return str(exc)
     return None
@@ -73,7 +78,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen {text!r} is not HOST:PORT")
+        raise ValueError(f"{text!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
 

@@ -58,6 +58,7 @@ class ServeOptions:
     threads: int = 32
     tls_cert: str | None = None
     tls_key: str | None = None
+    grpc: str | None = None  # host:port of DatasetService over gRPC; None: not served
 
 
 def open_store(options: ServeOptions) -> Store:
@@ -185,6 +186,22 @@ def _event(event: str, **fields: Any) -> None:
     _log.info(json.dumps({"event": event, "time": _now(), **fields}))
 
 
+def _start_grpc(options: ServeOptions, store: Store, tokens: Tokens | None) -> Any:
+    """DatasetService on ``options.grpc`` (imported here: grpcio is needed only to serve it)."""
+    from connector.serve.grpc_service import start_grpc
+
+    assert options.grpc is not None
+    tls = None
+    if options.tls_cert and options.tls_key:
+        with open(options.tls_cert, "rb") as cert, open(options.tls_key, "rb") as key:
+            tls = (cert.read(), key.read())
+    server, port = start_grpc(store, tokens, options.grpc, max_upload_bytes=options.limits.max_upload_bytes,
+                              lock_wait=options.limits.lock_wait, tls=tls)
+    host = options.grpc.rpartition(":")[0]
+    _event("listening_grpc", address=f"{host}:{port}", tls=tls is not None)
+    return server
+
+
 def _tls(options: ServeOptions) -> ssl.SSLContext | None:
     if options.tls_cert is None:
         return None
@@ -220,6 +237,7 @@ async def _serve(options: ServeOptions, store: Store, tokens: Tokens | None, tls
     try:
         site = web.TCPSite(runner, options.host, options.port, ssl_context=tls)
         await site.start()
+        grpc_server = _start_grpc(options, store, tokens) if options.grpc else None  # logged before "listening"
         host, port = runner.addresses[0][:2]
         scheme = "https" if tls else "http"
         _event("listening", url=f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}",
@@ -230,8 +248,12 @@ async def _serve(options: ServeOptions, store: Store, tokens: Tokens | None, tls
         await stop.wait()
         _event("stopping", grace_seconds=options.shutdown_timeout, in_flight=in_flight.count)
         await site.stop()  # no new connections
+        stopped_grpc = (loop.run_in_executor(None, lambda: grpc_server.stop(options.shutdown_timeout).wait())
+                        if grpc_server is not None else None)
         if not await in_flight.stop(options.shutdown_timeout):
             _event("cancelling", in_flight=in_flight.count)
+        if stopped_grpc is not None:
+            await stopped_grpc
     finally:
         await runner.cleanup()
         workers.shutdown(wait=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import msgspec
@@ -31,8 +31,10 @@ MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSON Lines record; a longer line is ref
 LINES_PER_CALL = 10_000
 
 
-def upload_tar(store: Store, dataset: str, body: IO[bytes], *, wait: float) -> Datarange:
-    """Write the datapoint files of the tar ``body`` as one datarange of ``dataset``."""
+def upload_tar(store: Store, dataset: str, body: IO[bytes], *, wait: float,
+               before_commit: Callable[[], None] | None = None) -> Datarange:
+    """Write the datapoint files of the tar ``body`` as one datarange of ``dataset``.
+    ``before_commit`` runs once the whole body is read; raising there writes nothing."""
     with store.writer(dataset, "files", wait=wait) as writer:
         first = writer.next_key
         count = 0
@@ -54,6 +56,8 @@ def upload_tar(store: Store, dataset: str, body: IO[bytes], *, wait: float) -> D
         if count == 0:
             raise ApiError(400, "empty_upload", f"upload to {dataset!r} holds no datapoint files")
         _drain(body)
+        if before_commit is not None:
+            before_commit()
         datarange = writer.commit()
     assert datarange is not None
     return datarange
@@ -83,8 +87,10 @@ def _check_member(dataset: str, member: tarfile.TarInfo, expected: int, first: i
     return key
 
 
-def upload_lines(store: Store, dataset: str, body: IO[bytes], *, wait: float) -> Datarange:
-    """Write the JSON Lines records of ``body`` (one JSON object a line) as one datarange.
+def upload_lines(store: Store, dataset: str, body: IO[bytes], *, wait: float,
+                 before_commit: Callable[[], None] | None = None) -> Datarange:
+    """Write the JSON Lines records of ``body`` (one JSON object a line) as one datarange
+    (``before_commit``: as :func:`upload_tar`'s).
 
     Each record is stored as compact JSON with its strings and numbers exactly as sent; a line
     that is not a JSON object in UTF-8, or whose object holds a key twice, is refused."""
@@ -95,6 +101,8 @@ def upload_lines(store: Store, dataset: str, body: IO[bytes], *, wait: float) ->
             count += len(lines)
         if count == 0:
             raise ApiError(400, "empty_upload", f"upload to {dataset!r} holds no records")
+        if before_commit is not None:
+            before_commit()
         datarange = writer.commit()
     assert datarange is not None
     return datarange
