@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import signal
 import socket
 import tarfile
@@ -223,3 +224,33 @@ def test_tar_download_names_packed_files_by_key_and_keeps_their_names(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         got = [(m.name, m.pax_headers.get("DES.name"), tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
     assert got == [(f"{0:020d}.csv", "a.csv", b"x,y\n"), (f"{1:020d}.bin", "README", b"hello")]
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
+def test_sigkill_during_an_aggregate_loses_and_doubles_nothing(tmp_path, delay):
+    root, points = tmp_path / "root", 300
+    with Store(str(root), max_datapoints=1) as store:
+        store.write_records("agg", [[{"i": i}] for i in range(points)])
+        assert len(store.dataranges("agg")) == points
+    running = start_server(tmp_path, str(root), ["--no-auth"])
+    client = running.client()
+    worker = threading.Thread(target=lambda: _ignore(lambda: client.aggregate("agg", 0, points - 1)))
+    worker.start()
+    time.sleep(delay)
+    running.process.kill()
+    running.process.wait(30)
+    worker.join(60)
+    expected = b"".join(f'{{"i":{i}}}\n'.encode() for i in range(points))
+    again = start_server(tmp_path, str(root), ["--no-auth"], name="restarted")
+    try:
+        client = again.client()
+        ranges = client.dataranges("agg")
+        assert [k for r in ranges for k in range(r["start"], r["end"] + 1)] == list(range(points))  # once each
+        assert client.download_bytes("agg", 0, points - 1) == expected
+    finally:
+        assert again.stop() == 0
+    os.unlink(root / ".des-catalog.sqlite")  # the catalog rebuilt from storage holds the same datapoints
+    with Store(str(root)) as restored:
+        got = restored.dataranges("agg")
+        assert [k for d in got for k in range(d.first, d.last + 1)] == list(range(points))
+        assert b"".join(restored.read_lines("agg")) == expected
