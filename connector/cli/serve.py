@@ -13,8 +13,9 @@ EXIT_USAGE = 2
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a store over HTTP (Datas3t's REST API)",
                        description="Serve the datasets of a store root over HTTP: Datas3t's REST API under "
-                                   "/api/v1/datas3t, its OpenAPI document at /api/v1/openapi.json. "
-                                   "Stops gracefully on SIGTERM or SIGINT.")
+                                   "/api/v1/datas3t, the data buffer's endpoints under /api/v1/buffer/{id}, the "
+                                   "OpenAPI document at /api/v1/openapi.json; with --grpc, DatasetService over "
+                                   "gRPC. Stops gracefully on SIGTERM or SIGINT.")
     p.add_argument("--root", help="store root (local folder or fsspec URL)")
     p.add_argument("--catalog", help="SQLite catalog (default: <root>/.des-catalog.sqlite, or the user cache dir)")
     p.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",

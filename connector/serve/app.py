@@ -188,7 +188,10 @@ def _event(event: str, **fields: Any) -> None:
 
 def _start_grpc(options: ServeOptions, store: Store, tokens: Tokens | None) -> Any:
     """DatasetService on ``options.grpc`` (imported here: grpcio is needed only to serve it)."""
-    from connector.serve.grpc_service import start_grpc
+    try:
+        from connector.serve.grpc_service import start_grpc
+    except ImportError as exc:
+        raise ConfigError(f"--grpc needs grpcio and protobuf (pip install 'des-connector[grpc]'): {exc}") from None
 
     assert options.grpc is not None
     tls = None
