@@ -21,6 +21,10 @@ FORBIDDEN = [
     ("connector.store", ("connector.source",)),
     ("connector.source", ("connector.store",)),
     ("connector.des", ("connector.store", "connector.source")),
+    # the server is a shell over the store; its client stands alone (standard library HTTP)
+    ("connector.store", ("connector.serve", "connector.client")),
+    ("connector.serve", ("connector.source", "connector.client")),
+    ("connector.client", ("connector.store", "connector.serve", "connector.des", "connector.source")),
 ]
 
 
