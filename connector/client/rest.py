@@ -79,10 +79,10 @@ class Datas3tClient:
     def dataranges(self, dataset: str) -> list[dict[str, Any]]:
         return self._json("GET", _path(dataset, "dataranges"))["dataranges"]
 
-    def download(self, dataset: str, start: int, end: int, format: str | None = None) -> Iterator[bytes]:
-        """Datapoints ``start..end`` as pieces of JSON Lines (records) or of a tar (``format``:
+    def download(self, dataset: str, start: int, end: int, fmt: str | None = None) -> Iterator[bytes]:
+        """Datapoints ``start..end`` as pieces of JSON Lines (records) or of a tar (``fmt``:
         ``"jsonl"`` or ``"tar"``; by default the server's choice)."""
-        query = f"?format={urllib.parse.quote(format)}" if format else ""
+        query = f"?format={urllib.parse.quote(fmt)}" if fmt else ""
         connection, response = self._send("GET", _path(dataset, "datarange", str(start), str(end)) + query)
         try:
             if response.status >= 400:
@@ -97,8 +97,8 @@ class Datas3tClient:
         (``offset``, ``length``) in them: read them from the object store directly (S3 roots)."""
         return self._json("GET", _path(dataset, "datarange", str(start), str(end)) + f"?format=urls&expires={expires}")
 
-    def download_bytes(self, dataset: str, start: int, end: int, format: str | None = None) -> bytes:
-        return b"".join(self.download(dataset, start, end, format))
+    def download_bytes(self, dataset: str, start: int, end: int, fmt: str | None = None) -> bytes:
+        return b"".join(self.download(dataset, start, end, fmt))
 
     def aggregate(self, dataset: str, start: int, end: int) -> dict[str, Any]:
         return self._json("POST", _path(dataset, "aggregate", str(start), str(end)))["datarange"]
@@ -152,7 +152,7 @@ def _pieces(body: Body | None) -> Iterator[bytes]:
     if body is None:
         return
     if hasattr(body, "read"):
-        while piece := body.read(PIECE):  # type: ignore[union-attr]
+        while piece := body.read(PIECE):
             yield piece
         return
     for piece in cast(Iterable[bytes], body):

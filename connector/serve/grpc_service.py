@@ -52,7 +52,7 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     # -- CRUD ------------------------------------------------------------------------------------
 
-    def CreateDataset(self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext) -> pb.CreateDatasetResponse:
+    def CreateDataset(self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext) -> pb.CreateDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.CreateDatasetResponse:
             name = self._authorized(context, request.name, "editor", "create a dataset")
             metadata: dict[str, Any] = dict(request.metadata)
@@ -62,7 +62,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             return pb.CreateDatasetResponse(dataset=self._dataset(created, self._principal(context)))
         return _answer(context, run)
 
-    def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.GetDatasetResponse:
+    def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.GetDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.GetDatasetResponse:
             name = self._authorized(context, request.id, "reader", "read")
             out = pb.GetDatasetResponse(dataset=self._dataset(self.store.get_dataset(name), self._principal(context)))
@@ -71,7 +71,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             return out
         return _answer(context, run)
 
-    def ListDatasets(self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext) -> pb.ListDatasetsResponse:
+    def ListDatasets(self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext) -> pb.ListDatasetsResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.ListDatasetsResponse:
             principal = self._principal(context)
             found = [d for d in self.store.list_datasets(request.status or None, list(request.tags) or None,
@@ -88,7 +88,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             return pb.ListDatasetsResponse(datasets=[self._dataset(d, principal) for d in page], page_info=info)
         return _answer(context, run)
 
-    def UpdateDataset(self, request: pb.UpdateDatasetRequest, context: grpc.ServicerContext) -> pb.UpdateDatasetResponse:
+    def UpdateDataset(self, request: pb.UpdateDatasetRequest, context: grpc.ServicerContext) -> pb.UpdateDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.UpdateDatasetResponse:
             name = self._authorized(context, request.id, "owner", "update")
             if request.name and request.name != name:
@@ -98,7 +98,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             return pb.UpdateDatasetResponse(dataset=self._dataset(updated, self._principal(context)))
         return _answer(context, run)
 
-    def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext) -> pb.DeleteDatasetResponse:
+    def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext) -> pb.DeleteDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.DeleteDatasetResponse:
             name = self._authorized(context, request.id, "owner", "delete")
             self.store.delete_dataset(name, wait=self.lock_wait)
@@ -107,7 +107,7 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     # -- versions --------------------------------------------------------------------------------
 
-    def CreateVersion(self, request: pb.CreateVersionRequest, context: grpc.ServicerContext) -> pb.CreateVersionResponse:
+    def CreateVersion(self, request: pb.CreateVersionRequest, context: grpc.ServicerContext) -> pb.CreateVersionResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.CreateVersionResponse:
             name = self._authorized(context, request.dataset_id, "editor", "create a version")
             self._new_version(name, request.version)
@@ -119,13 +119,13 @@ class DatasetService(rpc.DatasetServiceServicer):
             return pb.CreateVersionResponse(version=_version(v))
         return _answer(context, run)
 
-    def GetVersion(self, request: pb.GetVersionRequest, context: grpc.ServicerContext) -> pb.GetVersionResponse:
+    def GetVersion(self, request: pb.GetVersionRequest, context: grpc.ServicerContext) -> pb.GetVersionResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.GetVersionResponse:
             name, version = self._version_of(context, request.dataset_id, request.version_id)
             return pb.GetVersionResponse(version=_version(_find_version(self.store, name, version)))
         return _answer(context, run)
 
-    def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.ServicerContext) -> pb.ListVersionsResponse:
+    def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.ServicerContext) -> pb.ListVersionsResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.ListVersionsResponse:
             name = self._authorized(context, request.dataset_id, "reader", "read")
             page, info = _page(self.store.list_versions(name), request.page)
@@ -134,7 +134,7 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     # -- content ---------------------------------------------------------------------------------
 
-    def UploadContent(self, request_iterator: Iterator[pb.UploadContentRequest], context: grpc.ServicerContext
+    def UploadContent(self, request_iterator: Iterator[pb.UploadContentRequest], context: grpc.ServicerContext  # noqa: N802 - gRPC's method name
                       ) -> pb.UploadContentResponse:
         def run() -> pb.UploadContentResponse:
             first = next(request_iterator, None)
@@ -165,7 +165,7 @@ class DatasetService(rpc.DatasetServiceServicer):
                                             bytes_received=body.received, chunks_stored=1)
         return _answer(context, run)
 
-    def DownloadContent(self, request: pb.DownloadContentRequest, context: grpc.ServicerContext
+    def DownloadContent(self, request: pb.DownloadContentRequest, context: grpc.ServicerContext  # noqa: N802 - gRPC's method name
                         ) -> Iterator[pb.DownloadContentResponse]:
         try:
             name, version = self._version_of(context, request.dataset_id, request.version_id or "latest")
@@ -185,7 +185,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         except Exception as exc:  # noqa: BLE001 - answered as a status
             _abort(context, exc)
 
-    def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext) -> pb.GetChunkResponse:
+    def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext) -> pb.GetChunkResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.GetChunkResponse:
             name, version = self._version_of(context, "", request.version_id)
             ranges = _find_version(self.store, name, version).dataranges
@@ -205,7 +205,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             return pb.GetChunkResponse(chunk=pb.Chunk(index=index, data=data, hash=bytes.fromhex(d.sha256), size=d.size))
         return _answer(context, run)
 
-    def ListChunks(self, request: pb.ListChunksRequest, context: grpc.ServicerContext) -> pb.ListChunksResponse:
+    def ListChunks(self, request: pb.ListChunksRequest, context: grpc.ServicerContext) -> pb.ListChunksResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.ListChunksResponse:
             name, version = self._version_of(context, "", request.version_id)
             ranges = _find_version(self.store, name, version).dataranges

@@ -39,7 +39,7 @@ def upload_tar(store: Store, dataset: str, body: IO[bytes], *, wait: float,
         first = writer.next_key
         count = 0
         try:
-            archive = tarfile.open(fileobj=body, mode="r|")  # noqa: SIM115 - a stream, read in order, never seeked
+            archive = tarfile.open(fileobj=body, mode="r|")  # a stream: read in order, never seeked
             for member in archive:
                 key = _check_member(dataset, member, first + count, first)
                 content = archive.extractfile(member)
