@@ -106,3 +106,26 @@ def s3_bucket(s3_endpoint: S3Endpoint) -> str:
 def s3(s3_endpoint: S3Endpoint):
     """An s3fs filesystem talking to the test server."""
     return s3_endpoint.s3fs()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (see tests/support/postgres.py).
+
+    Skipped only where the machine has no server binaries; under ``CI=true`` that is a failure,
+    so CI never passes without having run the PostgreSQL catalog tests."""
+    from tests.support.postgres import find_bin, running_server
+
+    if find_bin() is None:
+        reason = "no PostgreSQL server binaries (initdb, postgres; set PG_BIN or install postgresql)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{reason}, and CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    with running_server(free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the test PostgreSQL server."""
+    return postgres_server.new_database()

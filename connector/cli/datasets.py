@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="datasets, dataranges and versions of a store",
                        description="Manage the datasets of a store root (local folder or fsspec URL).")
     p.add_argument("--root", default="out/store", help="store root (default: out/store)")
-    p.add_argument("--catalog", help="SQLite catalog (default: <root>/.des-catalog.sqlite, or the user cache dir)")
+    p.add_argument("--catalog", help="SQLite catalog file (default: <root>/.des-catalog.sqlite, or the user cache dir) "
+                   "or a postgresql://user@host/db URL")
     p.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
                    help="fsspec options of the root, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -13,7 +13,6 @@ import logging
 import mimetypes
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,6 +30,7 @@ from connector.des import DesReader
 from connector.des.target import is_local, resolve, url_of
 from connector.files import is_temp_name, replace_durably, write_atomically
 from connector.store import columns, records
+from connector.store.backends import Connection, is_catalog_url, redacted
 from connector.store.catalog import Catalog, process_alive
 from connector.store.errors import DatasetExists, DatasetNotFound, RangeError, StoreError
 from connector.store.history import HistoryMixin
@@ -70,8 +70,9 @@ class Store(HistoryMixin, MaintenanceMixin):
     root:
         A local folder or any fsspec URL (``s3://bucket/prefix``).
     catalog:
-        Path of the SQLite catalog (see :func:`default_catalog`). An empty catalog over a
-        non-empty root is rebuilt from storage on open.
+        Path of the SQLite catalog (see :func:`default_catalog`), or a ``postgresql://`` URL of a
+        PostgreSQL database that several hosts share. An empty catalog over a non-empty root is
+        rebuilt from storage on open.
     storage_options:
         Options for the root's filesystem (credentials, ``client_kwargs={"endpoint_url": ...}``).
     max_datapoints, max_bytes:
@@ -115,7 +116,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         """
         if not self.fs.isdir(self.root):
             raise StoreError(f"store root {self.url(self.root)} does not exist")
-        if not cache_catalog and not os.path.exists(self.catalog_path):
+        if not cache_catalog and not is_catalog_url(self.catalog_path) and not os.path.exists(self.catalog_path):
             self._private_catalog_dir = tempfile.mkdtemp(prefix="des-catalog-")
             self.catalog_path = os.path.join(self._private_catalog_dir, CATALOG_NAME)
 
@@ -132,7 +133,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.url(self.root)!r}, catalog={self.catalog_path!r})"
+        return f"Store({self.url(self.root)!r}, catalog={redacted(self.catalog_path)!r})"
 
     # -- plumbing used by the writer ---------------------------------------------------------------
 
@@ -707,7 +708,7 @@ class Operation:
     """What the body of :meth:`Store.operation` works with: the transaction's connection, the log
     entry's details (the body may add to them) and undo callbacks for its storage writes."""
 
-    db: sqlite3.Connection
+    db: Connection
     details: dict[str, Any]
     undo: list[Callable[[], None]] = field(default_factory=list)
 

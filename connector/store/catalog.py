@@ -1,8 +1,10 @@
-"""The catalog: one SQLite file indexing datasets, dataranges, versions and writer locks.
+"""The catalog: the tables indexing datasets, dataranges, versions and writer locks.
 
-Storage is the source of truth; the catalog is an index that :meth:`Store.restore` rebuilds from
-it. Writes use ``BEGIN IMMEDIATE`` so concurrent processes sharing the file serialise, and the
-non-overlap of dataranges is checked inside the same transaction that inserts one.
+They live in an SQLite file (the default) or a PostgreSQL database shared by several hosts; this
+module holds every query and rule for both, :mod:`connector.store.backends` what differs between
+the two. Storage is the source of truth; the catalog is an index that :meth:`Store.restore`
+rebuilds from it. Write transactions run one at a time over the whole catalog (see the backends),
+and the non-overlap of dataranges is checked inside the same transaction that inserts one.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
+from connector.store.backends import BUSY_SECONDS, Connection, backend_for
 from connector.store.errors import DatasetLocked, DatasetNotFound, RangeError, StoreError
 from connector.store.layout import new_tag
 
@@ -80,82 +82,82 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
+__all__ = ["BUSY_SECONDS", "Catalog", "DatasetLock", "process_alive"]
+
 # A lock whose holder has not refreshed it for this long is taken over even from another host;
 # holders refresh it every LOCK_HEARTBEAT_SECONDS from a background thread.
 LOCK_LEASE_SECONDS = 120.0
 LOCK_HEARTBEAT_SECONDS = 15.0
 
 
-BUSY_SECONDS = 60.0  # how long a connection waits for another one's lock before giving up
-
-
-def _set_wal(db: sqlite3.Connection) -> None:
-    """Switch to WAL, waiting out other connections doing the same. Two processes opening a new
-    catalog at once can get SQLITE_BUSY here without SQLite's busy handler being called (it would
-    deadlock), so the wait is ours."""
-    deadline = time.monotonic() + BUSY_SECONDS
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
 class Catalog:
-    """Thin, typed access to the SQLite file. One connection per thread."""
+    """Typed access to the catalog's tables. One connection per thread (and per process: a
+    connection is never used across a fork).
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+    ``location`` is an SQLite file path or a ``postgresql://`` URL (see
+    :mod:`connector.store.backends`)."""
+
+    def __init__(self, location: str) -> None:
+        self.path = location
+        self._backend = backend_for(location)
+        self.where = self._backend.describe()
+        self.errors = self._backend.errors
         self._local = threading.local()
         try:
-            db = self._db()
-            with self.transaction():
-                found = db.execute("SELECT name FROM sqlite_master WHERE name = 'schema_version'").fetchone()
-                version = db.execute("SELECT version FROM schema_version").fetchone() if found else None
-                if version is None:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute("DELETE FROM schema_version")
-                    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                elif version[0] > SCHEMA_VERSION:
-                    raise StoreError(f"catalog {path} has schema version {version[0]}; this des-connector "
-                                     f"knows up to {SCHEMA_VERSION} (upgrade des-connector)")
-                else:
-                    for step in range(version[0] + 1, SCHEMA_VERSION + 1):
-                        for statement in _MIGRATIONS[step]:
-                            db.execute(statement)
-                    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"catalog {path} is not a usable SQLite database: {exc}") from None
+            with self.transaction() as db:
+                self._create_or_migrate(db)
+        except self.errors as exc:
+            raise StoreError(f"catalog {self.where} is not a usable {self._backend.kind} database: {exc}") from None
+
+    def _create_or_migrate(self, db: Connection) -> None:
+        """Create the schema in a new catalog, or bring an older one to :data:`SCHEMA_VERSION`."""
+        backend = self._backend
+        found = backend.table_exists(db, "schema_version")
+        version = db.execute("SELECT version FROM schema_version").fetchone() if found else None
+        if version is None:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    for sql in backend.ddl(statement):
+                        db.execute(sql)
+            for sql in backend.extra_schema():
+                db.execute(sql)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif version[0] > SCHEMA_VERSION:
+            raise StoreError(f"catalog {self.where} has schema version {version[0]}; this des-connector "
+                             f"knows up to {SCHEMA_VERSION} (upgrade des-connector)")
+        else:
+            for step in range(version[0] + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    for sql in backend.ddl(statement):
+                        db.execute(sql)
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Connection:
         db = getattr(self._local, "db", None)
+        if db is not None and (self._local.pid != os.getpid() or getattr(db, "broken", False)):
+            db = None  # inherited over a fork (the parent's), or lost with its server: a new one
         if db is None:
-            db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            _set_wal(db)
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
-            self._local.db = db
+            db = self._backend.connect()
+            self._local.db, self._local.pid = db, os.getpid()
         return db
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction, alone among the catalog's writers, committed at the end (rolled
+        back on any exception)."""
         db = self._db()
         if db.in_transaction:  # nested: part of the outer transaction
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._backend.begin(db)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         try:
             yield db
         except BaseException:
@@ -163,40 +165,45 @@ class Catalog:
             raise
         db.execute("COMMIT")
 
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple = ()) -> list[Any]:
         """Rows of one statement, outside any named operation (for diagnostics and tests; the
-        store itself uses the named methods below, so that a new backend is one module)."""
+        store itself uses the named methods below)."""
         return self._db().execute(sql, args).fetchall()
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
-            db.close()
+            if self._local.pid == os.getpid():
+                db.close()
             self._local.db = None
 
     def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes whenever another connection (any thread or
-        process) commits to the catalog. Read outside a transaction."""
-        return self._db().execute("PRAGMA data_version").fetchone()[0]
+        """A number that changes whenever another connection (any thread, process or host)
+        commits to the catalog (SQLite's ``PRAGMA data_version``). Read outside a transaction."""
+        return self._backend.data_version(self._db())
+
+    def now(self, db: Connection) -> float:
+        """The time lock heartbeats and leases are measured on (the server's, for PostgreSQL)."""
+        return self._backend.now(db)
 
     def is_empty(self) -> bool:
         """True if the catalog holds no dataset (read inside the caller's transaction, if any)."""
         return not self.query("SELECT 1 FROM datasets LIMIT 1")
 
-    def clear(self, db: sqlite3.Connection) -> None:
+    def clear(self, db: Connection) -> None:
         """Delete every row of every table (inside ``db``'s transaction; restore refills them)."""
         for table in ("dataranges", "versions", "datasets", "locks"):
             db.execute(f"DELETE FROM {table}")
 
     # -- datasets --------------------------------------------------------------------------------
 
-    def dataset(self, name: str) -> sqlite3.Row:
+    def dataset(self, name: str) -> Any:
         rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
         if not rows:
             raise DatasetNotFound(f"dataset {name!r} not found")
         return rows[0]
 
-    def find_dataset(self, name: str) -> sqlite3.Row | None:
+    def find_dataset(self, name: str) -> Any | None:
         """The row of dataset ``name``, or None if there is none."""
         rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
         return rows[0] if rows else None
@@ -204,11 +211,11 @@ class Catalog:
     def has_dataset(self, name: str) -> bool:
         return bool(self.query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
 
-    def datasets(self) -> list[sqlite3.Row]:
+    def datasets(self) -> list[Any]:
         """Every dataset row, by name."""
         return self.query("SELECT * FROM datasets ORDER BY name")
 
-    def insert_dataset(self, db: sqlite3.Connection, name: str, *, description: str = "", tags=(),
+    def insert_dataset(self, db: Connection, name: str, *, description: str = "", tags=(),
                        metadata: dict | None = None, status: str = "draft", frozen: bool = False,
                        created: float | None = None, next_key: int = 0, epoch: int = 0,
                        checkpoint: str | None = None) -> None:
@@ -222,7 +229,7 @@ class Catalog:
     #: Columns of ``datasets`` that :meth:`update_dataset` may set.
     UPDATABLE = frozenset({"description", "tags", "metadata", "status", "frozen"})
 
-    def update_dataset(self, db: sqlite3.Connection, name: str, **fields: Any) -> None:
+    def update_dataset(self, db: Connection, name: str, **fields: Any) -> None:
         """Set the given columns (of :attr:`UPDATABLE`, values as stored) and ``updated``, inside
         ``db``'s transaction."""
         unknown = set(fields) - self.UPDATABLE
@@ -238,19 +245,19 @@ class Catalog:
                 db.execute(f"DELETE FROM {table} WHERE dataset = ?", (name,))
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
 
-    def set_checkpoint(self, db: sqlite3.Connection, dataset: str, checkpoint: str | None) -> None:
+    def set_checkpoint(self, db: Connection, dataset: str, checkpoint: str | None) -> None:
         """Store ``checkpoint`` (JSON text) as the dataset's, inside ``db``'s transaction."""
         db.execute("UPDATE datasets SET checkpoint = ?, updated = ? WHERE name = ?",
                    (checkpoint, time.time(), dataset))
 
-    def record_commit(self, db: sqlite3.Connection, dataset: str, next_key: int, checkpoint: str | None) -> None:
+    def record_commit(self, db: Connection, dataset: str, next_key: int, checkpoint: str | None) -> None:
         """A writer's commit: the dataset's next key, checkpoint and write time (inside ``db``'s
         transaction, with the datarange it commits)."""
         now = time.time()
         db.execute("UPDATE datasets SET next_key = ?, last_write = ?, updated = ?, checkpoint = ? WHERE name = ?",
                    (next_key, now, now, checkpoint, dataset))
 
-    def start_key_space(self, db: sqlite3.Connection, dataset: str, epoch: int) -> None:
+    def start_key_space(self, db: Connection, dataset: str, epoch: int) -> None:
         """Drop the dataset's dataranges and start key space ``epoch`` empty at key 0, without a
         checkpoint (inside ``db``'s transaction)."""
         db.execute("DELETE FROM dataranges WHERE dataset = ?", (dataset,))
@@ -259,21 +266,21 @@ class Catalog:
 
     # -- dataranges ------------------------------------------------------------------------------
 
-    def dataranges(self, dataset: str) -> list[sqlite3.Row]:
+    def dataranges(self, dataset: str) -> list[Any]:
         """The dataset's datarange rows by first key (inside the caller's transaction, if any)."""
         return self.query("SELECT * FROM dataranges WHERE dataset = ? ORDER BY first", (dataset,))
 
-    def datarange_at(self, dataset: str, key: int) -> sqlite3.Row | None:
+    def datarange_at(self, dataset: str, key: int) -> Any | None:
         """The datarange row holding ``key``, or None."""
         rows = self.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ?",
                           (dataset, key, key))
         return rows[0] if rows else None
 
-    def delete_dataranges_within(self, db: sqlite3.Connection, dataset: str, first: int, last: int) -> None:
+    def delete_dataranges_within(self, db: Connection, dataset: str, first: int, last: int) -> None:
         """Delete the dataranges lying inside ``[first, last]`` (inside ``db``'s transaction)."""
         db.execute("DELETE FROM dataranges WHERE dataset = ? AND first >= ? AND last <= ?", (dataset, first, last))
 
-    def insert_datarange(self, db: sqlite3.Connection, dataset: str, first: int, last: int, path: str,
+    def insert_datarange(self, db: Connection, dataset: str, first: int, last: int, path: str,
                          size: int, sha256: str, count: int, kind: str, data_length: int | None = None) -> None:
         """Insert one datarange, refusing any overlap with an existing one (same transaction)."""
         clash = db.execute(
@@ -299,22 +306,25 @@ class Catalog:
     def count_versions(self, dataset: str) -> int:
         return self.query("SELECT COUNT(*) FROM versions WHERE dataset = ?", (dataset,))[0][0]
 
-    def insert_version(self, db: sqlite3.Connection, dataset: str, version: str, message: str, created: float,
+    def insert_version(self, db: Connection, dataset: str, version: str, message: str, created: float,
                        sha256: str, size: int, manifest: str) -> None:
         """Record (or replace) one version, inside ``db``'s transaction."""
-        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO versions (dataset, version, message, created, sha256, size, manifest)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, version) DO UPDATE SET"
+                   " message = excluded.message, created = excluded.created, sha256 = excluded.sha256,"
+                   " size = excluded.size, manifest = excluded.manifest",
                    (dataset, version, message, created, sha256, size, manifest))
 
-    def delete_version(self, db: sqlite3.Connection, dataset: str, version: str) -> None:
+    def delete_version(self, db: Connection, dataset: str, version: str) -> None:
         """Forget one version, inside ``db``'s transaction."""
         db.execute("DELETE FROM versions WHERE dataset = ? AND version = ?", (dataset, version))
 
     # -- locks -----------------------------------------------------------------------------------
 
-    def live_locks(self) -> list[sqlite3.Row]:
+    def live_locks(self) -> list[Any]:
         """The lock rows whose holder is alive (not stale; inside the caller's transaction, if any)."""
-        host = socket.gethostname()
-        return [r for r in self.query("SELECT * FROM locks") if not _stale(r, host)]
+        host, now = socket.gethostname(), self.now(self._db())
+        return [r for r in self.query("SELECT * FROM locks") if not _stale(r, host, now)]
 
     def acquire_lock(self, dataset: str, token: str, wait: float) -> None:
         """Take the writer lock of ``dataset`` or raise :class:`DatasetLocked` after ``wait`` s."""
@@ -324,9 +334,12 @@ class Catalog:
         while True:
             with self.transaction() as db:
                 row = db.execute("SELECT * FROM locks WHERE dataset = ?", (dataset,)).fetchone()
-                if row is None or _stale(row, host):
-                    now = time.time()
-                    db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
+                now = self.now(db)
+                if row is None or _stale(row, host, now):
+                    db.execute("INSERT INTO locks (dataset, token, pid, host, since, heartbeat)"
+                               " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE SET"
+                               " token = excluded.token, pid = excluded.pid, host = excluded.host,"
+                               " since = excluded.since, heartbeat = excluded.heartbeat",
                                (dataset, token, pid, host, now, now))
                     return
             holder = _holder(dataset, row)
@@ -341,12 +354,12 @@ class Catalog:
         """Take the writer lock of ``dataset`` (see :class:`DatasetLock`)."""
         return DatasetLock(self, dataset, wait, purpose)
 
-    def touch_lock(self, db: sqlite3.Connection, dataset: str, token: str) -> bool:
+    def touch_lock(self, db: Connection, dataset: str, token: str) -> bool:
         """Refresh the heartbeat of the lock ``token`` holds; False if it no longer holds it."""
         return bool(db.execute("UPDATE locks SET heartbeat = ? WHERE dataset = ? AND token = ?",
-                               (time.time(), dataset, token)).rowcount)
+                               (self.now(db), dataset, token)).rowcount)
 
-    def heartbeat(self, db: sqlite3.Connection, dataset: str, token: str) -> None:
+    def heartbeat(self, db: Connection, dataset: str, token: str) -> None:
         """Refresh the lock inside ``db``'s transaction; :class:`DatasetLocked` if it was lost."""
         if not self.touch_lock(db, dataset, token):
             raise DatasetLocked(f"dataset {dataset!r}: this writer lost its lock (taken over as stale)")
@@ -384,11 +397,11 @@ class DatasetLock:
             try:
                 with self.catalog.transaction() as db:
                     self.catalog.touch_lock(db, self.dataset, self.token)
-            except sqlite3.Error:
+            except self.catalog.errors:
                 pass  # the next beat (or the holder's own commit) tries again
         self.catalog.close()  # this thread's connection
 
-    def check(self, db: sqlite3.Connection) -> None:
+    def check(self, db: Connection) -> None:
         """Refresh the heartbeat inside ``db``'s transaction; :class:`DatasetLocked` if lost."""
         self.catalog.heartbeat(db, self.dataset, self.token)
 
@@ -399,22 +412,22 @@ class DatasetLock:
         self._thread.join()
         self.catalog.release_lock(self.dataset, self.token)
 
-    def __enter__(self) -> DatasetLock:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def _holder(dataset: str, row: sqlite3.Row) -> str:
+def _holder(dataset: str, row: Any) -> str:
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
     return f"dataset {dataset!r} is being written by another writer (pid {row['pid']} on {row['host']}, since {since})"
 
 
-def _stale(row: sqlite3.Row, host: str) -> bool:
+def _stale(row: Any, host: str, now: float) -> bool:
     if row["host"] == host and not process_alive(row["pid"]):
         return True
-    return time.time() - row["heartbeat"] > LOCK_LEASE_SECONDS
+    return now - row["heartbeat"] > LOCK_LEASE_SECONDS
 
 
 def process_alive(pid: int) -> bool:

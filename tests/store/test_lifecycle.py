@@ -55,11 +55,14 @@ with Store(root, catalog if catalog != "-" else None, storage_options=options, m
 """
 
 
-def test_restore_sees_a_writer_session_that_committed_while_it_read_storage(s3_endpoint, s3_bucket, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_restore_sees_a_writer_session_that_committed_while_it_read_storage(s3_endpoint, s3_bucket, tmp_path,
+                                                                           backend, request):
     """The writer takes the lock, commits and releases it after restore listed the containers and
     before its transaction (paused inside restore's LIST of the versions folder, deterministically).
     Restore used to drop that commit from the catalog, and the next writer then deleted it."""
-    root, catalog = f"s3://{s3_bucket}/store", str(tmp_path / "cat.sqlite")
+    root = f"s3://{s3_bucket}/store"
+    catalog = str(tmp_path / "cat.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     options = s3_endpoint.storage_options()
     with Store(root, catalog, storage_options=options, max_datapoints=1000) as s:
         s.write_records("d", [rows(0, 10)])
