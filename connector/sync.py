@@ -109,9 +109,13 @@ class Sync:
 
     def __init__(self, source_config: Mapping[str, Any], destination: DestinationConfig, *,
                  state_path: str | None = None, mode: str = "records",
-                 progress: Callable[[str, int], None] | None = None) -> None:
+                 progress: Callable[[str, int], None] | None = None, dask: Any = None) -> None:
         if mode not in ("records", "files"):
             raise ConnectorError(f"mode must be 'records' or 'files', not {mode!r}")
+        if dask is not None and mode != "records":
+            raise ConnectorError("dask: only records mode reads files on Dask workers (not --mode files)")
+        self.dask = dask  # a distributed.Client or a scheduler address: files read by its workers
+        self._client: Any = None  # the connected Client, during run()
         self.source = Source(source_config)
         self.destination = destination
         self.mode = mode
@@ -141,8 +145,17 @@ class Sync:
                 raise ConnectorError(f"streams {targets[dataset]!r} and {stream!r} both map to dataset {dataset!r}: "
                                      f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
             targets[dataset] = stream
-        with self.destination.open_store() as store:
-            return [self._stream(store, s) for s in chosen]
+        client = None
+        if self.dask is not None:
+            from connector.sync_dask import client_for
+
+            client = self._client = client_for(self.dask)
+        try:
+            with self.destination.open_store() as store:
+                return [self._stream(store, s) for s in chosen]
+        finally:
+            if client is not None and client is not self.dask:
+                client.close()  # connected here: closed here
 
     # -- one stream -------------------------------------------------------------------------------
 
@@ -215,7 +228,13 @@ class Sync:
         a resumed sync drops those rows when it reads that same file (same key, time and size)."""
         progress = _FileProgress(state, partial)
         writer.set_checkpoint(lambda next_key: progress.checkpoint(next_key))
-        for event in self.source.read(stream, state):
+        if self.dask is not None:
+            from connector.sync_dask import read_on_dask
+
+            events = read_on_dask(self.source, stream, state, self._client)
+        else:
+            events = self.source.read(stream, state)
+        for event in events:
             if isinstance(event, FileBatch):
                 batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
                 if batch.num_rows:

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stream with destination_sync_mode overwrite replaces it)")
     p.add_argument("--mode", choices=("records", "files"), default="records",
                    help="records: one datapoint per record; files: the source objects themselves")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="read and parse the files on the workers of this Dask scheduler (address, e.g. "
+                        "tcp://host:8786); records mode. Keys and commits stay in file order in this process")
     p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
     p.set_defaults(func=run)
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     update, close = tqdm_progress(sys.stderr.isatty() and not args.no_progress)
     try:
         sync = Sync(source_raw, destination, state_path=args.state or default_state_path(destination),
-                    mode=args.mode, progress=update)
+                    mode=args.mode, progress=update, dask=args.dask)
     except ConfigError as exc:
         close()
         raise ConfigError(f"source config {args.config}: {exc}") from None

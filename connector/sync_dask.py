@@ -1,0 +1,115 @@
+"""``des sync --dask``: the files of a stream read and parsed on Dask workers.
+
+The coordinator (the ``des sync`` process) lists the pending files as the single-process sync
+does and submits one task per file; a worker reads and parses its file into Arrow batches (with
+the same retries, the same file columns). The coordinator takes the results in file order and
+hands them to the same writer as the single-process sync, which assigns keys in that order and
+commits: the dataset is the one a single-process sync writes (same records, same keys, same
+checkpoints). A task is a pure function of its file, so a worker that dies mid-task only makes
+Dask run the task again elsewhere; nothing reaches the store twice.
+
+At most ``in_flight`` files (default: two per worker thread) are read ahead, so memory stays
+bounded by a few files' batches whatever the number of files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from connector.source import FileBatch, FileDone, Source
+from connector.source.config import SourceConfig
+from connector.source.errors import FileChangedError, FileVanishedError
+from connector.source.formats import FileStats
+from connector.source.read import check_changed, check_vanished, file_batches
+
+log = logging.getLogger("connector.sync")
+
+
+def client_for(scheduler: Any) -> Any:
+    """A ``distributed.Client``: ``scheduler`` itself if it is one, else connected to its address."""
+    from distributed import Client
+
+    return scheduler if isinstance(scheduler, Client) else Client(scheduler)
+
+
+def read_on_dask(source: Source, stream: str, state: Mapping[str, Any] | None, client: Any,
+                 in_flight: int | None = None) -> Iterator[FileBatch | FileDone]:
+    """The events :meth:`Source.read` yields for ``stream`` (incremental from ``state``), with each
+    file read by a Dask worker."""
+    all_files = source._stream_files(stream)
+    current = source.state(state)
+    pending = current.pending(all_files)
+    if not pending:
+        return
+    schema = source._data_schema(stream, all_files)
+    options = source._options(stream)
+    retries, retry_base = source.config.retry_count, source._retry_base
+    if in_flight is None:
+        in_flight = max(2, 2 * sum(client.nthreads().values()))
+    files = iter(pending)
+    futures: deque = deque()
+
+    def submit() -> None:
+        ref = next(files, None)
+        if ref is not None:
+            futures.append((ref, client.submit(read_file, source.config, ref, schema, options, retries,
+                                               retry_base, pure=False)))
+
+    try:
+        for _ in range(in_flight):
+            submit()
+        while futures:
+            ref, future = futures.popleft()
+            kind, payload, stats = future.result()
+            future.release()
+            submit()
+            if kind == "vanished":
+                check_vanished(source.fs, ref, payload)
+                log.warning("%s: skipped, not counted as synced", payload)
+                continue
+            if kind == "changed":
+                check_changed(source.fs, ref, payload)
+                log.warning("%s: skipped, not counted as synced; its new version is read next time", payload)
+                continue
+            for batch in payload:
+                yield FileBatch(stream, ref, batch)
+            current = current.advance(ref)
+            if stats.skipped:
+                log.warning("%s: skipped %d bad record(s), e.g. %s", ref.key, stats.skipped,
+                            "; ".join(stats.skipped_examples))
+            yield FileDone(stream, ref, sum(b.num_rows for b in payload), current, stats.skipped,
+                           tuple(sorted(stats.type_conflicts)))
+    finally:
+        for _, future in futures:
+            future.cancel()
+
+
+_filesystems: dict[str, Any] = {}  # per worker process: one filesystem per source config
+
+
+def _filesystem(config: SourceConfig) -> Any:
+    """The source's filesystem, built on the worker from its config (a filesystem object itself
+    does not always pickle: the source's literal-key S3 class is made at run time)."""
+    key = repr(config)
+    if key not in _filesystems:
+        _filesystems[key] = config.filesystem()[0]
+    return _filesystems[key]
+
+
+def read_file(config: SourceConfig, ref: Any, schema: pa.Schema, options: Any, retries: int,
+              retry_base: float) -> tuple[str, Any, FileStats]:
+    """On a worker: ``("done", batches, stats)`` for one file, or ``("vanished"|"changed", error,
+    stats)`` for the coordinator to check against a fresh listing (other errors raise)."""
+    stats = FileStats()
+    try:
+        batches = list(file_batches(_filesystem(config), ref, schema, options, retries, stats, retry_base))
+    except FileVanishedError as exc:
+        return "vanished", exc, stats
+    except FileChangedError as exc:
+        return "changed", exc, stats
+    return "done", batches, stats

@@ -1,0 +1,100 @@
+"""``des sync --dask`` on a distributed.LocalCluster of 2 worker processes, S3 source and store:
+the same dataset as a single-process sync, also when a worker process is killed mid-sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connector.destination import DestinationConfig
+from connector.store import Store
+from connector.sync import Sync
+from tests.source.helpers import put, s3_config
+
+distributed = pytest.importorskip("distributed")
+
+FILES = 24
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[distributed.LocalCluster]:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as c:
+        yield c
+
+
+@pytest.fixture
+def source(s3_endpoint, s3_bucket) -> dict:
+    """``FILES`` CSV files of one stream, of different lengths, on the S3 test server."""
+    put(s3_endpoint, s3_bucket, {
+        f"data/users/part-{n:03d}.csv": ("id,name,score\n" + "".join(
+            f"{n * 1000 + i},user {n}-{i},{(n * 7 + i) % 11 / 4}\n" for i in range(n % 5 * 3 + 1))).encode()
+        for n in range(FILES)})
+    return s3_config(s3_endpoint, s3_bucket, path_prefix="data/")
+
+
+def destination(s3_endpoint, bucket: str, prefix: str, tmp: Path) -> dict:
+    return {"bucket_name": bucket, "path_prefix": prefix, "endpoint": s3_endpoint.endpoint_url,
+            "region": s3_endpoint.region, "access_key_id": s3_endpoint.key, "secret_access_key": s3_endpoint.secret,
+            "catalog_path": str(tmp / f"{prefix}.sqlite"), "max_datapoints": 7}
+
+
+def content(s3_endpoint, bucket: str, prefix: str, tmp: Path) -> dict:
+    """What a sync left in the store: every record's bytes by key, the dataranges and checkpoint."""
+    with Store(f"s3://{bucket}/{prefix}", str(tmp / f"{prefix}.sqlite"),
+               storage_options=s3_endpoint.storage_options()) as store:
+        return {"lines": b"".join(store.read_lines("users")).splitlines(),
+                "ranges": [(d.first, d.last) for d in store.dataranges("users")],
+                "checkpoint": store.checkpoint("users")}
+
+
+def single_process(s3_endpoint, s3_bucket, source, tmp: Path) -> dict:
+    config = DestinationConfig.from_dict(destination(s3_endpoint, s3_bucket, "single", tmp))
+    Sync(source, config).run(["users"])
+    return content(s3_endpoint, s3_bucket, "single", tmp)
+
+
+def test_cli_sync_on_dask_writes_what_a_single_process_sync_writes(cluster, s3_endpoint, s3_bucket, source, tmp_path):
+    (tmp_path / "src.json").write_text(json.dumps(source))
+    (tmp_path / "dst.json").write_text(json.dumps(destination(s3_endpoint, s3_bucket, "dask", tmp_path)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-m", "connector.cli", "sync", "--config", str(tmp_path / "src.json"),
+                          "--destination", str(tmp_path / "dst.json"), "--state", str(tmp_path / "state.json"),
+                          "--dask", cluster.scheduler_address], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"users -> users: {FILES} files" in out.stdout
+    expected = single_process(s3_endpoint, s3_bucket, source, tmp_path)
+    assert len(expected["lines"]) == sum(n % 5 * 3 + 1 for n in range(FILES))
+    assert content(s3_endpoint, s3_bucket, "dask", tmp_path) == expected
+
+
+def test_a_worker_killed_mid_sync_changes_nothing(cluster, s3_endpoint, s3_bucket, source, tmp_path):
+    killed: list[int] = []
+    with distributed.Client(cluster) as client:
+        pids = sorted(client.run(os.getpid).values())
+
+        def kill_one_worker_on_first_progress(stream: str, n: int) -> None:
+            if not killed:  # files are still being read on the workers: at most 4 of 24 are done
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        config = DestinationConfig.from_dict(destination(s3_endpoint, s3_bucket, "dask", tmp_path))
+        (summary,) = Sync(source, config, dask=client, progress=kill_one_worker_on_first_progress).run(["users"])
+    assert killed and summary.files == FILES
+    assert content(s3_endpoint, s3_bucket, "dask", tmp_path) == single_process(s3_endpoint, s3_bucket, source,
+                                                                                 tmp_path)
+
+
+def test_files_mode_on_dask_is_refused(source, tmp_path):
+    config = DestinationConfig.from_dict({"root_url": str(tmp_path / "store")})
+    with pytest.raises(Exception, match="only records mode"):
+        Sync(source, config, mode="files", dask="tcp://127.0.0.1:1")
