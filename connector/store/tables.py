@@ -1,9 +1,13 @@
 """Record chunks (JSON Lines) -> one Arrow table, with every value as it was stored.
 
 pyarrow.json parses a chunk fast but not always exactly: an integer beyond int64, or beyond 2**53
-in a column that also holds fractions, becomes a double; a number beyond the double range, a
-duplicate key, or a column that is a number in one record and text in another (a CSV column whose
-later rows are not numbers) is an error for the whole read. Such a chunk is parsed again by the
+in a column that also holds fractions, becomes a double, and so does a fraction with more digits
+than a double holds (a decimal's ``1004413618748.9399``); text that looks like a date or time
+(``2024-01-31``) becomes a timestamp (an offset converted away); a list of nulls comes out with
+the wrong values (pyarrow 26 miscounts them; its table then fails ``validate``); a number beyond
+the double range, a duplicate key, or a column that is a number in one record and text in another
+(a CSV column whose later rows are not numbers) is an error for the whole read. Text is re-read as
+text, and the rest goes by the exact path. Such a chunk is parsed again by the
 exact path below, which keeps every number as the text it was stored as and decides each column's
 type from all its values: a column whose values do not all fit one Arrow type exactly becomes a
 string column holding each value's JSON text (strings as they are), and says so in its field
@@ -16,7 +20,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -87,13 +94,92 @@ def table_of(chunks: Iterable[tuple[int, bytes]]) -> pa.Table:
 
 def _chunk_table(first: int, data: bytes) -> pa.Table:
     """pyarrow's parse when it is exact, else the exact path."""
+    table = _arrow_table(data)
+    return _exact_table(first, data, set()) if table is None else table
+
+
+def _arrow_table(data: bytes) -> pa.Table | None:
+    """JSON Lines ``data`` parsed by pyarrow, strings kept as written; None when that parse is
+    not exactly the values (see the module doc)."""
     try:
         table = pajson.read_json(io.BytesIO(data), read_options=_JSON_READ)
-    except pa.ArrowInvalid:
-        return _exact_table(first, data, set())
+        if any(_has_timestamp(f.type) for f in table.schema):
+            # Inferred from text: read those fields again declared as the text they are.
+            texts = pa.schema([f.with_type(_untimed(f.type)) for f in table.schema])
+            table = pajson.read_json(io.BytesIO(data), read_options=_JSON_READ,
+                                     parse_options=pajson.ParseOptions(explicit_schema=texts))
+        table.validate()
+    except (pa.ArrowInvalid, pa.ArrowIndexError):
+        return None
     if any(_rounded(col.type, col) for col in table.columns):
-        return _exact_table(first, data, set())
+        return None
+    if any(_has_double(f.type) for f in table.schema) and not _doubles_exact(data):
+        return None
     return table
+
+
+def _has_double(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return any(_has_double(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_double(t.value_type)
+    return pa.types.is_floating(t)
+
+
+def _has_timestamp(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return any(_has_timestamp(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_timestamp(t.value_type)
+    return pa.types.is_timestamp(t)
+
+
+def _untimed(t: pa.DataType) -> pa.DataType:
+    """``t`` with string in place of every timestamp, at any depth."""
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_untimed(f.type)) for f in t])
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_untimed(t.value_type))
+    return pa.string() if pa.types.is_timestamp(t) else t
+
+
+# A JSON fraction a double may not hold exactly: 16 characters or more (a double's shortest text
+# has at most 17 significant digits; 15 always round-trip), or a three-digit exponent (subnormal,
+# zero or infinity). Integers are :func:`_rounded`'s. Text inside strings may match too: it is only
+# checked, never trusted.
+_SUSPECT_NUMBER = re.compile(rb"[:,\[]\s*(-?(?:(?=[0-9.eE+-]{16})[0-9]+[.eE][0-9.eE+-]*|[0-9][0-9.]*[eE][+-]?[0-9]{3}))")
+
+
+def _doubles_exact(data: bytes) -> bool:
+    """Every long number text in ``data`` that is a fraction is, as a decimal, the double pyarrow
+    reads it as (integers are checked by :func:`_rounded`)."""
+    suspects = _SUSPECT_NUMBER.findall(data)
+    if not suspects:
+        return True
+    texts = pa.array(suspects, pa.binary()).cast(pa.string())
+    try:
+        shown = pc.cast(pc.cast(texts, pa.float64()), pa.string())
+    except pa.ArrowInvalid:  # not all numbers (text in a string matched): check one by one
+        return all(_exact_double(t.decode()) for t in suspects if _is_number(t))
+    differ = pc.invert(pc.equal(shown, texts))
+    return all(_exact_double(t) for t in texts.filter(differ).to_pylist())
+
+
+def _is_number(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _exact_double(text: str) -> bool:
+    """The number ``text`` is a finite double exactly (as its shortest text, which the encoder
+    writes and ``to_pylist`` gives back)."""
+    value = float(text)
+    if not math.isfinite(value):
+        return False
+    return repr(value) == text or Decimal(repr(value)) == Decimal(text)
 
 
 def _rounded(t: pa.DataType, column: pa.Array | pa.ChunkedArray) -> bool:
@@ -203,12 +289,11 @@ def _column(values: list[Any], force_text: bool) -> tuple[pa.Array, str]:
         return _texts(values), "an integer does not fit int64"
     if kinds <= {"int", "float"}:
         doubles = [None if v is None else float(v.text) for v in values]
-        exact = all(v is None or d is None or (not v.is_int and abs(d) != float("inf"))
-                    or (v.is_int and abs(int(v.text)) <= EXACT_DOUBLE)
-                    for v, d in zip(values, doubles))
+        exact = all(v is None or (not v.is_int and _exact_double(v.text))
+                    or (v.is_int and abs(int(v.text)) <= EXACT_DOUBLE) for v in values)
         if exact:
             return pa.array(doubles, pa.float64()), ""
-        return _texts(values), "a number is not exactly a double (beyond 2**53 or the double range)"
+        return _texts(values), "a number is not exactly a double (beyond 2**53, the double range or its digits)"
     if kinds in ({"str"}, {"bool"}):
         return pa.array(values, pa.string() if kinds == {"str"} else pa.bool_()), ""
     if kinds in ({"dict"}, {"list"}):
@@ -241,11 +326,44 @@ def _texts(values: list[Any]) -> pa.Array:
 def _nested(values: list[Any]) -> pa.Array | None:
     """Objects or arrays through pyarrow (one column), if that is exact."""
     lines = b"".join(b'{"v":' + (b"null" if v is None else _json_text(v).encode()) + b"}\n" for v in values)
+    table = _arrow_table(lines)
+    return _converted(values) if table is None else table.column("v").combine_chunks()
+
+
+def _converted(values: list[Any]) -> pa.Array | None:
+    """Objects or arrays through pyarrow's conversion of Python values (which counts the nulls of
+    a list right, see the module doc), if every number is exact in the type it infers."""
     try:
-        table = pajson.read_json(io.BytesIO(lines), read_options=_JSON_READ)
-    except pa.ArrowInvalid:
-        return None
-    column = table.column("v")
-    if _rounded(column.type, column):
-        return None
-    return column.combine_chunks()
+        plain = [_plain(v) for v in values]
+        array = pa.array(plain)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError):
+        return None  # beyond int64, not exactly a double, or types that do not merge
+    # pyarrow also takes true for 1.0 in a list of numbers: keep only what reads back the same.
+    return array if all(_same(a, b) for a, b in zip(array.to_pylist(), plain)) else None
+
+
+def _same(got: Any, value: Any) -> bool:
+    """``got`` (read back from Arrow) is ``value``: booleans stay booleans, an object's missing
+    keys read back as null."""
+    if isinstance(value, dict):
+        return (isinstance(got, dict) and all(_same(got.get(k), v) for k, v in value.items())
+                and all(got[k] is None for k in got.keys() - value.keys()))
+    if isinstance(value, list):
+        return isinstance(got, list) and len(got) == len(value) and all(map(_same, got, value))
+    return (isinstance(got, bool) == isinstance(value, bool)) and got == value
+
+
+def _plain(value: Any) -> Any:
+    """A parsed value with its numbers as int / float; ValueError when a fraction's digits are
+    more than a double holds (pyarrow refuses the integers a double cannot hold)."""
+    if isinstance(value, _Number):
+        if value.is_int:
+            return int(value.text)
+        if not _exact_double(value.text):
+            raise ValueError(f"{value.text} is not exactly a double")
+        return float(value.text)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

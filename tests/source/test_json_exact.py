@@ -146,6 +146,20 @@ def test_non_finite_numbers_in_an_array_are_errors_not_null(tmp_path, value, mes
 
 
 @pytest.mark.parametrize("kind", ["lines", "array"])
+def test_a_fraction_where_the_sample_saw_integers_is_kept(tmp_path, kind):
+    """pyarrow builds 0.5 as 0 in an int64 column (and true as 1.0 in a double one): a fraction
+    after an integer sample, at the top level or nested, came out truncated (issue 13's round trip)."""
+    rows = [{"i": 9007199254740990, "o": {"a": 1, "l": [1]}, "f": 0.5},
+            {"i": 0.5, "o": {"a": 2.5, "l": [1, 0.25]}, "f": 1.5},
+            {"i": 3, "o": {"a": 3, "l": [2]}, "f": None}]
+    write_local(tmp_path, {f"s/a.{'jsonl' if kind == 'lines' else 'json'}": body(rows, kind)})
+    got, done = records(Source({"root_url": str(tmp_path), "schema_sample_rows": 1}), "s")
+    assert [r["i"] for r in got] == ["9007199254740990", "0.5", "3"]  # the block's column kept as text
+    assert [r["o"] for r in got] == ['{"a":1,"l":[1]}', '{"a":2.5,"l":[1,0.25]}', '{"a":3,"l":[2]}']
+    assert set(done[0].type_conflicts) == {"i", "o"}
+
+
+@pytest.mark.parametrize("kind", ["lines", "array"])
 def test_text_that_looks_like_a_date_is_kept_as_written(tmp_path, kind):
     # The sample makes "d" text; a later block of dates only must not come out re-formatted, and a
     # key first seen after the sample keeps its text too.

@@ -49,6 +49,46 @@ def test_a_column_that_turns_to_text_reads_back(tmp_path, per_call):
         assert store.to_table("d").column("c").to_pylist() == ["17", "18.5", "A-17", "true", '{"x":1}', None]
 
 
+@pytest.mark.parametrize("per_call", [1, 100])
+def test_text_that_looks_like_a_date_or_time_stays_text(tmp_path, per_call):
+    """pyarrow.json takes such text for timestamp[s]: a date became a midnight, an offset was
+    converted away (issue 13's round trip found it on a synced CSV date column)."""
+    lines = [b'{"d":"2024-01-31","t":"2024-01-31T10:00:00+05:00","n":{"d":"0001-01-01","l":["2024-01-31 10:00"]}}',
+             b'{"d":"1999-12-31","t":"2024-01-31T10:00","n":null}']
+    with _store(tmp_path, lines, per_call) as store:
+        t = store.to_table("d")
+        assert t.column("d").to_pylist() == ["2024-01-31", "1999-12-31"]
+        assert t.column("t").to_pylist() == ["2024-01-31T10:00:00+05:00", "2024-01-31T10:00"]
+        assert t.column("n").to_pylist() == [{"d": "0001-01-01", "l": ["2024-01-31 10:00"]}, None]
+
+
+@pytest.mark.parametrize("per_call", [1, 100])
+def test_fractions_a_double_cannot_hold_come_back_as_their_text(tmp_path, per_call):
+    """A decimal(20,4) of 17 digits became the nearest double (1004413618748.94)."""
+    lines = [b'{"f":1004413618748.9399,"o":{"f":0.1}}', b'{"f":0.5,"o":{"f":12345678901234.5678}}',
+             b'{"f":1.5e-320,"o":null}']
+    with _store(tmp_path, lines, per_call) as store:
+        t = store.to_table("d")
+        assert t.column("f").to_pylist() == ["1004413618748.9399", "0.5", "1.5e-320"]
+        assert t.column("o").to_pylist() == ['{"f":0.1}', '{"f":12345678901234.5678}', None]
+    lines = [b'{"f":0.30000000000000004,"g":1e+16,"h":5e-324}']  # exact doubles stay doubles
+    with _store(tmp_path / "exact", lines) as store:
+        assert store.to_table("d").to_pylist() == [{"f": 0.30000000000000004, "g": 1e16, "h": 5e-324}]
+
+
+@pytest.mark.parametrize("per_call", [1, 100])
+def test_lists_of_nulls_come_back_as_stored(tmp_path, per_call):
+    """pyarrow 26's JSON reader miscounts nulls in a list whose items are all null so far: [null,1]
+    read as [1,0], [[null,null],[1]] as [[null,1],[null]], or an invalid array."""
+    lines = [b'{"a":[null,1],"b":[null,null],"c":{"l":[null,null,null]}}', b'{"a":[null],"b":[2],"c":{"l":[null]}}',
+             b'{"a":null,"b":[null,3],"c":{"l":["x",null]}}']
+    with _store(tmp_path, lines, per_call) as store:
+        assert store.to_table("d").to_pylist() == [
+            {"a": [None, 1], "b": [None, None], "c": {"l": [None, None, None]}},
+            {"a": [None], "b": [2], "c": {"l": [None]}},
+            {"a": None, "b": [None, 3], "c": {"l": ["x", None]}}]
+
+
 def test_duplicate_key_is_a_clear_error_naming_the_datapoint(tmp_path):
     with _store(tmp_path, [b'{"a":1}', b'{"b":{"a":1,"a":2}}']) as store:
         with pytest.raises(StoreError, match="datapoint 1 holds key 'a' twice"):
@@ -100,3 +140,12 @@ def test_a_batch_with_two_columns_of_one_name_is_refused(tmp_path):
                 with pytest.raises(StoreError, match=f"two columns .* named '{name}'"):
                     w.write_batch(batch)
         assert store.dataranges("d") == []
+
+
+def test_nested_booleans_beside_numbers_stay_booleans(tmp_path):
+    """The exact path's conversion of nested values took true for 1.0 in a list of numbers."""
+    lines = [b'{"l":[null,1.5,true],"m":[null,2]}', b'{"l":[2],"m":[null]}']
+    with _store(tmp_path, lines) as store:
+        t = store.to_table("d")
+        assert t.column("l").to_pylist() == ["[null,1.5,true]", "[2]"]
+        assert t.column("m").to_pylist() == [[None, 2], [None]]

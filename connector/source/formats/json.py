@@ -346,14 +346,30 @@ def _column(values: list[Any], declared: pa.DataType | None) -> pa.Array:
             observed = merge_types(observed, value_type(v))
         # Strings are only parsed as timestamps where the sample said so (as Arrow's path does).
         observed = _no_null(_untimed(observed))
+        if declared is not None and _lossy(declared, observed):
+            raise TypeError(f"{observed} values do not fit {declared}")
         declared = observed if declared is None else _widened(declared, observed)
         if _has_text(declared):
             values = [_fit(v, declared) for v in values]
     elif pa.types.is_floating(declared) and any(isinstance(v, bool) for v in values):
         raise TypeError("a boolean is not a number")  # pyarrow would store true as 1.0
+    elif pa.types.is_integer(declared) and any(isinstance(v, float) for v in values):
+        raise TypeError("a number with a fraction is not an integer")  # pyarrow would store 0.5 as 0
     if not _has_timestamp(declared):
         return pa.array(values, type=declared)
     return _timestamps_parsed(pa.array(values, type=_untimed(declared)), declared)
+
+
+def _lossy(declared: pa.DataType, observed: pa.DataType) -> bool:
+    """Values of type ``observed`` would change if built as ``declared`` (pyarrow truncates a
+    double to an integer, and takes a boolean for 1.0), at any depth."""
+    if pa.types.is_struct(declared) and pa.types.is_struct(observed):
+        return any(_lossy(declared.field(f.name).type, f.type) for f in observed
+                   if declared.get_field_index(f.name) >= 0)
+    if pa.types.is_list(declared) and pa.types.is_list(observed):
+        return _lossy(declared.value_type, observed.value_type)
+    return ((pa.types.is_integer(declared) and pa.types.is_floating(observed))
+            or (pa.types.is_floating(declared) and pa.types.is_boolean(observed)))
 
 
 def _has_text(t: pa.DataType) -> bool:
