@@ -43,7 +43,7 @@ def cast_strings(values: pa.Array, target: pa.DataType, booleans: Booleans = Non
     if pa.types.is_boolean(target) and booleans is not None:
         return _exact_booleans(values, booleans)
     if pa.types.is_boolean(target):
-        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+        lowered = pc.utf8_lower(values)  # not trimmed: " yes" stays text, as " 5" does
         is_true = pc.is_in(lowered, _TRUE)
         is_false = pc.is_in(lowered, _FALSE)
         if not pc.all(pc.or_kleene(pc.or_(is_true, is_false), pc.is_null(values))).as_py():

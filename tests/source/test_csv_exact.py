@@ -100,6 +100,14 @@ def test_zero_padded_columns_stay_text(tmp_path):
     assert [(r["zip"], r["code"], r["amount"]) for r in rows] == [("01234", "0x1f", "00.50"), ("90210", "7", "1.5")]
 
 
+def test_booleans_with_spaces_stay_text(tmp_path):
+    """" yes" was read as true (its spaces dropped) while " 5" stays text: a cast keeps every value."""
+    src, props = _discovered(tmp_path, {"s/a.csv": b'b,c,n\n" yes",True,5\nno,no ,6\n'})
+    assert props["b"]["type"][:2] == props["c"]["type"][:2] == ["null", "string"]
+    rows, _ = drain(src, "s")
+    assert [(r["b"], r["c"]) for r in rows] == [(" yes", "True"), ("no", "no ")]
+
+
 def test_zero_padded_value_after_the_sample_kept_as_text(tmp_path):
     body = b"zip\n" + b"".join(b"%d\n" % (90000 + i) for i in range(20)) + b"02134\n"
     src, _ = _discovered(tmp_path, {"s/a.csv": body}, schema_sample_rows=5)

@@ -56,7 +56,8 @@ _TEXT_CHARS = st.characters(blacklist_categories=("Cs",))
 text = st.one_of(
     st.text(_TEXT_CHARS, max_size=10),
     st.text(st.sampled_from('ab,"\n\r\t \\\'é😀'), max_size=6),
-    st.sampled_from(["", "NA", "null", "nan", "N/A", "true", "1", "01", "1e5", "-0", " x ", "a,b", 'say "hi"']),
+    st.sampled_from(["", "NA", "null", "nan", "N/A", "true", " yes", "True ", "1", "01", "1e5", "-0", " x ", "a,b",
+                     'say "hi"']),
 )
 KINDS: dict[str, st.SearchStrategy] = {
     "int": st.integers(-(2**63), 2**63 - 1),
