@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -402,16 +403,23 @@ def check_stored(store_root: str, records: list[dict], storage_options: dict | N
                 same_stored(got.get(column), value, f"row {record['k']} column {column!r}: {value!r} -> {got.get(column)!r}")
 
 
-def roundtrip(fmt: str, table: Table, sample_rows: int) -> None:
-    """Write ``table`` as ``fmt`` into a local folder, read it, sync it (API), compare both."""
+def roundtrip(fmt: str, table: Table, sample_rows: int, files: int = 1, per_container: int = 100_000) -> None:
+    """Write ``table`` as ``fmt`` into a local folder (its rows split over ``files`` files, older
+    first), read it, sync it (API) into containers of ``per_container`` records, compare both."""
+    kinds, rows = table
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         (root / "s").mkdir(parents=True)
-        (root / "s" / f"t.{EXTENSION[fmt]}").write_bytes(WRITERS[fmt](table))
+        cut = len(rows) // 2 if files > 1 else len(rows)
+        for i, part in enumerate([rows[:cut], rows[cut:]] if files > 1 and cut else [rows]):
+            path = root / "s" / f"t{i}.{EXTENSION[fmt]}"
+            path.write_bytes(WRITERS[fmt]((kinds, part)))
+            os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))  # read in this order
         config = {"root_url": str(root), "schema_sample_rows": sample_rows}
         schema, records = read_records(config)
         check_records(fmt, table, schema, records)
-        Sync(config, DestinationConfig.from_dict({"root_url": str(Path(tmp) / "store")})).run()
+        destination = {"root_url": str(Path(tmp) / "store"), "max_datapoints": per_container}
+        Sync(config, DestinationConfig.from_dict(destination)).run()
         check_stored(str(Path(tmp) / "store"), records)
 
 
@@ -419,19 +427,25 @@ FAST = settings(max_examples=10, deadline=None, suppress_health_check=[HealthChe
 SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+#: How the rows reach the store: in one file or two (the schema merges both files' samples), in
+#: one container or several (the store merges their column types when it reads them back).
+LAYOUT = {"sample_rows": st.sampled_from([1, 2, 1000]), "files": st.sampled_from([1, 2]),
+          "per_container": st.sampled_from([2, 100_000])}
+
+
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
 @FAST
-@given(data=st.data(), sample_rows=st.sampled_from([1, 2, 1000]))
-def test_roundtrip(fmt, data, sample_rows):
-    roundtrip(fmt, data.draw(tables(fmt)), sample_rows)
+@given(data=st.data(), **LAYOUT)
+def test_roundtrip(fmt, data, sample_rows, files, per_container):
+    roundtrip(fmt, data.draw(tables(fmt)), sample_rows, files, per_container)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
 @SLOW
-@given(data=st.data(), sample_rows=st.sampled_from([1, 2, 1000]))
-def test_roundtrip_many(fmt, data, sample_rows):
-    roundtrip(fmt, data.draw(tables(fmt)), sample_rows)
+@given(data=st.data(), **LAYOUT)
+def test_roundtrip_many(fmt, data, sample_rows, files, per_container):
+    roundtrip(fmt, data.draw(tables(fmt)), sample_rows, files, per_container)
 
 
 # -- fixed examples: every kind at its edges, and each mismatch the properties found ------------------
@@ -478,10 +492,10 @@ def _edge(fmt: str, kind: str, i: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize("sample_rows", [1, 1000])
+@pytest.mark.parametrize("sample_rows, files, per_container", [(1, 1, 100_000), (1000, 2, 2)])
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
-def test_edges_of_every_kind(fmt, sample_rows):
-    roundtrip(fmt, edge_table(fmt), sample_rows)
+def test_edges_of_every_kind(fmt, sample_rows, files, per_container):
+    roundtrip(fmt, edge_table(fmt), sample_rows, files, per_container)
 
 
 @pytest.mark.parametrize("fmt, table", [
