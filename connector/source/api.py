@@ -28,9 +28,6 @@ log = logging.getLogger("connector.source")
 
 #: Columns added to every record.
 META_FIELDS = pa.schema([pa.field(CURSOR_FIELD, pa.timestamp("us", tz="UTC")), pa.field("_file", pa.string())])
-#: Formats whose column types come from a sample: a later value that does not fit its column's type
-#: is kept as text, so the declared schema admits a string in every column of such a stream.
-TEXT_FALLBACK_FORMATS = frozenset({"csv", "json"})
 #: Files whose samples make a stream's schema: the oldest, and the newest few.
 SAMPLE_NEWEST = 2
 
@@ -225,8 +222,9 @@ class Source:
             renames = reserved_renames(list(own.input_schema))
             properties = {renames.get(k, k): (or_text(v) if keeps_text else v) for k, v in own.input_schema.items()}
             return {**json_schema(pa.schema([])), "properties": {**properties, **meta}}
-        text_fallback = keeps_text and any(r.format in TEXT_FALLBACK_FORMATS for r in refs)
-        return json_schema(self.schema(stream, refs), text_fallback=text_fallback)
+        # Every format's types come from a sample of the files (even Parquet's: a later file may type
+        # a column otherwise), so a column admits the text a value that does not fit is kept as.
+        return json_schema(self.schema(stream, refs), text_fallback=keeps_text)
 
     def _meta_fields(self) -> pa.Schema:
         """The columns every record gets besides its data (``_row`` first, with ``row_column``)."""
@@ -248,6 +246,14 @@ class Source:
         if own is None or own.input_schema is None or own.validation_policy != "emit_record":
             return None
         return {name: Column.of(prop) for name, prop in own.input_schema.items()}
+
+    @staticmethod
+    def _inferred_columns(own: StreamGlobs | None, schema: pa.Schema) -> dict[str, Column] | None:
+        """Under emit_record, an inferred stream's columns: a file whose column has a type discover
+        did not declare (a later Parquet file with text in an integer column) gives it as text."""
+        if own is not None and (own.schemaless or own.input_schema is not None or own.validation_policy != "emit_record"):
+            return None
+        return {field.name: Column.inferred(field.type) for field in schema}
 
     # -- check / read ----------------------------------------------------------------------------
 
@@ -291,6 +297,7 @@ class Source:
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
                           schemaless=own is not None and own.schemaless, declared=self._declared_columns(own),
+                          inferred=self._inferred_columns(own, schema),
                           row_column=self.config.row_column)
 
     def stage(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",

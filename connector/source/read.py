@@ -109,6 +109,11 @@ def add_file_columns(batch: pa.RecordBatch, ref: FileRef, stream_names: Sequence
     return pa.RecordBatch.from_arrays(batch.columns + [modified, key], names=names + list(FILE_COLUMNS))
 
 
+#: Formats whose readers parse each file into the stream schema's types (or text where a value does
+#: not fit): their batches never carry a type of the file's own.
+READ_AS_SCHEMA_TYPES = frozenset({"csv", "json"})
+
+
 @dataclass(frozen=True)
 class Shape:
     """What a stream does to each batch a format reads, before the file columns are added."""
@@ -120,6 +125,10 @@ class Shape:
     #: emit_record with a declared schema: its columns; a column whose values the file gives in
     #: another type (a double where an integer is declared) is emitted as text, and said so.
     declared: dict[str, Column] | None = None
+    #: emit_record with an inferred schema: its columns, for the formats that read a file with the
+    #: file's own types (Parquet, Avro, Excel); CSV and JSON read every file as the schema's types
+    #: already, keeping what does not fit as text.
+    inferred: dict[str, Column] | None = None
 
     #: Add ``_row``: each record's number in its file (1-based, in the order the format read them).
     row_column: bool = False
@@ -129,6 +138,8 @@ class Shape:
         kept = None
         if self.declared is not None:
             batch = _declared_or_text(batch, self.declared, stats)
+        elif self.inferred is not None and ref.format not in READ_AS_SCHEMA_TYPES:
+            batch = _declared_or_text(batch, self.inferred, stats)
         if self.validation is not None:
             read = batch.num_rows
             batch, kept, example = self.validation.apply(batch, ref, before)
@@ -154,9 +165,10 @@ def _declared_or_text(batch: pa.RecordBatch, declared: dict[str, Column], stats:
     columns = list(batch.columns)
     for i, name in enumerate(batch.schema.names):
         rule = declared.get(name)
-        if rule is None or rule.admits(columns[i].type) or pa.types.is_string(columns[i].type):
+        if rule is None or rule.admits(columns[i].type):
             continue
-        columns[i] = as_text(columns[i])
+        if not pa.types.is_string(columns[i].type):
+            columns[i] = as_text(columns[i])
         stats.type_conflicts.add(name)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
@@ -294,13 +306,14 @@ def read_files(stream: str, fs: fsspec.AbstractFileSystem, files: list[FileRef],
                state: StreamState, options: FormatOptions, *, max_threads: int = 1, retries: int = 3,
                retry_base: float = BASE_DELAY, validation: Validation | None = None,
                schemaless: bool = False, declared: dict[str, Column] | None = None,
-               row_column: bool = False) -> Iterator[FileBatch | FileDone]:
+               inferred: dict[str, Column] | None = None, row_column: bool = False) -> Iterator[FileBatch | FileDone]:
     """Batches of ``files`` (already filtered and ordered), a :class:`FileDone` after each file.
     ``validation``: the stream's validation_policy (records not fitting its schema are dropped,
     counted in a LOG per file, or stop the stream); ``schemaless``: records as ``{"data": {...}}``;
     ``declared``: under emit_record, the declared columns (values of another type become text);
+    ``inferred``: under emit_record, the inferred columns (a file's column of another type becomes text);
     ``row_column``: each record gets ``_row``, its number in its file."""
-    shape = Shape(validation, schemaless, declared, row_column)
+    shape = Shape(validation, schemaless, declared, inferred, row_column)
     cancel = threading.Event()
     pending = iter(files)
     jobs: deque[_Job] = deque()

@@ -12,6 +12,7 @@ nothing while the data fits. ``emit_record`` never comes here (the text is kept,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 from connector.errors import ConfigError
 from connector.scalars import bool_array
 from connector.source.declared import NESTED
-from connector.source.infer import TIMESTAMP, Booleans, cast_strings
+from connector.source.infer import TIMESTAMP, Booleans, cast_strings, json_type
 from connector.source.listing import FileRef
 
 
@@ -36,6 +37,9 @@ class Column:
 
     types: frozenset[str]
     format: str | None = None
+    #: An inferred nested column: the Arrow type its values must have (a struct of other field
+    #: types, or a list of other items, does not fit the nested schema discover declared).
+    nested: pa.DataType | None = None
 
     @classmethod
     def of(cls, prop: dict[str, Any]) -> Column:
@@ -43,11 +47,19 @@ class Column:
         types = types if isinstance(types, list) else [types]
         return cls(frozenset(t for t in types if t != "null"), prop.get("format"))
 
+    @classmethod
+    def inferred(cls, t: pa.DataType) -> Column:
+        """The column discover declared for an inferred Arrow type ``t``."""
+        column = cls.of(json_type(t))
+        return dataclasses.replace(column, nested=t) if _json_kind(t) in NESTED else column
+
     def admits(self, t: pa.DataType) -> bool:
         """Every value of an Arrow column of type ``t`` fits (a text column: its texts are strings)."""
         if pa.types.is_null(t):
             return True
         kind = _json_kind(t)
+        if self.nested is not None and kind in NESTED and t != self.nested:
+            return False
         if kind == "integer" and "number" in self.types:
             return True
         if kind == "string" and self.format and pa.types.is_string(t) and self.types == {"string"}:

@@ -131,7 +131,7 @@ def test_parquet_native_types(s3_endpoint, s3_bucket):
     put(s3_endpoint, s3_bucket, {"e/a.parquet": _parquet_bytes(table, 2)})
     src = Source(s3_config(s3_endpoint, s3_bucket))
     props = src.discover()[0]["json_schema"]["properties"]
-    assert props["id"]["type"] == ["null", "integer"] and props["price"]["type"] == ["null", "number"]
+    assert props["id"]["type"] == ["null", "integer", "string"] and props["price"]["type"] == ["null", "number", "string"]
     assert props["at"]["format"] == "date-time" and props["tags"]["items"]["type"] == ["null", "string"]
     assert props["dev"]["properties"]["os"]["type"] == ["null", "string"]
     rows, _ = drain(src, "e")
@@ -170,3 +170,25 @@ def test_bundled_testdata_reads():
     assert src.streams() == ["events", "orders", "users"]
     counts = {s: sum(d.records for d in drain(src, s)[1]) for s in src.streams()}
     assert counts == {"events": 250, "orders": 100, "users": 90}
+
+
+def test_a_parquet_file_outside_the_sample_with_other_types_is_kept_as_text(tmp_path, caplog):
+    """The schema comes from the oldest and newest files; a middle one with text in an integer
+    column, a fraction in another, or a struct of other field types is emitted as exact text that
+    validates against what discover declared (it used to go out as ``"x"`` under ``integer``)."""
+    import os
+
+    from tests.source.formats_helpers import validated_records
+
+    (tmp_path / "s").mkdir()
+    usual = pa.table({"n": [1, 2], "f": [3, 4], "o": [{"k": 1}, None]})
+    odd = pa.table({"n": ["x", None], "f": [0.5, 4.0], "o": [{"k": "a"}, {"k": "b"}]})
+    for i, table in enumerate([usual, usual, odd, usual, usual]):
+        path = tmp_path / "s" / f"f{i}.parquet"
+        pq.write_table(table, path)
+        os.utime(path, (1_700_000_000 + 100 * i,) * 2)
+    rows = validated_records(Source({"root_url": str(tmp_path)}), "s")
+    assert [r["n"] for r in rows] == [1, 2, 1, 2, "x", None, 1, 2, 1, 2]
+    assert [r["f"] for r in rows][4:6] == ["0.5", "4"]  # as des-source writes a double: 4.0 as 4
+    assert [r["o"] for r in rows][4:6] == ['{"k":"a"}', '{"k":"b"}'] and rows[0]["o"] == {"k": 1}
+    assert "s/f2.parquet: values not matching the stream's type kept as text in column(s) f, n, o" in caplog.text
