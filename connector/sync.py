@@ -25,9 +25,9 @@ from connector.destination.config import DestinationConfig
 from connector.errors import ConnectorError
 from connector.files import write_atomically
 from connector.source import FileBatch, FileDone, FileRef, Source
-from connector.source.config import is_s3fs
 from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
+from connector.storage import describe, is_s3fs
 from connector.store import Store
 
 FETCH_BATCH_FILES = 256
@@ -317,7 +317,7 @@ class Sync:
             return None
         except Exception as exc:  # reported with the object's name
             raise ConnectorError(f"cannot read {ref.url} after {self.source.config.retry_count} retries: "
-                                 f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                                 f"{describe(exc)}") from exc
 
 
 def _dataset_mark(store: Store, dataset: str) -> dict[str, Any]:
@@ -404,11 +404,6 @@ def _fetch_options(fs, concurrency: int) -> dict[str, Any]:
         if "max_concurrency" in inspect.signature(fs._cat_file).parameters:
             options["max_concurrency"] = 1
     return options
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def tqdm_progress(enabled: bool) -> tuple[Callable[[str, int], None], Callable[[], None]]:

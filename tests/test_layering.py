@@ -159,3 +159,58 @@ def _private_imports() -> list[str]:
 def test_no_module_imports_another_modules_private_names():
     # What a module needs from another is public there (named without "_"), or lives elsewhere.
     assert _private_imports() == []
+
+
+# -- one storage policy (connector.storage) ---------------------------------------------------------
+
+POLICY = "connector.storage"
+#: Names of the storage stack: checking an exception's module against them is the policy's job.
+STORAGE_LIBRARIES = {"aiohttp", "botocore", "aiobotocore", "s3fs", "fsspec", "asyncio"}
+
+
+def _policy_copies(tree: ast.AST) -> list[str]:
+    """What in ``tree`` re-implements a part of the storage policy, each as a short description."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [f"line {node.lineno}: sets .retries" for t in targets
+                      if isinstance(t, ast.Attribute) and t.attr == "retries"]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "startswith":
+                constants = [c.value for a in node.args for c in ast.walk(a) if isinstance(c, ast.Constant)]
+                if any(isinstance(c, str) and c in STORAGE_LIBRARIES for c in constants):
+                    found.append(f"line {node.lineno}: tells storage-library exceptions apart by module")
+            elif node.func.attr == "splitlines":
+                receiver = node.func.value
+                while isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Attribute):
+                    receiver = receiver.func.value  # str(exc).strip().splitlines()
+                if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and receiver.func.id == "str":
+                    found.append(f"line {node.lineno}: renders an error on one line")
+        elif isinstance(node, ast.Constant) and node.value in ("total_max_attempts", "SlowDown", "Throttl"):
+            found.append(f"line {node.lineno}: spells botocore's retry options or a transient-error marker")
+    return found
+
+
+def test_the_storage_policy_lives_in_one_module():
+    # Retries, the library-error and transient-error tests, and the one-line error text are
+    # connector.storage's; a second copy is how the three filters and the two builders drifted apart.
+    copies = {m: c for m, path in MODULES.items() if m != POLICY
+              for c in [_policy_copies(ast.parse(path.read_text(encoding="utf-8")))] if c}
+    assert copies == {}
+
+
+def test_the_policy_check_finds_copies():
+    source = '''
+fs.retries = 1
+if type(exc).__module__.startswith(("botocore", "s3fs")): pass
+first = str(exc).strip().splitlines()
+config = {"retries": {"mode": "standard", "total_max_attempts": 4}}
+'''
+    assert len(_policy_copies(ast.parse(source))) == 4
+    assert _policy_copies(ast.parse(MODULES[POLICY].read_text(encoding="utf-8")))  # the policy itself
+
+
+def test_the_storage_policy_depends_on_no_package_of_ours():
+    # Every package uses it, so it may use only the package's shared leaves.
+    assert {t for t, _ in GRAPH[POLICY]} <= {"connector.errors"}

@@ -18,6 +18,7 @@ from connector.airbyte import messages
 from connector.airbyte.entrypoint import EXIT_OK, ArgParser, Output, run
 from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
+from connector.storage import describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +55,7 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
     except ConnectorError:
         raise
     except Exception as exc:  # noqa: BLE001 - any storage failure is a failed check
-        out.message(messages.connection_status(False, f"cannot write under {config.root_url}: "
-                                                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+        out.message(messages.connection_status(False, f"cannot write under {config.root_url}: {describe(exc)}"))
         return EXIT_OK
     out.message(messages.connection_status(True))
     return EXIT_OK

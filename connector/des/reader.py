@@ -40,6 +40,7 @@ from connector.des.target import is_bucketed, is_local, resolve, url_of
 from connector.des.names import validate_member_name
 from connector.des.writer import external_prefix
 from connector.errors import DesFormatError, MemberNameError
+from connector.storage import storage_errors
 
 DEFAULT_TAIL_SIZE = 64 * 1024
 DEFAULT_MAX_GAP = 1024 * 1024  # like the reference: merge members closer than 1 MiB
@@ -399,24 +400,10 @@ class DesReader:
 
     # -- byte access --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _storage(self, what: str) -> Iterator[None]:
-        """Storage failures as OSError naming the container and the operation. s3fs re-raises its
-        last error once its retries are spent, which may be a raw aiohttp/botocore exception."""
-        try:
-            yield
-        except (FileNotFoundError, PermissionError, DesFormatError):
-            raise
-        except OSError as exc:
-            if self.url in str(exc):
-                raise
-            raise OSError(exc.errno, f"{self.url}: {what}: {exc.strerror or exc}") from exc
-        except Exception as exc:
-            module = type(exc).__module__ or ""
-            if not module.startswith(("aiohttp", "botocore", "aiobotocore", "s3fs", "fsspec", "asyncio")):
-                raise
-            text = str(exc).strip().splitlines()
-            raise OSError(f"{self.url}: {what}: {type(exc).__name__}: {text[0] if text else ''}") from exc
+    def _storage(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Storage failures as OSError naming the container and the operation (the storage policy's
+        :func:`connector.storage.storage_errors`)."""
+        return storage_errors(self.url, what)
 
     @contextlib.contextmanager
     def _size_checked_on_failure(self) -> Iterator[None]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from connector.config import check_against
 from connector.errors import ConfigError
+from connector.storage import S3Access, is_s3_url, s3_options
 from connector.store import Store
 from connector.store.layout import validate_dataset_name
 from connector.store.errors import InvalidName
@@ -113,24 +114,12 @@ class DestinationConfig:
             root = f"s3://{raw['bucket_name']}/{raw.get('path_prefix', '').strip('/')}".rstrip("/")
         else:
             root = raw["root_url"]
-        if root.startswith(("s3://", "s3a://")):
-            client: dict[str, Any] = {}
-            if raw.get("endpoint"):
-                client["endpoint_url"] = raw["endpoint"]
-            if raw.get("region"):
-                client["region_name"] = raw["region"]
-            if client:
-                options["client_kwargs"] = client
-            if "access_key_id" in raw:
-                options["key"], options["secret"] = raw["access_key_id"], raw["secret_access_key"]
-            # Bounded retries at one level (botocore standard mode); s3fs's own layer is set to one
-            # attempt in open_store, or attempts multiply and a dead endpoint takes minutes to fail.
-            config_kwargs: dict[str, Any] = {"retries": {"mode": "standard",
-                                                         "total_max_attempts": raw.get("retry_count", 3) + 1}}
-            if "request_timeout" in raw:
-                config_kwargs["connect_timeout"] = config_kwargs["read_timeout"] = raw["request_timeout"]
-            options["config_kwargs"] = config_kwargs
-            options["skip_instance_cache"] = True
+        if is_s3_url(root):
+            # Bounded retries by the storage policy; the Store opens it with s3fs's own layer off.
+            options = s3_options(S3Access(endpoint=raw.get("endpoint"), region=raw.get("region"),
+                                          key=raw.get("access_key_id"), secret=raw.get("secret_access_key"),
+                                          retry_count=raw.get("retry_count", 3),
+                                          request_timeout=raw.get("request_timeout")))
         codec = raw.get("compression", "none")
         return cls(root, options, raw.get("catalog_path"), template, raw.get("max_datapoints", 100_000),
                    raw.get("max_bytes", 256 * 1024 * 1024), float(raw.get("flush_seconds", 10)),
@@ -143,8 +132,6 @@ class DestinationConfig:
                           max_datapoints=self.max_datapoints, max_bytes=self.max_bytes, compression=self.compression)
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"config field 'root_url': cannot open {self.root_url!r}: {exc}") from None
-        if type(store.fs).__module__.startswith("s3fs"):
-            store.fs.retries = 1  # an instance attribute s3fs reads; see config_kwargs above
         return store
 
     def dataset_for(self, stream: str, namespace: str | None) -> str:

@@ -23,6 +23,7 @@ from connector.source.retry import BASE_DELAY, call_with_retry
 from connector.source.state import CURSOR_FIELD, StreamState
 from connector.source.transfer import FILE_SCHEMA, StagedFile, stage_files, staging_directory
 from connector.source.validate import Column, Validation
+from connector.storage import describe, is_library_error
 
 log = logging.getLogger("connector.source")
 
@@ -87,10 +88,10 @@ class Source:
         try:
             return call_with_retry(attempt, self.config.retry_count, self._retry_base)
         except (PermissionError, OSError) as exc:
-            raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise SourceError(f"cannot list {self._where()}: {describe(exc)}") from exc
         except Exception as exc:  # botocore's NoCredentialsError and friends are not OSErrors
-            if exc.__class__.__module__.startswith(("botocore", "aiobotocore", "s3fs")):
-                raise SourceError(f"cannot list {self._where()}: {type(exc).__name__}: {_one_line(exc)}") from exc
+            if is_library_error(exc):
+                raise SourceError(f"cannot list {self._where()}: {describe(exc)}") from exc
             raise
 
     def _missing_root(self) -> str | None:
@@ -315,7 +316,3 @@ class Source:
                            preserve_directories=self.config.preserve_directory_structure,
                            retries=self.config.retry_count, retry_base=self._retry_base)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""

@@ -16,6 +16,7 @@ import fsspec
 
 from connector.config import check_against
 from connector.errors import ConfigError
+from connector.storage import S3Access, is_s3_url, s3_options, single_attempt
 
 #: Where Airbyte's platform puts the external ID for role_arn; used when the config gives none.
 EXTERNAL_ID_ENV = "AWS_ASSUME_ROLE_EXTERNAL_ID"
@@ -306,14 +307,14 @@ class SourceConfig:
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The fsspec filesystem and the root path (no protocol) that streams live under."""
-        s3_options = self._s3_options()
+        options = self._s3_options()
         if self.bucket_name is not None:
-            fs = literal_s3_filesystem(**s3_options)
+            fs = literal_s3_filesystem(**options)
             root = f"{self.bucket_name}/{self.path_prefix.strip('/')}".rstrip("/")
             return fs, root
         assert self.root_url is not None
-        if self.root_url.startswith(("s3://", "s3a://")):
-            fs = literal_s3_filesystem(**s3_options)
+        if is_s3_url(self.root_url):
+            fs = literal_s3_filesystem(**options)
             root = fs._strip_protocol(self.root_url)
         else:
             try:
@@ -325,43 +326,22 @@ class SourceConfig:
         return fs, root.rstrip("/") or root
 
     def _s3_options(self) -> dict[str, Any]:
-        # Fresh instance and no listing cache: incremental state depends on seeing current listings.
-        options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
-        client_kwargs: dict[str, Any] = {}
-        if self.endpoint:
-            client_kwargs["endpoint_url"] = self.endpoint
-        if self.region:
-            client_kwargs["region_name"] = self.region
-        if client_kwargs:
-            options["client_kwargs"] = client_kwargs
-        # Retries are bounded by retry_count at two levels only: each request (botocore, standard
-        # mode: backoff and a retry quota) and each file or listing (connector.source.retry, which
-        # resumes a file where it broke). s3fs's own third layer is switched off (_single_attempt),
-        # or attempts would multiply and a dead endpoint would take many minutes to report.
-        config_kwargs: dict[str, Any] = {"retries": {"mode": "standard", "total_max_attempts": self.retry_count + 1}}
-        if self.request_timeout is not None:
-            config_kwargs["connect_timeout"] = config_kwargs["read_timeout"] = self.request_timeout
-        # botocore pools 10 connections per client: more GETs than that only queue, so files mode
-        # (one GET per object) could never overlap more than 10 whatever max_threads said.
-        config_kwargs["max_pool_connections"] = max(10, self.max_threads)
-        options["config_kwargs"] = config_kwargs
-        if self.anonymous:
-            options["anon"] = True  # unsigned requests: public buckets
-        elif self.role_arn is not None:
+        """Storage options by the storage policy (:mod:`connector.storage`): a fresh instance, no
+        listing cache (incremental state depends on seeing current listings), bounded retries."""
+        session = None
+        if self.role_arn is not None and not self.anonymous:
             from connector.source.credentials import assumed_role_session
 
             # STS at the S3 endpoint by default: MinIO and LocalStack serve both on one port.
-            options["session"] = assumed_role_session(
+            session = assumed_role_session(
                 self.role_arn, external_id=self.external_id or os.environ.get(EXTERNAL_ID_ENV) or None,
                 key=self.access_key_id,
                 secret=self.secret_access_key, token=self.session_token, region=self.region,
                 sts_endpoint=self.sts_endpoint or self.endpoint, retries=self.retry_count)
-        elif self.access_key_id is not None:
-            options["key"] = self.access_key_id
-            options["secret"] = self.secret_access_key
-            if self.session_token is not None:
-                options["token"] = self.session_token
-        return options
+        return s3_options(S3Access(
+            endpoint=self.endpoint, region=self.region, key=self.access_key_id, secret=self.secret_access_key,
+            token=self.session_token, anonymous=self.anonymous, session=session, retry_count=self.retry_count,
+            request_timeout=self.request_timeout, connections=self.max_threads, fresh_listings=True))
 
 
 def _check_access(raw: dict[str, Any]) -> None:
@@ -400,20 +380,7 @@ def _literal_s3_class() -> type:
 
 def literal_s3_filesystem(**options: Any) -> fsspec.AbstractFileSystem:
     """An s3fs filesystem that opens keys literally, one s3fs-level attempt per call."""
-    fs = _literal_s3_class()(**options)
-    _single_attempt(fs)
-    return fs
-
-
-def is_s3fs(fs: fsspec.AbstractFileSystem) -> bool:
-    """An s3fs filesystem, ours (:func:`literal_s3_filesystem`) included."""
-    return any(cls.__module__.startswith("s3fs") for cls in type(fs).__mro__)
-
-
-def _single_attempt(fs: fsspec.AbstractFileSystem) -> None:
-    """One s3fs-level attempt per call (see ``_s3_options``); other filesystems are left alone."""
-    if is_s3fs(fs):
-        fs.retries = 1  # an instance attribute (s3fs reads self.retries), not a constructor option
+    return single_attempt(_literal_s3_class()(**options))
 
 
 def _parse_time(value: str, name: str) -> datetime:

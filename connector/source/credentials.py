@@ -22,6 +22,8 @@ from aiobotocore.credentials import (
 from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError
 
+from connector.storage import botocore_retries
+
 # A failed AssumeRole is logged by aiobotocore with its traceback, then raised, and reported by us
 # naming the STS endpoint; without any handler configured, logging's last resort would print the
 # traceback to stderr too. A NullHandler stops only that fallback (configured handlers still see it).
@@ -69,7 +71,7 @@ def assumed_role_session(role_arn: str, *, external_id: str | None = None, key: 
     """An aiobotocore session (for ``s3fs.S3FileSystem(session=...)``) signing as ``role_arn``."""
     source = _SourceIdentity(key, secret, token)
     base = AioSession()
-    config = AioConfig(retries={"mode": "standard", "total_max_attempts": retries + 1})
+    config = AioConfig(retries=botocore_retries(retries))
 
     def sts_client(service: str, **credentials: Any) -> Any:
         return base.create_client(service, region_name=region or "us-east-1", endpoint_url=sts_endpoint,

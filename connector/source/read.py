@@ -27,7 +27,8 @@ from connector.source import formats
 from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, SourceError, TransientError
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.listing import FileRef
-from connector.source.retry import BASE_DELAY, backoff_delays, is_transient
+from connector.source.retry import BASE_DELAY, backoff_delays
+from connector.storage import describe, is_transient
 from connector.scalars import string_scalar, timestamp_us_utc
 from connector.source.state import StreamState
 from connector.source.formats.parquet import as_text
@@ -222,16 +223,11 @@ def file_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema,
             if not (isinstance(exc, TransientError) or is_transient(exc)):
                 raise
             if attempt >= len(delays):
-                raise TransientError(f"{ref.key}: giving up after {retries} retries: {_short(exc)}") from exc
-            log.warning("%s: transient error (%s), retry %d/%d in %.2fs", ref.key, _short(exc), attempt + 1,
+                raise TransientError(f"{ref.key}: giving up after {retries} retries: {describe(exc)}") from exc
+            log.warning("%s: transient error (%s), retry %d/%d in %.2fs", ref.key, describe(exc), attempt + 1,
                         retries, delays[attempt])
             time.sleep(delays[attempt])
             attempt += 1
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 class _Job:
@@ -276,7 +272,7 @@ def _listed_now(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExceptio
         return None  # its folder is gone too
     except Exception as exc:  # reported with the file's name
         raise SourceError(f"{ref.key}: could not be opened as listed ({error}) and listing its folder again "
-                          f"failed: {_short(exc)}") from exc
+                          f"failed: {describe(exc)}") from exc
     return next((e for e in entries if e.get("name", "").rstrip("/") == ref.path.rstrip("/")), None)
 
 
@@ -288,7 +284,7 @@ def check_vanished(fs: fsspec.AbstractFileSystem, ref: FileRef, error: BaseExcep
     move the cursor past it and it would never be read.
     """
     if _listed_now(fs, ref, error) is not None:
-        raise SourceError(f"{ref.key}: listed but cannot be opened ({_short(error)}); "
+        raise SourceError(f"{ref.key}: listed but cannot be opened ({describe(error)}); "
                           f"not skipped, or the cursor would pass it")
 
 

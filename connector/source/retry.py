@@ -1,4 +1,4 @@
-"""Retrying transient storage errors with exponential backoff."""
+"""Retrying transient storage errors (:func:`connector.storage.is_transient`) with exponential backoff."""
 
 from __future__ import annotations
 
@@ -7,52 +7,13 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-T = TypeVar("T")
+from connector.storage import is_transient
 
-# Substrings of error text from botocore/aiobotocore/s3fs meaning "try again later".
-_TRANSIENT_MARKERS = (
-    "SlowDown",
-    "Throttl",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Service Unavailable",
-    "(500)",
-    "(502)",
-    "(503)",
-    "(504)",
-    " 503 ",
-    "Connection reset",
-    "Connection was closed",
-    "ConnectionClosed",
-    "timed out",
-)
+T = TypeVar("T")
 
 #: Seconds before the first retry; doubled each attempt (with jitter).
 BASE_DELAY = 0.2
 MAX_DELAY = 10.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection resets, timeouts, 5xx and throttling."""
-    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-        return False
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    name = type(exc).__name__
-    if name in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-                "ClientConnectionError", "ServerDisconnectedError", "ClientPayloadError", "ResponseStreamingError",
-                "IncompleteReadError"}:
-        return True
-    # Text markers only for storage-layer errors: a parser message quoting a "503" cell is data.
-    module = type(exc).__module__ or ""
-    storage_error = module.startswith(("botocore", "aiobotocore", "s3fs", "aiohttp", "fsspec")) or (
-        type(exc) is OSError
-    )
-    if storage_error and any(marker in str(exc) for marker in _TRANSIENT_MARKERS):
-        return True
-    cause = exc.__cause__ or exc.__context__
-    return cause is not None and cause is not exc and is_transient(cause)
 
 
 def backoff_delays(retries: int, base: float = BASE_DELAY) -> list[float]:

@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connector.des import DesReader
-from connector.des.target import is_local, resolve, url_of
+from connector.des.target import is_local, url_of
 from connector.files import is_temp_name, replace_durably, write_atomically
+from connector.storage import open_filesystem
 from connector.store import columns, records
 from connector.store.backends import Connection, is_catalog_url, redacted
 from connector.store.catalog import Catalog, process_alive
@@ -93,7 +94,8 @@ class Store(HistoryMixin, MaintenanceMixin):
                  read_only: bool = False) -> None:
         if max_datapoints < 1 or max_bytes < 1:
             raise ValueError("max_datapoints and max_bytes must be positive")
-        self.fs, path = resolve(root, None, dict(storage_options or {}))
+        # Opened by the storage policy: with bounded botocore retries, s3fs does one attempt per call.
+        self.fs, path = open_filesystem(root, dict(storage_options or {}))
         self.root = path.rstrip("/")
         self.layout = Layout(self.root)
         self.max_datapoints, self.max_bytes, self.compression = max_datapoints, max_bytes, compression
@@ -501,7 +503,7 @@ class Store(HistoryMixin, MaintenanceMixin):
         self.ensure_dataset(dataset)
         with self.writer(dataset, "files") as w:
             for url in urls:
-                fs, path = resolve(url, None, dict(storage_options or {}))
+                fs, path = open_filesystem(url, dict(storage_options or {}))
                 info = fs.info(path)
                 base = fs._strip_protocol(relative_to).rstrip("/") + "/" if relative_to else None
                 name = path[len(base):] if base and path.startswith(base) else path.rsplit("/", 1)[-1]

@@ -13,7 +13,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from connector.source import Source, TransientError
 from connector.source.formats import FileStats, FormatOptions
 from connector.source.read import file_batches
-from connector.source.retry import backoff_delays, is_transient
+from connector.source.retry import backoff_delays
+from connector.storage import is_transient
 from tests.source.helpers import drain
 
 

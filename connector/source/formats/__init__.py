@@ -30,7 +30,7 @@ import pyarrow as pa
 from connector.source.config import AvroOptions, CsvOptions, ExcelOptions
 from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, TransientError
 from connector.source.listing import FileRef
-from connector.source.retry import is_transient
+from connector.storage import is_transient, one_line
 
 #: Bytes of (decoded) text parsed per CSV/JSON block; bounds memory per file being read.
 BLOCK_SIZE = 4 << 20
@@ -115,13 +115,8 @@ def data_errors(ref: FileRef, where: str = "") -> Iterator[None]:
             # Deeply nested JSON ([[[[...) exhausts Python's stack in the decoder or in schema code.
             raise BadDataError(f"{ref.key}{': ' + where if where else ''}: values nested too deeply") from None
         if isinstance(exc, (pa.ArrowException, OSError, EOFError, ValueError, UnicodeDecodeError)):
-            raise BadDataError(f"{ref.key}{': ' + where if where else ''}: {_first_line(exc)}") from exc
+            raise BadDataError(f"{ref.key}{': ' + where if where else ''}: {one_line(exc)}") from exc
         raise
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def slices(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
