@@ -192,3 +192,18 @@ def test_a_parquet_file_outside_the_sample_with_other_types_is_kept_as_text(tmp_
     assert [r["f"] for r in rows][4:6] == ["0.5", "4"]  # as des-source writes a double: 4.0 as 4
     assert [r["o"] for r in rows][4:6] == ['{"k":"a"}', '{"k":"b"}'] and rows[0]["o"] == {"k": 1}
     assert "s/f2.parquet: values not matching the stream's type kept as text in column(s) f, n, o" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["csv", "json", "parquet", "avro", "excel"])
+def test_every_format_is_a_format_reader(name):
+    # mypy checks the types (formats.get's registry is typed with the Protocol); this checks what it
+    # does not: the parameter names, which a caller passing them by keyword relies on.
+    import inspect
+
+    from connector.source import formats
+
+    reader = formats.get(name)
+    assert isinstance(reader, formats.FormatReader)
+    for method in ("infer", "batches"):
+        wanted = list(inspect.signature(getattr(formats.FormatReader, method)).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(reader, method)).parameters) == wanted, (name, method)

@@ -1,7 +1,8 @@
 """File formats: each module turns one file into Arrow record batches.
 
-A format module exposes two functions, both taking the fsspec filesystem, the :class:`FileRef` and
-the :class:`FormatOptions`:
+A format module is a :class:`FormatReader` (a ``typing.Protocol``; mypy checks every module
+:func:`get` hands out against it): two functions, both taking the fsspec filesystem, the
+:class:`FileRef` and the :class:`FormatOptions`:
 
 - ``infer(fs, ref, options, max_rows) -> pa.Schema``: the file's columns from a sample (CSV/JSON)
   or from the footer alone (Parquet).
@@ -21,8 +22,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import IO
+from typing import IO, Protocol, runtime_checkable
 
 import fsspec
 import pyarrow as pa
@@ -71,11 +71,30 @@ class FileStats:
             self.skipped_examples.append(where)
 
 
-def get(name: str) -> ModuleType:
-    """The module implementing format ``name`` (csv, json, parquet, avro, excel)."""
+@runtime_checkable
+class FormatReader(Protocol):
+    """What a format plug-in provides; each module of this package (csv, json, ...) is one."""
+
+    def infer(self, fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOptions,
+              max_rows: int) -> pa.Schema:
+        """The file's columns, from at most ``max_rows`` rows (or from metadata alone)."""
+        ...
+
+    def batches(self, fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, options: FormatOptions,
+                stats: FileStats) -> Iterator[pa.RecordBatch]:
+        """Every row of the file, in order, typed per ``schema``, at most ``options.batch_size`` a batch;
+        malformed content raises :class:`BadDataError` (or, with ``on_bad_record="skip"``, is
+        counted in ``stats``)."""
+        ...
+
+
+def get(name: str) -> FormatReader:
+    """The reader of format ``name`` (csv, json, parquet, avro, excel)."""
+    # Imported here, not at the top: each of them imports this module.
     from connector.source.formats import avro, csv, excel, json, parquet
 
-    return {"csv": csv, "json": json, "parquet": parquet, "avro": avro, "excel": excel}[name]
+    readers: dict[str, FormatReader] = {"csv": csv, "json": json, "parquet": parquet, "avro": avro, "excel": excel}
+    return readers[name]
 
 
 def open_raw(fs: fsspec.AbstractFileSystem, ref: FileRef, **kwargs) -> IO[bytes]:
