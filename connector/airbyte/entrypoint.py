@@ -12,7 +12,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from connector.airbyte import messages
 from connector.errors import ConfigError, ConnectorError
@@ -68,7 +68,7 @@ class Output:
 class LogHandler(logging.Handler):
     """Python logging -> Airbyte LOG messages."""
 
-    LEVELS = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN", logging.ERROR: "ERROR",
+    LEVELS: dict[int, messages.LogLevel] = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN", logging.ERROR: "ERROR",
               logging.CRITICAL: "FATAL"}
 
     def __init__(self, out: Output) -> None:
@@ -77,7 +77,7 @@ class LogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.out.message(messages.log(record.getMessage(), self.LEVELS.get(record.levelno, "INFO")))  # type: ignore[arg-type]
+            self.out.message(messages.log(record.getMessage(), self.LEVELS.get(record.levelno, "INFO")))
         except Exception:  # noqa: BLE001 - logging must never break a sync
             self.handleError(record)
 
@@ -85,7 +85,7 @@ class LogHandler(logging.Handler):
 class ArgParser(argparse.ArgumentParser):
     """argparse with usage errors on one line and exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace, commands: Mapping[str, Callable[[Output, argpa
             out.message(messages.connection_status(False, str(exc)))
             code = EXIT_OK
         else:
-            kind = "config_error" if isinstance(exc, ConfigError) else "system_error"
-            out.message(messages.trace_error(str(exc), kind))  # type: ignore[arg-type]
+            kind: messages.FailureType = "config_error" if isinstance(exc, ConfigError) else "system_error"
+            out.message(messages.trace_error(str(exc), kind))
             code = EXIT_FAILURE
     except BrokenPipeError:
         code = EXIT_OK

@@ -186,9 +186,9 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         except ConnectorError as exc:
             checkpoints.flush()  # the files finished before the error are synced
             failed = True
-            kind = "transient_error" if isinstance(exc, TransientError) else (
+            kind: messages.FailureType = "transient_error" if isinstance(exc, TransientError) else (
                 "config_error" if isinstance(exc, ConfigError) else "system_error")
-            out.message(messages.trace_error(f"stream {name}: {exc}", kind, stream=name))  # type: ignore[arg-type]
+            out.message(messages.trace_error(f"stream {name}: {exc}", kind, stream=name))
             out.message(messages.trace_stream_status(name, "INCOMPLETE"))
         out.flush()
     return EXIT_FAILURE if failed else EXIT_OK

@@ -15,6 +15,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from connector import __version__
 from connector.errors import ConnectorError
@@ -29,7 +30,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line and exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

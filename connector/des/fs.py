@@ -112,7 +112,11 @@ class DesFileSystem(AbstractArchiveFileSystem):
                 raise ValueError("des:// mode 'w' needs the container's path or URL, not a file object")
             self._reader = DesReader(fo, tail_size=tail_size, cache=index_cache)
         # What fsspec's archive helpers expect.
-        self.fo = self._reader.url if self._reader is not None else url_of(self.target, self.target_path)  # type: ignore[arg-type]
+        if self._reader is not None:
+            self.fo = self._reader.url
+        else:
+            assert self.target_path is not None  # a container given as bytes or a file object has a reader
+            self.fo = url_of(self.target, self.target_path)
         self.dir_cache: dict[str, dict[str, Any]] | None = None
         self._children: dict[str, dict[str, dict[str, Any]]] = {}
         self._indexed: Any = None  # the index the listing was built from

@@ -16,7 +16,7 @@ import os
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any, Literal, TypeVar, overload
+from typing import IO, Any, Literal, TypeVar, cast, overload
 
 import fsspec
 
@@ -108,7 +108,7 @@ class DesReader:
                 self.url = url_of(self.fs, self.path)
                 self._size = self._size if self._size is not None else getattr(source, "size", None)
             else:
-                self._fileobj = source  # type: ignore[assignment]
+                self._fileobj = cast("IO[bytes]", source)  # it reads and seeks: a binary file
                 self.url = getattr(source, "name", None) or "<file>"
                 self._size = source.seek(0, os.SEEK_END)
         else:
@@ -289,7 +289,8 @@ class DesReader:
         old = self._blob, self._size, self._expected_size
         self._external_blobs = {}
         if self._blob is not None:
-            self._blob = blob_for(self.fs, self.path, self.url)  # type: ignore[arg-type]
+            assert self.path is not None  # a blob is only ever made for a container at a path
+            self._blob = blob_for(self.fs, self.path, self.url)
             self._size = None
         try:
             self._load()

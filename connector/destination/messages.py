@@ -17,7 +17,7 @@ import json
 import os
 import select
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Optional, Union
+from typing import IO, Any, Optional, Union
 
 import msgspec
 import orjson
@@ -147,9 +147,9 @@ def blocks(source: IO[bytes] | Iterable[bytes], *,
         yield [rest]
 
 
-def _fileno(source: object) -> int | None:
+def _fileno(source: Any) -> int | None:
     try:
-        fileno = source.fileno()  # type: ignore[attr-defined]
+        fileno = source.fileno()
     except (AttributeError, OSError, ValueError):
         return None
     return fileno if isinstance(fileno, int) else None
@@ -186,11 +186,20 @@ class _Duplicate(Exception):
         self.key = key
 
 
+def _first_repeated(keys: Iterable[str]) -> str:
+    """The first key seen a second time (called once a repeat is known to be there)."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise ValueError("no key repeats")
+
+
 def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out = dict(pairs)
     if len(out) != len(pairs):
-        seen: set[str] = set()
-        raise _Duplicate(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+        raise _Duplicate(_first_repeated(k for k, _ in pairs))
     return out
 
 
