@@ -21,6 +21,7 @@ import time
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
 
+from connector.storage import one_line
 from connector.store.errors import StoreError
 
 BUSY_SECONDS = 60.0  # how long a connection waits for another one's lock before giving up
@@ -198,7 +199,7 @@ class PostgresBackend(Backend):
             conn = psycopg.connect(self.location, autocommit=True, row_factory=_row_factory,
                                    connect_timeout=int(BUSY_SECONDS))
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to catalog {self.describe()}: {_first_line(exc)}") from None
+            raise StoreError(f"cannot connect to catalog {self.describe()}: {one_line(exc)}") from None
         # A write transaction waits for another one's advisory lock as long as SQLite's would.
         conn.execute(f"SET lock_timeout = '{int(BUSY_SECONDS * 1000)}ms'")
         return _PgConnection(conn)
@@ -276,7 +277,3 @@ class _PgConnection:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
