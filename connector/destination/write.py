@@ -29,9 +29,11 @@ import logging
 import operator
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Union, cast
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Union
 
 import msgspec
 import orjson
@@ -54,6 +56,31 @@ RAW_ID, EXTRACTED_AT, GENERATION_ID, META = ("_airbyte_raw_id", "_airbyte_extrac
 
 __all__ = ["InputError", "write_messages"]
 
+StreamKey = tuple[Union[str, None], str]  # (namespace, name)  # noqa: UP007 - a runtime alias
+
+
+@dataclass
+class _Pending:
+    """Records received but not yet handed to the writer, each with its emitted_at and its RECORD
+    meta (raw JSON; ``NO_META`` when the RECORD has none)."""
+
+    datas: list[bytes] = field(default_factory=list)
+    ats: list[int | float | None] = field(default_factory=list)
+    metas: list[msgspec.Raw] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.datas)
+
+    def append(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
+        self.datas.append(data)
+        self.ats.append(emitted_at)
+        self.metas.append(meta)
+
+    def extend(self, datas: list[bytes], ats: list[int | float | None], metas: list[msgspec.Raw]) -> None:
+        self.datas.extend(datas)
+        self.ats.extend(ats)
+        self.metas.extend(metas)
+
 
 class _StreamSink:
     """One stream's records on their way into one dataset."""
@@ -69,22 +96,7 @@ class _StreamSink:
         self.replaced: list[str] = []
         resuming = mode != "overwrite"
         if mode == "overwrite":
-            self.replaced = store.overwrite_versions(dataset)
-            if self.replaced and _complete(store.checkpoint(dataset)):
-                # That overwrite succeeded; only deleting the data it replaced was cut short.
-                store.finish_overwrite(dataset)
-                self.replaced = []
-            if self.replaced and not self._same_generation(store.checkpoint(dataset)):
-                # A refresh of an older generation failed: its partial data is older than this
-                # refresh's minimum generation, so it goes (the data it replaced stays kept aside).
-                store.truncate(dataset)
-            elif self.replaced:
-                # An overwrite failed: its key space holds what it committed, kept (not dropped, as
-                # begin_overwrite would) until this input proves different (_not_resumed).
-                resuming = True
-            else:
-                kept = store.begin_overwrite(dataset)
-                self.replaced = [kept] if kept is not None else []
+            resuming = self._begin_overwrite()
         self.writer: DatasetWriter = self._open_writer()
         # Read under the writer lock, so a concurrent writer's last commit is seen.
         resume = store.checkpoint(dataset) if resuming else None
@@ -96,14 +108,33 @@ class _StreamSink:
         self._fed = 0
         self._spool_hash = hashlib.sha256()
         self._first: str | None = None
-        self._pending: list[bytes] = []
-        # Beside each pending record: its emitted_at and its RECORD meta (raw JSON or None).
-        self._pending_at: list[int | float | None] = []
-        self._pending_meta: list[msgspec.Raw] = []  # NO_META when the RECORD has none
+        self._pending = _Pending()
         # A run that reached the end of its input marked its checkpoint complete: the next input is a
         # new sync (appended even if identical), not a re-run of an interrupted one.
         self._resume = resume if isinstance(resume, dict) and resume.get("records") and not _complete(resume) else None
         self._spool: IO[bytes] | None = None
+
+    def _begin_overwrite(self) -> bool:
+        """Set the dataset's old data aside (or find it set aside by a failed run); True if this
+        run resumes the new key space a failed overwrite left."""
+        store, dataset = self.store, self.dataset
+        self.replaced = store.overwrite_versions(dataset)
+        if self.replaced and _complete(store.checkpoint(dataset)):
+            # That overwrite succeeded; only deleting the data it replaced was cut short.
+            store.finish_overwrite(dataset)
+            self.replaced = []
+        if self.replaced and not self._same_generation(store.checkpoint(dataset)):
+            # A refresh of an older generation failed: its partial data is older than this
+            # refresh's minimum generation, so it goes (the data it replaced stays kept aside).
+            store.truncate(dataset)
+        elif self.replaced:
+            # An overwrite failed: its key space holds what it committed, kept (not dropped, as
+            # begin_overwrite would) until this input proves different (_not_resumed).
+            return True
+        else:
+            kept = store.begin_overwrite(dataset)
+            self.replaced = [kept] if kept is not None else []
+        return False
 
     def _open_writer(self) -> DatasetWriter:
         return self.store.writer(self.dataset, "records", on_commit=self._on_commit, row_ids=RAW_ID)
@@ -129,7 +160,7 @@ class _StreamSink:
 
     @property
     def plain(self) -> bool:
-        """True once records can go straight to ``_pending`` (first record seen, not resuming)."""
+        """True once records go straight to the pending list (first record seen, not resuming)."""
         return self._first is not None and self._resume is None
 
     def seen(self) -> int:
@@ -137,23 +168,27 @@ class _StreamSink:
         return self._seen if not self.plain else self._fed + len(self._pending)
 
     def add(self, data: bytes, emitted_at: int | float | None = None, meta: msgspec.Raw = NO_META) -> None:
+        """Take one RECORD's data (compact JSON), emitted_at and meta."""
         self._seen += 1
         if self._seen == 1:
             self._first = hashlib.sha256(data).hexdigest()
         if self._resume is not None:
             self._resuming(data, emitted_at, meta)
             return
-        self._pending.append(data)
-        self._pending_at.append(emitted_at)
-        self._pending_meta.append(meta)
+        self._take(data, emitted_at, meta)
+
+    def extend(self, datas: list[bytes], ats: list[int | float | None], metas: list[msgspec.Raw] | None) -> None:
+        """Take a run of this stream's RECORDs at once (``metas`` None: none has a meta)."""
+        if not self.plain:
+            for data, at, meta in zip(datas, ats, metas or [NO_META] * len(datas)):
+                self.add(data, at, meta)
+            return
+        self._pending.extend(datas, ats, metas if metas is not None else [NO_META] * len(datas))
         if len(self._pending) >= self.chunk:
             self.feed()
 
-    def extend(self, datas: list[bytes], records: list[Record]) -> None:
-        """Take a block of this stream's RECORDs at once (only while :attr:`plain`), none with a meta."""
-        self._pending.extend(datas)
-        self._pending_at.extend(map(_EMITTED_AT, records))
-        self._pending_meta.extend([NO_META] * len(datas))
+    def _take(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
+        self._pending.append(data, emitted_at, meta)
         if len(self._pending) >= self.chunk:
             self.feed()
 
@@ -163,15 +198,13 @@ class _StreamSink:
         if self._seen == 1 and resume.get("first") != self._first:
             self._resume = None  # new input: nothing of it can be committed yet
             self._not_resumed()
-            self._pending.append(data)
-            self._pending_at.append(emitted_at)
-            self._pending_meta.append(meta)
+            self._pending.append(data, emitted_at, meta)
             return
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="des-destination-spool-")
         # data (compact: no raw tab), a tab, then its emitted_at and meta as a JSON array.
         self._spool.write(data + b"\t" + msgspec.json.encode([emitted_at, meta if has_meta(meta) else None]) + b"\n")
-        self._spool_hash.update(data + b"\n")
+        self._spool_hash.update(self._hashed(data))
         if self._seen == resume["records"]:
             if self._spool_hash.hexdigest() == resume["sha256"]:
                 log.info("%s: the first %d records of this input are already committed; skipped",
@@ -183,6 +216,10 @@ class _StreamSink:
             else:
                 self._release_spool()
 
+    def _hashed(self, data: bytes) -> bytes:
+        """What the exactly-once checkpoint hashes of one record: its stored bytes and a newline."""
+        return data + b"\n"
+
     def _release_spool(self) -> None:
         """The spooled records were not committed before (different input): write them."""
         self._resume = None
@@ -191,35 +228,21 @@ class _StreamSink:
         if spool is None:
             return
         spool.seek(0)
-        held = self._pending, self._pending_at, self._pending_meta
-        self._pending, self._pending_at, self._pending_meta = [], [], []
+        held, self._pending = self._pending, _Pending()
         for line in spool:
             data, extra = line[:-1].split(b"\t", 1)
-            emitted_at, meta = _decode_spooled(extra)
-            self.add_pending(data, emitted_at, meta)
-        for data, emitted_at, meta in zip(*held):
-            self.add_pending(data, emitted_at, meta)
+            self._take(data, *_decode_spooled(extra))
+        for data, emitted_at, meta in zip(held.datas, held.ats, held.metas):
+            self._take(data, emitted_at, meta)
         spool.close()
-
-    def pending_lists(self) -> tuple[list[bytes], list[int | float | None], list[msgspec.Raw]]:
-        """The lists records are appended to while :attr:`plain` (replaced by :meth:`feed`)."""
-        return self._pending, self._pending_at, self._pending_meta
-
-    def add_pending(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
-        self._pending.append(data)
-        self._pending_at.append(emitted_at)
-        self._pending_meta.append(meta)
-        if len(self._pending) >= self.chunk:
-            self.feed()
 
     def feed(self) -> None:
         """Hand pending records to the writer with the checkpoint they complete: the number of this
         stream's input records up to the last of them and the SHA-256 over all those records."""
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
-        ats, self._pending_at = self._pending_at, []
-        metas, self._pending_meta = self._pending_meta, []
+        pending, self._pending = self._pending, _Pending()
+        batch, ats, metas = pending.datas, pending.ats, pending.metas
         limit = self.store.max_datapoints
         start = 0
         while start < len(batch):
@@ -256,7 +279,7 @@ class _StreamSink:
         self.feed()
         self.writer.commit()
 
-    def _on_commit(self, _datarange) -> None:
+    def _on_commit(self, _datarange: Any) -> None:
         cp = self.writer.committed_checkpoint
         if cp:
             self.committed = max(self.committed, int(cp["records"]))
@@ -270,7 +293,12 @@ class _StreamSink:
         if self.replaced:
             self.store.finish_overwrite(self.dataset)
 
+    def close(self) -> None:
+        """Stop after bad input: what was flushed stays committed, the writer's lock is freed."""
+        self.writer.close()
+
     def abort(self) -> None:
+        """Stop on a failure: drop what is not committed."""
         if self._spool is not None:
             self._spool.close()
         self.writer.abort()
@@ -282,14 +310,291 @@ class _StateCounter:
     STATE is echoed only once all records before it are committed, so that is what was committed."""
 
     def __init__(self) -> None:
-        self._at: dict[tuple[str | None, str] | None, int] = {}  # scope -> records seen at its last STATE
+        self._at: dict[StreamKey | None, int] = {}  # scope -> records seen at its last STATE
 
-    def stamp(self, line: bytes, lineno: int, seen: Mapping[tuple[str | None, str], int]) -> bytes:
+    def stamp(self, line: bytes, lineno: int, seen: Mapping[StreamKey, int]) -> bytes:
         """``line`` with its count; ``seen`` holds the records of each stream in this input so far."""
         scope = state_scope(line, lineno)
         total = sum(seen.values()) if scope is None else seen.get(scope, 0)
         count, self._at[scope] = total - self._at.get(scope, 0), total
         return with_destination_count(line, count)
+
+
+@dataclass
+class HeldState:
+    """A STATE line waiting until the records before it are committed."""
+
+    needed: dict[StreamKey, int]  # per stream: how many of its records came before the STATE
+    line: bytes  # the line to echo (with destinationStats)
+    since: float  # when it arrived (clock seconds)
+
+
+class _States:
+    """STATE lines held in input order and echoed once what they cover is committed."""
+
+    def __init__(self, emit: Callable[[bytes], None], clock: Callable[[], float], flush_seconds: float) -> None:
+        self._emit, self._clock, self._flush_seconds = emit, clock, flush_seconds
+        self._held: deque[HeldState] = deque()
+        self._counter = _StateCounter()
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def hold(self, line: bytes, lineno: int, seen: dict[StreamKey, int]) -> None:
+        """Hold the STATE ``line`` (stdin line ``lineno``); ``seen``: each stream's records so far."""
+        self._held.append(HeldState(seen, self._counter.stamp(line, lineno, seen), self._clock()))
+
+    def release(self, committed: Callable[[StreamKey], int]) -> None:
+        """Echo the held states whose records are all committed (``committed(stream)`` counts them)."""
+        held = self._held
+        while held and all(committed(k) >= n for k, n in held[0].needed.items()):
+            self._emit(held.popleft().line)
+
+    def overdue(self) -> bool:
+        """True if the oldest held state has waited ``flush_seconds``."""
+        return bool(self._held) and self._clock() - self._held[0].since >= self._flush_seconds
+
+    def idle(self) -> float | None:
+        """How long stdin may stay silent before held states are flushed (None: no state held)."""
+        if not self._held:
+            return None
+        return max(0.0, self._flush_seconds - (self._clock() - self._held[0].since))
+
+
+class _Sinks:
+    """The sink of each stream, opened at its first record (an overwrite's at the start)."""
+
+    def __init__(self, config: DestinationConfig, catalog: Mapping[str, Any]) -> None:
+        self._config = config
+        self._configured = _configured_streams(catalog)
+        self._plans = {key: StreamPlan.from_entry(key[1], entry) for key, entry in self._configured.items()}
+        _check_distinct_datasets(config, self._configured)
+        self._store: Store | None = None
+        self._sinks: dict[StreamKey, _StreamSink] = {}
+
+    def open(self) -> None:
+        """Open the store and the sinks of streams that replace data: an overwrite replaces the data
+        even when its stream sends no record at all."""
+        self._store = self._config.open_store()
+        for key, plan in self._plans.items():
+            if plan.truncate:
+                self.get(key[0], key[1], 0)
+
+    def get(self, namespace: str | None, stream: str, lineno: int) -> _StreamSink:
+        """The sink of a stream; :class:`InputError` for a stream not in the configured catalog."""
+        sink = self._sinks.get((namespace, stream))
+        if sink is None:
+            sink = self._sinks[(namespace, stream)] = self._new(namespace, stream, lineno)
+        return sink
+
+    def _new(self, namespace: str | None, stream: str, lineno: int) -> _StreamSink:
+        key: StreamKey = (namespace, stream)
+        if key not in self._configured and namespace is not None:
+            key = (None, stream)  # a stream configured without namespace takes every namespace's records
+        if key not in self._configured:
+            raise InputError(f"stdin line {lineno}: RECORD for stream {stream!r} which is not in the "
+                             f"configured catalog (streams: {', '.join(s for _, s in self._configured) or 'none'})")
+        dataset = self._config.dataset_for(stream, namespace)
+        clash = [s.stream for s in self._sinks.values() if s.dataset == dataset]
+        if clash:
+            # One writer per dataset, and its exactly-once checkpoint counts one stream's records.
+            raise ConnectorError(f"streams {clash[0]!r} and {stream!r} both map to dataset {dataset!r}: "
+                                 f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
+        assert self._store is not None
+        return _StreamSink(self._store, stream, dataset, self._plans[key])
+
+    def seen(self) -> dict[StreamKey, int]:
+        """Each stream's RECORD lines in this input so far."""
+        return {k: s.seen() for k, s in self._sinks.items()}
+
+    def committed(self, key: StreamKey) -> int:
+        return self._sinks[key].committed
+
+    def flush(self, final: bool = False) -> None:
+        for sink in self._sinks.values():
+            sink.flush(final)
+
+    def finish(self) -> dict[str, int]:
+        """End of input: everything committed; per dataset, the records written."""
+        self.flush(final=True)
+        for sink in self._sinks.values():
+            sink.finish()
+        return {s.dataset: s.written for s in self._sinks.values()}
+
+    def close_after_bad_input(self) -> None:
+        """Commit what came before a bad line and stop (dropping everything if that fails)."""
+        try:
+            self.flush()
+            for sink in self._sinks.values():
+                sink.close()
+        except Exception:  # noqa: BLE001 - the input error is the one to report
+            self.abort()
+
+    def abort(self) -> None:
+        for sink in self._sinks.values():
+            sink.abort()
+
+    def close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _check_distinct_datasets(config: DestinationConfig, configured: Mapping[StreamKey, Any]) -> None:
+    """Refuse a configured catalog whose streams map to one dataset."""
+    targets: dict[str, str] = {}
+    for namespace, name in configured:
+        dataset = config.dataset_for(name, namespace)
+        if dataset in targets:
+            raise ConnectorError(f"streams {targets[dataset]!r} and {name!r} both map to dataset {dataset!r}: "
+                                 f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
+        targets[dataset] = name
+
+
+@dataclass
+class _Block:
+    """A block of stdin lines, decoded."""
+
+    lines: list[bytes]
+    base: int  # stdin line number before its first line
+    msgs: list[Message | None]  # up to the first bad line (None: a line to skip)
+    error: InputError | None  # the bad line's error, raised once the lines before it are taken
+    loose: bool  # whitespace somewhere: record data is compacted (else its bytes are kept)
+    metas: bool  # some RECORD may carry a meta: checked record by record
+
+
+def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
+    """Decode a block (the duplicate-key check runs in ``checker`` meanwhile, without the GIL)."""
+    raw = b"\n".join(lines)
+    clean: Future[bool] = checker.submit(tables_cleanly, raw)
+    try:
+        raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
+        msgs: list[Message | None] = [decode_line(line) for line in lines]  # the common case: all good
+        error = None
+    except (*DECODE_ERRORS, UnicodeError):
+        msgs, error = _decode_block(lines, base)
+    if not clean.result():
+        msgs, error = _refuse_duplicates(msgs, error, base)
+    loose = b" " in raw or b"\t" in raw or b"\r" in raw
+    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw)
+
+
+def _runs(msgs: list[Message | None]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive RECORDs of one stream, and ``(i, i)`` for each
+    other message (whose index is ``i``), in order. Whole-list passes: per message only C work."""
+    if None not in msgs:
+        records = [m.record for m in msgs]  # type: ignore[union-attr]
+        if (None not in records and len({m.type for m in msgs}) == 1 and msgs[0].type == "RECORD"  # type: ignore[union-attr]
+                and len({r.stream for r in records}) == 1 and len({r.namespace for r in records}) == 1):  # type: ignore[union-attr]
+            return [(0, len(msgs))]  # the common block: only RECORDs of one stream
+    others = [i for i, m in enumerate(msgs) if m is None or m.type != "RECORD" or m.record is None]
+    out: list[tuple[int, int]] = []
+    start = 0
+    for stop in [*others, len(msgs)]:
+        if stop > start:
+            out.extend(_stream_runs(msgs, start, stop))
+        if stop < len(msgs):
+            out.append((stop, stop))
+        start = stop + 1
+    return out
+
+
+def _stream_runs(msgs: list[Message | None], start: int, stop: int) -> list[tuple[int, int]]:
+    """RECORDs ``start:stop`` cut where the stream changes."""
+    records = [m.record for m in msgs[start:stop]]  # type: ignore[union-attr]
+    if len({r.stream for r in records}) == 1 and len({r.namespace for r in records}) == 1:  # type: ignore[union-attr]
+        return [(start, stop)]
+    keys = [(r.namespace, r.stream) for r in records]  # type: ignore[union-attr]
+    cuts = [start + i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
+    return list(zip([start, *cuts], [*cuts, stop]))
+
+
+class _Session:
+    """One ``write`` run: stdin blocks -> sinks, STATE lines -> ``emit`` once safe."""
+
+    def __init__(self, config: DestinationConfig, catalog: Mapping[str, Any], emit: Callable[[bytes], None],
+                 clock: Callable[[], float]) -> None:
+        self.sinks = _Sinks(config, catalog)
+        self.states = _States(emit, clock, config.flush_seconds)
+        self.lineno = 0
+
+    def run(self, source: IO[bytes] | Iterable[bytes]) -> dict[str, int]:
+        checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
+        try:
+            self.sinks.open()
+            for lines in blocks(source, idle=self.states.idle):
+                if lines is None:  # stdin silent for flush_seconds while a state waits
+                    self._flush()
+                    continue
+                self._take(_decode(lines, self.lineno, checker))
+            written = self.sinks.finish()
+            self.states.release(self.sinks.committed)
+            return written
+        except InputError:
+            self.sinks.close_after_bad_input()  # everything before the bad line is good
+            self.states.release(self.sinks.committed)
+            raise
+        except BaseException:
+            self.sinks.abort()
+            raise
+        finally:
+            checker.shutdown(wait=True)
+            self.sinks.close_store()
+
+    def _flush(self) -> None:
+        self.sinks.flush()
+        self.states.release(self.sinks.committed)
+
+    def _take(self, block: _Block) -> None:
+        """Every message of a decoded block, in order; then its error, if it had a bad line."""
+        msgs = block.msgs
+        for start, stop in _runs(msgs):
+            if stop > start:
+                self._records(block, start, stop)
+                continue
+            msg = msgs[start]
+            if msg is not None and msg.type == "STATE":
+                self.states.hold(block.lines[start], block.base + start + 1, self.sinks.seen())
+            elif msg is not None and msg.type == "RECORD":  # without a record object
+                classify(block.lines[start], block.base + start + 1)  # raises the precise InputError
+            # Other message types (LOG, TRACE, ...) are not for the destination to store.
+        self.lineno = block.base + len(block.lines)
+        if block.error is not None:
+            raise block.error
+        if self.states:
+            self.states.release(self.sinks.committed)  # containers cut inside this block may have covered some
+            if self.states.overdue():
+                self._flush()
+
+    def _records(self, block: _Block, start: int, stop: int) -> None:
+        """RECORDs ``start:stop`` of ``block``, all of one stream: checked and taken in whole-list
+        passes; at a bad one, those before it are taken and its error raised."""
+        records: list[Record] = [m.record for m in block.msgs[start:stop]]  # type: ignore[union-attr,misc]
+        compact = msgspec.json.format
+        datas = ([compact(r.data, indent=-1) for r in records] if block.loose
+                 else [bytes(r.data) for r in records])
+        bad = _first_bad(datas, records, block.metas)
+        if bad is not None:
+            datas, records = datas[:bad], records[:bad]
+        if records:
+            first = records[0]
+            sink = self.sinks.get(first.namespace, first.stream, block.base + start + 1)
+            metas = [r.meta for r in records] if block.metas else None
+            sink.extend(datas, list(map(_EMITTED_AT, records)), metas)
+        if bad is not None:
+            lineno = block.base + start + bad + 1
+            classify(block.lines[start + bad], lineno)  # raises the precise InputError
+            raise InputError(f"stdin line {lineno}: RECORD data is not an object")
+
+
+def _first_bad(datas: list[bytes], records: list[Record], metas: bool) -> int | None:
+    """Index of the first record whose data is not an object or whose meta is not one."""
+    bad = next((i for i, d in enumerate(datas) if d[0] != 123), None)  # b"{"
+    if metas:
+        meta_bad = next((i for i, r in enumerate(records)
+                         if has_meta(r.meta) and bytes(r.meta).lstrip()[:1] != b"{"), None)
+        if meta_bad is not None and (bad is None or meta_bad < bad):
+            bad = meta_bad
+    return bad
 
 
 def _airbyte_meta(raw: msgspec.Raw, sync_id: int | None) -> dict[str, Any]:
@@ -313,7 +618,7 @@ def _complete(checkpoint: Any) -> bool:
     return isinstance(checkpoint, dict) and checkpoint.get("complete") is True
 
 
-def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, str], dict[str, Any]]:
+def _configured_streams(catalog: Mapping[str, Any]) -> dict[StreamKey, dict[str, Any]]:
     streams = {}
     for entry in catalog.get("streams") or []:
         stream = entry.get("stream") or {} if isinstance(entry, dict) else {}
@@ -322,24 +627,6 @@ def _configured_streams(catalog: Mapping[str, Any]) -> dict[tuple[str | None, st
             raise ConnectorError("configured catalog: every stream needs stream.name")
         streams[(stream.get("namespace"), name)] = entry
     return streams
-
-
-def _same_stream_records(msgs: list[Message | None], stream: str | None,
-                         namespace: str | None) -> list[Record] | None:
-    """The records of ``msgs`` if every message is a RECORD of ``(stream, namespace)``, else None
-    (checked with whole-list passes)."""
-    if not msgs or None in msgs:
-        return None
-    present = cast("list[Message]", msgs)  # no None: checked above
-    if {m.type for m in present} != {"RECORD"}:
-        return None
-    found = [m.record for m in present]
-    if None in found:
-        return None
-    records = cast("list[Record]", found)  # no None: checked above
-    if {r.stream for r in records} == {stream} and {r.namespace for r in records} == {namespace}:
-        return records
-    return None
 
 
 def _decode_block(block: list[bytes], base: int) -> tuple[list[Message | None], InputError | None]:
@@ -381,157 +668,4 @@ def write_messages(config: DestinationConfig, catalog: Mapping[str, Any], source
     Returns per-dataset counts of records written. Raises :class:`InputError` naming the line on
     bad input, after committing and acknowledging everything before it.
     """
-    configured = _configured_streams(catalog)
-    plans = {key: StreamPlan.from_entry(key[1], entry) for key, entry in configured.items()}
-    targets: dict[str, str] = {}
-    for namespace, name in configured:
-        dataset = config.dataset_for(name, namespace)
-        if dataset in targets:
-            raise ConnectorError(f"streams {targets[dataset]!r} and {name!r} both map to dataset {dataset!r}: "
-                                 f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
-        targets[dataset] = name
-    store = config.open_store()
-    sinks: dict[tuple[str | None, str], _StreamSink] = {}
-    held: list[tuple[dict[tuple[str | None, str], int], bytes, float]] = []
-    compact = msgspec.json.format
-
-    def sink_for(namespace: str | None, stream: str, lineno: int) -> _StreamSink:
-        key = (namespace, stream)
-        sink = sinks.get(key)
-        if sink is None:
-            entry = configured.get(key) or (configured.get((None, stream)) if namespace else None)
-            if entry is None:
-                raise InputError(f"stdin line {lineno}: RECORD for stream {stream!r} which is not in the "
-                                 f"configured catalog (streams: {', '.join(s for _, s in configured) or 'none'})")
-            plan = plans[(namespace, stream) if (namespace, stream) in configured else (None, stream)]
-            dataset = config.dataset_for(stream, namespace)
-            clash = [s.stream for s in sinks.values() if s.dataset == dataset]
-            if clash:
-                # One writer per dataset, and its exactly-once checkpoint counts one stream's records.
-                raise ConnectorError(f"streams {clash[0]!r} and {stream!r} both map to dataset {dataset!r}: "
-                                     f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
-            sink = sinks[key] = _StreamSink(store, stream, dataset, plan)
-        return sink
-
-    def release_states() -> None:
-        while held and all(sinks[k].committed >= n for k, n in held[0][0].items()):
-            emit(held.pop(0)[1])
-
-    def flush_all(final: bool = False) -> None:
-        for sink in sinks.values():
-            sink.flush(final)
-        release_states()
-
-    def idle() -> float | None:
-        """How long stdin may stay silent before held states are flushed."""
-        return max(0.0, config.flush_seconds - (clock() - held[0][2])) if held else None
-
-    checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
-    counter = _StateCounter()
-    last_stream: str | None = None
-    last_ns: str | None = None
-    sink: _StreamSink | None = None
-    plain = False
-    pending: list[bytes] = []
-    pending_at: list[int | float | None] = []
-    pending_meta: list[msgspec.Raw] = []
-    lineno = 0
-    try:
-        # An overwrite replaces the data even when its stream sends no record at all.
-        for namespace, name in configured:
-            if plans[(namespace, name)].truncate:
-                sink_for(namespace, name, 0)
-        for block in blocks(source, idle=idle):
-            if block is None:  # stdin silent for flush_seconds while a state waits
-                flush_all()
-                continue
-            raw = b"\n".join(block)
-            clean = checker.submit(tables_cleanly, raw)  # runs (without the GIL) while the block is decoded
-            try:
-                raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
-                msgs: list[Message | None] = [decode_line(line) for line in block]  # the common case: all good
-                error = None
-            except (*DECODE_ERRORS, UnicodeError):
-                msgs, error = _decode_block(block, lineno)
-            if not clean.result():
-                msgs, error = _refuse_duplicates(msgs, error, lineno)
-            # Whitespace anywhere in the block: compact each record (in C); none: keep the bytes.
-            loose = b" " in raw or b"\t" in raw or b"\r" in raw
-            metas = b'"meta"' in raw  # a RECORD meta (rare) is checked record by record below
-            if sink is not None:  # a flush between blocks may have replaced its pending lists
-                plain = sink.plain
-                pending, pending_at, pending_meta = sink.pending_lists()
-            base = lineno
-            records = (_same_stream_records(msgs, last_stream, last_ns)
-                       if sink is not None and plain and error is None and not metas else None)
-            if sink is not None and records is not None:
-                # The common block: only RECORDs of the current stream. Whole-block passes in C.
-                datas = ([compact(r.data, indent=-1) for r in records] if loose
-                         else [bytes(r.data) for r in records])
-                if not any(d[0] != 123 for d in datas):  # every data is an object (b"{")
-                    sink.extend(datas, records)
-                    msgs = []  # all taken: only the end-of-block work (held states, flush timer) is left
-            for i, msg in enumerate(msgs):
-                if msg is None:
-                    continue
-                if msg.type == "RECORD":
-                    # The hot path: no Python objects for the data, only its bytes.
-                    rec = msg.record
-                    if rec is None:
-                        classify(block[i], base + i + 1)  # raises the precise InputError
-                        raise InputError(f"stdin line {base + i + 1}: RECORD without a record")  # classify raised
-                    if rec.stream != last_stream or rec.namespace != last_ns or sink is None:
-                        last_stream, last_ns = rec.stream, rec.namespace
-                        sink = sink_for(rec.namespace, rec.stream, base + i + 1)
-                        plain = sink.plain
-                        pending, pending_at, pending_meta = sink.pending_lists()
-                    data = compact(rec.data, indent=-1) if loose else bytes(rec.data)
-                    if data[0] != 123:  # b"{"
-                        classify(block[i], base + i + 1)
-                        raise InputError(f"stdin line {base + i + 1}: RECORD data is not an object")
-                    if metas and has_meta(rec.meta) and bytes(rec.meta).lstrip()[:1] != b"{":
-                        classify(block[i], base + i + 1)  # raises: meta must be an object
-                    if plain:  # add_pending, inlined: blocks with states or several streams take this path
-                        pending.append(data)
-                        pending_at.append(rec.emitted_at)
-                        pending_meta.append(rec.meta)
-                        if len(pending) >= sink.chunk:
-                            sink.feed()
-                            pending, pending_at, pending_meta = sink.pending_lists()
-                    else:
-                        sink.add(data, rec.emitted_at, rec.meta)
-                        plain = sink.plain
-                        pending, pending_at, pending_meta = sink.pending_lists()
-                elif msg.type == "STATE":
-                    needed = {k: s.seen() for k, s in sinks.items()}
-                    line = counter.stamp(block[i], base + i + 1, needed)
-                    held.append((needed, line, clock()))
-                # Other message types (LOG, TRACE, ...) are not for the destination to store.
-            lineno = base + len(block)
-            if error is not None:
-                raise error
-            if held:
-                release_states()  # containers cut inside this block may have covered some
-                if held and clock() - held[0][2] >= config.flush_seconds:
-                    flush_all()
-        flush_all(final=True)
-        for s in sinks.values():
-            s.finish()
-        release_states()
-        return {s.dataset: s.written for s in sinks.values()}
-    except InputError:
-        try:
-            flush_all()  # everything before the bad line is good: commit and acknowledge it
-            for s in sinks.values():
-                s.writer.close()
-        except Exception:  # noqa: BLE001 - the input error is the one to report
-            for s in sinks.values():
-                s.abort()
-        raise
-    except BaseException:
-        for s in sinks.values():
-            s.abort()
-        raise
-    finally:
-        checker.shutdown(wait=True)
-        store.close()
+    return _Session(config, catalog, emit, clock).run(source)
