@@ -48,6 +48,16 @@ class Record(msgspec.Struct):
     emitted_at: Union[int, float, None] = None  # noqa: UP007 - milliseconds since the epoch (an integer by the protocol)
     # AirbyteRecordMessageMeta (``changes``) as bytes; empty when absent (msgspec takes no Raw in a union).
     meta: msgspec.Raw = NO_META
+    # A file transferred with the record: ``file_reference`` (staging_file_url,
+    # source_file_relative_path, file_size_bytes), or the older ``file`` (file_url, file_relative_path,
+    # bytes, modified, source_file_url). Bytes, empty when absent, like ``meta``.
+    file_reference: msgspec.Raw = NO_META
+    file: msgspec.Raw = NO_META
+
+    @property
+    def has_file(self) -> bool:
+        """True if the record carries a file (``file_reference`` or ``file``)."""
+        return has_meta(self.file_reference) or has_meta(self.file)
 
 
 class Message(msgspec.Struct):

@@ -38,7 +38,9 @@ from typing import IO, Any, Union
 import msgspec
 import orjson
 
+from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig, StreamPlan
+from connector.destination.files import file_item, file_meta, file_ref, identity, open_staged, parse_item
 from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
                                             decode_line, first_duplicate, has_meta, state_scope, tables_cleanly,
                                             valid_utf8, with_destination_count)
@@ -83,11 +85,13 @@ class _Pending:
 
 
 class _StreamSink:
-    """One stream's records on their way into one dataset."""
+    """One stream's records on their way into one dataset: ``kind`` ``records`` (each RECORD's data
+    is a record datapoint) or ``files`` (each RECORD carries a file, stored as a file datapoint)."""
 
-    def __init__(self, store: Store, stream: str, dataset: str, plan: StreamPlan) -> None:
+    def __init__(self, store: Store, stream: str, dataset: str, plan: StreamPlan, kind: str = "records") -> None:
         mode = "overwrite" if plan.truncate else "append"
         self.stream, self.dataset, self.store, self.mode, self.plan = stream, dataset, store, mode, plan
+        self.kind = kind
         store.ensure_dataset(dataset)
         if plan.primary_key and store.get_dataset(dataset).metadata.get("primary_key") != list(plan.primary_key):
             # Readers deduplicate with it: Store.to_table(dataset, latest_by=metadata["primary_key"]).
@@ -103,7 +107,8 @@ class _StreamSink:
         self._seen = 0  # RECORD lines of this stream in this input, counted while not plain
         self.committed = 0  # ... of which committed (in this run or, when resuming, before)
         self.written = 0
-        self.chunk = min(CHUNK_RECORDS, store.max_datapoints)  # records handed to the writer at once
+        # Records handed to the writer at once; a file goes at once (its bytes are streamed from disk).
+        self.chunk = min(CHUNK_RECORDS, store.max_datapoints) if kind == "records" else 1
         self._hash = hashlib.sha256()  # over the records handed to the writer (or found committed)
         self._fed = 0
         self._spool_hash = hashlib.sha256()
@@ -137,7 +142,27 @@ class _StreamSink:
         return False
 
     def _open_writer(self) -> DatasetWriter:
-        return self.store.writer(self.dataset, "records", on_commit=self._on_commit, row_ids=RAW_ID)
+        other = {d.kind for d in self.store.dataranges(self.dataset)} - {self.kind}
+        if other:
+            raise ConnectorError(f"stream {self.stream!r}: dataset {self.dataset!r} holds {other.pop()}, this stream "
+                                 f"sends {self.kind}; give it a dataset of its own with 'dataset_name' "
+                                 f"(e.g. \"{{stream}}_{self.kind}\")")
+        return self.store.writer(self.dataset, self.kind, on_commit=self._on_commit,
+                                 row_ids=RAW_ID if self.kind == "records" else None)
+
+    def use(self, kind: str, lineno: int) -> None:
+        """Take ``kind`` (``records`` or ``files``) from now on: a sink opened before its first
+        record (an overwrite's) follows what the stream sends; later a change is bad input."""
+        if kind == self.kind:
+            return
+        if self._seen or self._first is not None:
+            raise InputError(f"stdin line {lineno}: stream {self.stream!r} sent {self.kind} before and now "
+                             f"{'a RECORD with a file' if kind == 'files' else 'a RECORD without a file'}; "
+                             "a stream sends either files or records")
+        self.writer.close()
+        self.kind = kind
+        self.chunk = min(CHUNK_RECORDS, self.store.max_datapoints) if kind == "records" else 1
+        self.writer = self._open_writer()
 
     def _same_generation(self, checkpoint: Any) -> bool:
         """True unless ``checkpoint`` (of a failed refresh) is of another generation than this sync."""
@@ -171,7 +196,7 @@ class _StreamSink:
         """Take one RECORD's data (compact JSON), emitted_at and meta."""
         self._seen += 1
         if self._seen == 1:
-            self._first = hashlib.sha256(data).hexdigest()
+            self._first = hashlib.sha256(self._key(data)).hexdigest()
         if self._resume is not None:
             self._resuming(data, emitted_at, meta)
             return
@@ -204,7 +229,7 @@ class _StreamSink:
             self._spool = tempfile.TemporaryFile(prefix="des-destination-spool-")
         # data (compact: no raw tab), a tab, then its emitted_at and meta as a JSON array.
         self._spool.write(data + b"\t" + msgspec.json.encode([emitted_at, meta if has_meta(meta) else None]) + b"\n")
-        self._spool_hash.update(self._hashed(data))
+        self._spool_hash.update(self._key(data) + b"\n")
         if self._seen == resume["records"]:
             if self._spool_hash.hexdigest() == resume["sha256"]:
                 log.info("%s: the first %d records of this input are already committed; skipped",
@@ -216,9 +241,10 @@ class _StreamSink:
             else:
                 self._release_spool()
 
-    def _hashed(self, data: bytes) -> bytes:
-        """What the exactly-once checkpoint hashes of one record: its stored bytes and a newline."""
-        return data + b"\n"
+    def _key(self, data: bytes) -> bytes:
+        """What the exactly-once checkpoint hashes of one record: its stored bytes (a file record:
+        its data, path and size, not where it was staged)."""
+        return data if self.kind == "records" else identity(data)
 
     def _release_spool(self) -> None:
         """The spooled records were not committed before (different input): write them."""
@@ -242,6 +268,9 @@ class _StreamSink:
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
+        if self.kind == "files":
+            self._feed_files(pending)
+            return
         batch, ats, metas = pending.datas, pending.ats, pending.metas
         limit = self.store.max_datapoints
         start = 0
@@ -256,6 +285,21 @@ class _StreamSink:
             self.writer.write_json_lines(piece, checkpoint=self._checkpoint(),
                                          columns=self._columns(ats[start:end], metas[start:end]))
             start = end
+
+    def _feed_files(self, pending: _Pending) -> None:
+        """Write each pending file record's file, streamed from where it is staged, with the
+        checkpoint it completes."""
+        for item, emitted_at, meta in zip(pending.datas, pending.ats, pending.metas):
+            ref, data = parse_item(item)
+            staged, size, mtime = open_staged(ref, self.stream)
+            with staged:
+                self._hash.update(self._key(item) + b"\n")
+                self._fed += 1
+                self.written += 1
+                airbyte = {EXTRACTED_AT: emitted_at, GENERATION_ID: self.plan.generation_id,
+                           META: _airbyte_meta(meta, self.plan.sync_id)}
+                self.writer.write_file(safe_member_name(ref.path), staged, file_meta(ref, data, size, mtime, airbyte),
+                                       size=size, checkpoint=self._checkpoint())
 
     def _columns(self, ats: list[int | float | None], metas: list[msgspec.Raw]) -> dict[str, Any]:
         """Airbyte's metadata of a piece of records, kept beside them in the store."""
@@ -380,14 +424,17 @@ class _Sinks:
             if plan.truncate:
                 self.get(key[0], key[1], 0)
 
-    def get(self, namespace: str | None, stream: str, lineno: int) -> _StreamSink:
-        """The sink of a stream; :class:`InputError` for a stream not in the configured catalog."""
+    def get(self, namespace: str | None, stream: str, lineno: int, kind: str | None = None) -> _StreamSink:
+        """The sink of a stream, taking ``kind`` (``records``/``files``; None: as configured);
+        :class:`InputError` for a stream not in the configured catalog."""
         sink = self._sinks.get((namespace, stream))
         if sink is None:
-            sink = self._sinks[(namespace, stream)] = self._new(namespace, stream, lineno)
+            sink = self._sinks[(namespace, stream)] = self._new(namespace, stream, lineno, kind)
+        elif kind is not None:
+            sink.use(kind, lineno)
         return sink
 
-    def _new(self, namespace: str | None, stream: str, lineno: int) -> _StreamSink:
+    def _new(self, namespace: str | None, stream: str, lineno: int, kind: str | None) -> _StreamSink:
         key: StreamKey = (namespace, stream)
         if key not in self._configured and namespace is not None:
             key = (None, stream)  # a stream configured without namespace takes every namespace's records
@@ -401,7 +448,9 @@ class _Sinks:
             raise ConnectorError(f"streams {clash[0]!r} and {stream!r} both map to dataset {dataset!r}: "
                                  f"make 'dataset_name' tell them apart (e.g. with {{stream}})")
         assert self._store is not None
-        return _StreamSink(self._store, stream, dataset, self._plans[key])
+        if kind is None:  # Airbyte's include_files: the stream's records carry files
+            kind = "files" if self._configured[key].get("include_files") is True else "records"
+        return _StreamSink(self._store, stream, dataset, self._plans[key], kind)
 
     def seen(self) -> dict[StreamKey, int]:
         """Each stream's RECORD lines in this input so far."""
@@ -460,6 +509,7 @@ class _Block:
     error: InputError | None  # the bad line's error, raised once the lines before it are taken
     loose: bool  # whitespace somewhere: record data is compacted (else its bytes are kept)
     metas: bool  # some RECORD may carry a meta: checked record by record
+    files: bool  # some RECORD may carry a file (file_reference or file)
 
 
 def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
@@ -475,7 +525,7 @@ def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Bloc
     if not clean.result():
         msgs, error = _refuse_duplicates(msgs, error, base)
     loose = b" " in raw or b"\t" in raw or b"\r" in raw
-    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw)
+    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw, b'"file' in raw)
 
 
 def _runs(msgs: list[Message | None]) -> list[tuple[int, int]]:
@@ -576,14 +626,29 @@ class _Session:
         if bad is not None:
             datas, records = datas[:bad], records[:bad]
         if records:
-            first = records[0]
-            sink = self.sinks.get(first.namespace, first.stream, block.base + start + 1)
-            metas = [r.meta for r in records] if block.metas else None
-            sink.extend(datas, list(map(_EMITTED_AT, records)), metas)
+            if block.files and any(r.has_file for r in records):
+                self._files(block, start, records, datas)
+            else:
+                first = records[0]
+                sink = self.sinks.get(first.namespace, first.stream, block.base + start + 1, "records")
+                metas = [r.meta for r in records] if block.metas else None
+                sink.extend(datas, list(map(_EMITTED_AT, records)), metas)
         if bad is not None:
             lineno = block.base + start + bad + 1
             classify(block.lines[start + bad], lineno)  # raises the precise InputError
             raise InputError(f"stdin line {lineno}: RECORD data is not an object")
+
+
+    def _files(self, block: _Block, start: int, records: list[Record], datas: list[bytes]) -> None:
+        """RECORDs of one stream from ``start`` of which some carry a file, one by one."""
+        for i, (record, data) in enumerate(zip(records, datas)):
+            lineno = block.base + start + i + 1
+            if record.has_file:
+                sink = self.sinks.get(record.namespace, record.stream, lineno, "files")
+                data = file_item(data, file_ref(record, lineno))
+            else:
+                sink = self.sinks.get(record.namespace, record.stream, lineno, "records")
+            sink.add(data, record.emitted_at, record.meta)
 
 
 def _first_bad(datas: list[bytes], records: list[Record], metas: bool) -> int | None:
