@@ -51,8 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd("delete", "delete a dataset and all its objects", lambda s, a: s.delete_dataset(a.name) or {"deleted": a.name}, name)
     cmd("ranges", "list dataranges", lambda s, a: [d.to_dict() for d in s.dataranges(a.name)], name)
     cmd("missing", "gaps in the key space", lambda s, a: [list(g) for g in s.missing_ranges(a.name)], name)
-    cmd("aggregate", "merge the dataranges inside [first, last] into one", lambda s, a: s.aggregate(a.name, a.first, a.last).to_dict(),
-        name, (("first",), {"type": _key}), (("last",), {"type": _key}))
+    cmd("aggregate", "merge the dataranges inside [first, last] into one; --compact: keep only the latest "
+        "record per primary key (a new key space)", _aggregate,
+        name, (("first",), {"type": _key, "nargs": "?"}), (("last",), {"type": _key, "nargs": "?"}),
+        (("--compact",), {"action": "store_true", "help": "drop superseded records of an append_dedup dataset"}),
+        (("--key",), {"default": None, "help": "primary key fields, comma-separated (default: metadata primary_key)"}),
+        (("--cursor",), {"default": None, "help": "cursor field (default: metadata cursor_field; none: latest key)"}))
     version_opt = (("--version",), {"default": None, "help": "as of this version (semver or 'latest')"})
     cmd("read", "write datapoint KEY to stdout (a record's JSON line or a file's bytes)", _read, name,
         (("key",), {"type": _key}), version_opt,
@@ -159,6 +163,21 @@ def _create(store, args):
 
 def _update(store, args):
     return _dataset_dict(store.update_dataset(args.name, args.description, args.tag, args.metadata, args.status))
+
+
+def _aggregate(store, args) -> dict[str, Any]:
+    from connector.errors import ConfigError
+
+    if args.compact:
+        if args.first is not None or args.last is not None:
+            raise ConfigError("datasets aggregate --compact compacts the whole dataset; give no FIRST/LAST with it")
+        from connector.store.compaction import compact_superseded
+
+        key = [f for f in args.key.split(",") if f] if args.key else None
+        return compact_superseded(store, args.name, key, args.cursor)
+    if args.first is None or args.last is None or args.key or args.cursor:
+        raise ConfigError("datasets aggregate: give FIRST and LAST (or --compact, which takes --key and --cursor)")
+    return store.aggregate(args.name, args.first, args.last).to_dict()
 
 
 def _read(store, args) -> bytes:

@@ -31,6 +31,7 @@ class StreamPlan:
     minimum_generation_id: int | None
     sync_id: int | None
     primary_key: tuple[str, ...] = ()  # append_dedup: top-level fields
+    cursor_field: str | None = None  # append_dedup: a top-level cursor field, if the catalog names one
 
     @property
     def truncate(self) -> bool:
@@ -44,6 +45,7 @@ class StreamPlan:
             raise ConfigError(f"stream {stream!r}: destination_sync_mode {mode!r} is not supported; "
                               f"use one of {', '.join(SYNC_MODES)}")
         key = _primary_key(stream, entry) if mode == "append_dedup" else ()
+        cursor = _cursor_field(entry) if mode == "append_dedup" else None
         fields = {}
         for name in ("generation_id", "minimum_generation_id", "sync_id"):
             value = entry.get(name)
@@ -55,7 +57,14 @@ class StreamPlan:
             # Airbyte sends 0 (keep every generation) or generation_id (keep only this one).
             raise ConfigError(f"stream {stream!r}: minimum_generation_id {minimum} must be 0 or the "
                               f"generation_id ({gen})")
-        return cls(mode, gen, minimum, fields["sync_id"], key)
+        return cls(mode, gen, minimum, fields["sync_id"], key, cursor)
+
+
+def _cursor_field(entry: dict[str, Any]) -> str | None:
+    """The configured ``cursor_field`` (else the source's ``default_cursor_field``) when it is one
+    top-level field; compaction (``connector.store.compaction``) orders records by it."""
+    path = entry.get("cursor_field") or (entry.get("stream") or {}).get("default_cursor_field")
+    return path[0] if isinstance(path, list) and len(path) == 1 and isinstance(path[0], str) else None
 
 
 def _primary_key(stream: str, entry: dict[str, Any]) -> tuple[str, ...]:

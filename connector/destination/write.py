@@ -93,9 +93,11 @@ class _StreamSink:
         self.stream, self.dataset, self.store, self.mode, self.plan = stream, dataset, store, mode, plan
         self.kind = kind
         store.ensure_dataset(dataset)
-        if plan.primary_key and store.get_dataset(dataset).metadata.get("primary_key") != list(plan.primary_key):
-            # Readers deduplicate with it: Store.to_table(dataset, latest_by=metadata["primary_key"]).
-            store.update_dataset(dataset, metadata={"primary_key": list(plan.primary_key)})
+        dedup = {"primary_key": list(plan.primary_key), "cursor_field": plan.cursor_field}
+        if plan.primary_key and {k: store.get_dataset(dataset).metadata.get(k) for k in dedup} != dedup:
+            # Readers deduplicate with them: Store.to_table(dataset, latest_by=metadata["primary_key"]),
+            # and compaction (des datasets aggregate NAME --compact) keeps the latest by the cursor.
+            store.update_dataset(dataset, metadata=dedup)
         # Versions to delete once this sync succeeds: the data an overwrite replaces.
         self.replaced: list[str] = []
         resuming = mode != "overwrite"
