@@ -96,7 +96,7 @@ def open_staged(ref: FileRef, stream: str) -> tuple[IO[bytes], int, float]:
     missing or its size is not the declared one."""
     path = staged_path(ref, stream)
     try:
-        f = open(path, "rb")  # noqa: SIM115 - the caller closes it once written
+        f = open(path, "rb")  # the caller closes it once written
     except OSError as exc:
         raise ConnectorError(f"stream {stream!r}: cannot read file {ref.path!r} staged at {path!r}: "
                              f"{exc.strerror or exc}") from None

@@ -55,7 +55,7 @@ def config(tmp: Path, **extra) -> str:
 
 def run(args, stdin: bytes):
     out = subprocess.run(CMD + args, input=stdin, capture_output=True, timeout=60)
-    return out.returncode, [json.loads(l) for l in out.stdout.splitlines() if l.strip()], out.stderr.decode()
+    return out.returncode, [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr.decode()
 
 
 def files_of(tmp: Path, dataset: str = "docs") -> list[tuple[str, bytes, dict]]:
