@@ -100,8 +100,10 @@ def latest_rows(dataset: str, table: pa.Table, fields: Sequence[str], cursor: st
     n = table.num_rows
     rows = pa.array(np.arange(n, dtype=np.int64))
     if cursor:
-        order = pc.sort_indices(pa.table({"c": table.column(cursor), "r": rows}),
-                                sort_keys=[("c", "ascending"), ("r", "ascending")], null_placement="at_start")
+        column = table.column(cursor)
+        # Nulls lowest: ordered by "has a value" first (no null_placement: its form changed in pyarrow 25).
+        order = pc.sort_indices(pa.table({"v": pc.is_valid(column), "c": column, "r": rows}),
+                                sort_keys=[("v", "ascending"), ("c", "ascending"), ("r", "ascending")])
     else:
         order = rows
     rank = np.empty(n, dtype=np.int64)
