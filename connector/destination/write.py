@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
 
@@ -42,8 +42,8 @@ from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig, StreamPlan
 from connector.destination.files import file_item, file_meta, file_ref, identity, open_staged, parse_item
 from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
-                                            decode_line, first_duplicate, has_meta, state_scope, tables_cleanly,
-                                            valid_utf8, with_destination_count)
+                                            decode_checked, decode_line, first_duplicate, has_meta, state_scope,
+                                            tables_cleanly, valid_utf8, with_destination_count)
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.columns import Constant
@@ -515,16 +515,17 @@ class _Block:
 
 
 def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
-    """Decode a block (the duplicate-key check runs in ``checker`` meanwhile, without the GIL)."""
+    """Decode a block (the duplicate-key check of its RECORDs' data runs in ``checker`` meanwhile, without the GIL)."""
     raw = b"\n".join(lines)
-    clean: Future[bool] = checker.submit(tables_cleanly, raw)
+    msgs: list[Message | None]
     try:
         raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
-        msgs: list[Message | None] = [decode_line(line) for line in lines]  # the common case: all good
+        msgs, clean = decode_checked(lines, checker)  # the common case: all good
         error = None
     except (*DECODE_ERRORS, UnicodeError):
         msgs, error = _decode_block(lines, base)
-    if not clean.result():
+        clean = tables_cleanly(raw)
+    if not clean:
         msgs, error = _refuse_duplicates(msgs, error, base)
     loose = b" " in raw or b"\t" in raw or b"\r" in raw
     return _Block(lines, base, msgs, error, loose, b'"meta"' in raw, b'"file' in raw)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.destination.messages import decode_checked
 from connector.store import Store
 
 CMD = [sys.executable, "-m", "connector.airbyte.destination_main"]
@@ -64,3 +70,47 @@ def test_numbers_beyond_int64_and_double_are_stored_and_read_back_as_text(tmp_pa
         table = store.to_table("rows")
         assert table.column("i").to_pylist() == ["1", "123456789012345678901234567"]
         assert table.column("f").to_pylist() == ["1e400", "0.5"]
+
+
+@pytest.mark.parametrize("at", [1, 1500, 2999])
+def test_duplicate_key_anywhere_in_a_block_is_refused(tmp_path, at):
+    """The duplicate-key check runs on the RECORD data of a block in pieces (decode_checked): a
+    duplicate in any piece, with STATEs between the records, is refused at its line."""
+    lines = []
+    for i in range(3000):
+        data = b'{"a":%d,"s":"x","n":[{"k":1}]}' % i
+        if i == at:
+            data = b'{"a":%d,"s":"x","n":[{"k":1,"k":2}]}' % i
+        lines.append(_record(data))
+        if i % 700 == 0:
+            lines.append(b'{"type":"STATE","state":{"data":{"n":%d}}}\n' % i)
+    body = b"".join(lines)
+    out = subprocess.run(CMD + _setup(tmp_path), input=body, capture_output=True, timeout=60)
+    assert out.returncode == 1
+    line = next(n for n, raw in enumerate(lines, start=1) if b'"k":1,"k":2' in raw)
+    assert [t for t in _traces(out.stdout) if "twice" in t] == [
+        f"stdin line {line}: RECORD data holds key 'k' twice; a record with duplicate keys has no exact table form "
+        "and is refused"], out.stdout
+    with Store(str(tmp_path / "store")) as store:
+        assert store.to_table("rows").column("a").to_pylist() == list(range(at))
+
+
+_keys = st.text(st.characters(codec="utf-8", exclude_characters='"\\'), min_size=1, max_size=3)
+_flat = st.dictionaries(_keys, st.one_of(st.integers(-10**20, 10**20), st.text(max_size=4), st.booleans()),
+                        max_size=4)
+
+
+@given(rows=st.lists(_flat, min_size=1, max_size=40), at=st.integers(0, 39), nested=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_decode_checked_never_passes_a_block_with_a_duplicate_key(rows, at, nested):
+    """decode_checked's verdict True means no RECORD data holds a key twice (False only asks for
+    the exact check): a duplicate injected into any row, at the top or nested, is never passed."""
+    at %= len(rows)
+    datas = [json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() for r in rows]
+    dup = b'"d":1,"d":2'
+    datas[at] = (b'{"z":{' + dup + b"}}") if nested else (b"{" + dup + b"}")
+    block = [_record(d)[:-1] for d in datas] + [b'{"type":"STATE","state":{"data":{}}}']
+    with ThreadPoolExecutor(1) as pool:
+        msgs, clean = decode_checked(block, pool)
+    assert not clean
+    assert [bytes(m.record.data) for m in msgs if m.record is not None] == datas
