@@ -42,7 +42,10 @@ from connector.des.writer import external_prefix
 from connector.errors import DesFormatError, MemberNameError
 from connector.storage import storage_errors
 
-DEFAULT_TAIL_SIZE = 64 * 1024
+# The first GET of a cold open: footer, INDEX and META of a container of up to ~10,000 members
+# (~150 bytes of INDEX + META each) in one suffix range, so a cold member read is 2 GETs. A
+# container smaller than this comes whole; a bigger INDEX costs one more GET for what was missing.
+DEFAULT_TAIL_SIZE = 2 * 1024 * 1024
 DEFAULT_MAX_GAP = 1024 * 1024  # like the reference: merge members closer than 1 MiB
 MAX_COALESCED = 64 * 1024 * 1024
 META_PREFETCH_LIMIT = 16 * 1024 * 1024  # fetch META with the index when it is at most this big
