@@ -171,7 +171,7 @@ class DesWriter:
         return self._record(name, offset, len(stored), meta, flags)
 
     def add_many(self, names: Sequence[str] | np.ndarray, data: bytes | memoryview, lengths: Sequence[int] | np.ndarray,
-                 *, check_names: bool = True) -> None:
+                 *, check_names: bool = True, crcs: np.ndarray | None = None) -> None:
         """Add many small members stored back to back in ``data`` (``lengths`` bytes each), in one write.
 
         The fast path for record datapoints: members are stored plain, inside the container, with
@@ -184,6 +184,9 @@ class DesWriter:
         Names are checked like :meth:`add` (valid, unique) unless ``check_names=False``: then the
         caller guarantees it (generated names such as ``<key:020d>.json``), and names given as a
         NumPy array are not remembered for the duplicate check of later :meth:`add` calls.
+
+        ``crcs``: the members' CRC-32s when the caller has them already (see :func:`line_crcs`);
+        they must be those of ``data``'s members, as the reader checks every one.
         """
         self._check_open()
         lengths = np.asarray(lengths, dtype=np.int64)
@@ -212,7 +215,10 @@ class DesWriter:
             encoded = [n.encode("utf-8") for n in names]
         offset = self._pos
         self._write(data)
-        crcs = member_crcs(data, lengths)
+        if crcs is None:
+            crcs = member_crcs(data, lengths)
+        elif len(crcs) != len(lengths):
+            raise ValueError(f"{self.url}: add_many needs one CRC per member")
         first = self._count == 0
         metas, meta_lengths = _record_metas(lengths, crcs, region_placeholder=first)
         meta_at = self._meta.tell()
@@ -463,6 +469,26 @@ def member_crcs(data: bytes | memoryview, lengths: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lengths).tolist()
     starts = [0, *ends[:-1]]
     return np.fromiter(map(zlib.crc32, map(view.__getitem__, map(slice, starts, ends))), np.int64, len(ends))
+
+
+def _crc_table() -> np.ndarray:
+    """zlib's CRC-32 table (reflected polynomial 0xEDB88320), one entry per byte value."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1).astype(np.uint32)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def line_crcs(lines: Sequence[bytes]) -> np.ndarray:
+    """``zlib.crc32(line + b"\\n")`` of each line: one C call per line on the line's own bytes (no
+    slicing of the joined data, about half the cost of :func:`member_crcs`), then the newline
+    folded into every CRC at once with zlib's table."""
+    state = np.fromiter(map(zlib.crc32, lines), np.uint32, len(lines)) ^ np.uint32(0xFFFFFFFF)
+    state = _CRC_TABLE[(state ^ np.uint32(10)) & np.uint32(0xFF)] ^ (state >> np.uint32(8))
+    return (state ^ np.uint32(0xFFFFFFFF)).astype(np.int64)
 
 
 def _record_metas(lengths: np.ndarray, crcs: np.ndarray, *, region_placeholder: bool) -> tuple[bytes, np.ndarray]:

@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from connector.des import DesWriter
 from connector.des.cache import invalidate
+from connector.des.writer import line_crcs
 from connector.files import is_temp_name
 from connector.records import object_lines
 from connector.store.columns import ColumnsBuilder, Constant
@@ -174,7 +175,7 @@ class DatasetWriter:
         if self._count and (self._count + len(lines) > self.store.max_datapoints
                             or self._data_length() + len(data) > self.store.max_bytes):
             self._cut()
-        self._add_records(data, lengths, columns)
+        self._add_records(data, lengths, columns, crcs=line_crcs(lines))
         self._set_checkpoint(checkpoint)
         if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
             self._cut()
@@ -402,14 +403,15 @@ class DatasetWriter:
         return self._des
 
     def _add_records(self, data: bytes | memoryview, lengths: np.ndarray,
-                     columns: Mapping[str, Sequence[Any] | Constant] | None = None) -> None:
+                     columns: Mapping[str, Sequence[Any] | Constant] | None = None, *,
+                     crcs: np.ndarray | None = None) -> None:
         des = self._open()
         if columns or self._row_ids:
             if self._columns is None:
                 self._columns = ColumnsBuilder(self._row_ids)
             self._columns.add(len(lengths), columns or {})
         names = record_names(self.next_key + self._count, len(lengths))
-        des.add_many(names, data, lengths, check_names=False)  # generated: unique digits + ".json"
+        des.add_many(names, data, lengths, check_names=False, crcs=crcs)  # generated: unique digits + ".json"
         self._count += len(lengths)
 
     def _checkpoint_text(self, next_key: int) -> str | None:

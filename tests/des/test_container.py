@@ -8,11 +8,16 @@ import io
 import json
 import os
 import struct
+import zlib
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.des import DesFormatError, DesReader, DesWriter
 from connector.des.format import FLAG_COMPRESSED, FLAG_EXTERNAL
+from connector.des.writer import line_crcs, member_crcs
 from connector.errors import MemberNameError
 from tests.support import reference_des as ref
 
@@ -208,3 +213,13 @@ def test_on_s3_atomic_write_and_read(s3_endpoint, s3_bucket, s3):
             raise RuntimeError("boom")
     assert not s3.exists(f"{s3_bucket}/x/d.des") and not s3.exists(f"{s3_bucket}/x/d/_bigFiles/big")
     assert not s3.call_s3("list_multipart_uploads", Bucket=s3_bucket).get("Uploads")
+
+
+@given(lines=st.lists(st.binary(max_size=200).map(lambda b: b.replace(b"\n", b" ")), max_size=50))
+@settings(max_examples=100, deadline=None)
+def test_line_crcs_are_zlibs_crc32_of_each_line_and_its_newline(lines):
+    """The store's writer hands these to add_many instead of slicing the joined DATA: they must
+    be exactly the CRC-32s the reader checks."""
+    assert line_crcs(lines).tolist() == [zlib.crc32(line + b"\n") for line in lines]
+    data = b"".join(line + b"\n" for line in lines)
+    assert member_crcs(data, np.array([len(line) + 1 for line in lines], np.int64)).tolist() == line_crcs(lines).tolist()
