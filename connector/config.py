@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from connector.errors import ConfigError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 def load_json_file(path: str, what: str) -> Any:
@@ -35,6 +36,8 @@ def secret_fields(spec: Mapping[str, Any]) -> frozenset[str]:
 def check_against(spec: Mapping[str, Any], raw: Any, *, formats: bool = False) -> None:
     """Validate ``raw`` against the JSON Schema ``spec``; :class:`ConfigError` describing the
     first violation (the shallowest, then by path). ``formats`` also checks ``format``s."""
+    import jsonschema  # ~0.2 s: imported when a config is checked, not by ``spec``
+
     checker = jsonschema.FormatChecker() if formats else None
     validator = jsonschema.Draft7Validator(spec, format_checker=checker)
     errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.path), list(map(str, e.path))))

@@ -14,14 +14,15 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from connector.airbyte import messages
 from connector.airbyte.entrypoint import EXIT_FAILURE, EXIT_OK, ArgParser, Output, run
 from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported by ``read`` (through the source), not by ``spec``
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from importlib.resources import files
-from typing import Any
-
-import fsspec
+from typing import TYPE_CHECKING, Any
 
 from connector.config import check_against
 from connector.errors import ConfigError
 from connector.storage import S3Access, is_s3_url, s3_options, single_attempt
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: Where Airbyte's platform puts the external ID for role_arn; used when the config gives none.
 EXTERNAL_ID_ENV = "AWS_ASSUME_ROLE_EXTERNAL_ID"
@@ -317,6 +318,8 @@ class SourceConfig:
             fs = literal_s3_filesystem(**options)
             root = fs._strip_protocol(self.root_url)
         else:
+            import fsspec  # imported when a filesystem is made, not by ``spec``
+
             try:
                 fs, root = fsspec.core.url_to_fs(self.root_url)
             except (ValueError, ImportError) as exc:
