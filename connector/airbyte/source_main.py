@@ -122,6 +122,18 @@ class _Checkpoints:
             self.held, self.last, self.sent, self.records = None, time.monotonic(), True, 0
 
 
+def _lean_memory_pool() -> None:
+    """Arrow buffers from jemalloc where pyarrow has it: the default (mimalloc) keeps per-thread
+    heaps that left ~80-100 MiB more peak RSS on 1M rows read by 4 file threads, and more system
+    CPU. A process-wide choice, so made by the command, not by the library."""
+    import pyarrow as pa
+
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow built without jemalloc: keep its default
+        pass
+
+
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.records import record_lines
     from connector.source import FileBatch, FileDone, Source, TransientError
@@ -129,6 +141,7 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
     from connector.source.state import parse_input_state
     from connector.source.transfer import StagedFile
 
+    _lean_memory_pool()
     config = load_json_file(args.config, "config")
     catalog = load_json_file(args.catalog, "catalog")
     if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
