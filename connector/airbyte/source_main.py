@@ -78,9 +78,10 @@ def _project(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch
     return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
-def _estimate(out: Output, source: Any, stream: str, state: dict[str, Any] | None) -> None:
-    """ESTIMATE trace (bytes) and a LOG (files and bytes) of what ``stream`` is about to read."""
-    pending = source.files(stream, state)
+def _estimate(out: Output, source: Any, stream: str, files: list[Any], state: dict[str, Any] | None) -> None:
+    """ESTIMATE trace (bytes) and a LOG (files and bytes) of what ``stream`` (its listed ``files``)
+    is about to read."""
+    pending = source.state(state).pending(files)
     size = sum(ref.size for ref in pending)
     out.message(messages.log(f"stream {stream}: {len(pending)} file(s), {size} byte(s) to read"))
     out.message(messages.trace_estimate(stream, size))
@@ -148,7 +149,9 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         raise ConfigError("catalog: expected a configured catalog object with a 'streams' list")
     states = parse_input_state(load_json_file(args.state, "state")) if args.state else {}
     source = Source(config)
-    available = set(source.streams())
+    # One listing for the whole command (it was one per stream and one more per estimate: each a
+    # LIST request on S3, part of the fixed cost small incremental runs pay).
+    available = source.listing()
     failed = False
     for configured in catalog["streams"]:
         try:
@@ -169,13 +172,13 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
         running = False
         checkpoints = _Checkpoints(out, name)
         try:
-            _estimate(out, source, name, states.get(name) if incremental else None)
+            _estimate(out, source, name, available[name], states.get(name) if incremental else None)
             events: Iterator[FileBatch | FileDone | StagedFile]
             if source.config.file_transfer:
                 events = source.stage(name, states.get(name), sync_mode=mode,
                                       include_files=configured.get("include_files") is not False)
             else:
-                events = source.read(name, states.get(name), sync_mode=mode)
+                events = source.read(name, states.get(name), sync_mode=mode, files=available[name])
             for event in events:
                 if isinstance(event, StagedFile):
                     if not running:

@@ -115,6 +115,11 @@ class Source:
         """Stream names, sorted: folders at ``stream_depth`` (or configured streams) holding data files."""
         return list(self._list())
 
+    def listing(self) -> dict[str, list[FileRef]]:
+        """Every stream's files, listed now (one listing of the root): pass a stream's list to
+        :meth:`read` as ``files`` to read what was listed without listing again."""
+        return self._list()
+
     def _stream_files(self, stream: str) -> list[FileRef]:
         grouped = self._list()
         if stream not in grouped:
@@ -276,20 +281,21 @@ class Source:
         return (f"no data files found under {self._where()} (file_format={self.config.file_format}, "
                 f"stream_depth={self.config.stream_depth})" + no_streams_hint(self._list_files(), self.config))
 
-    def read(self, stream: str, state: Mapping[str, Any] | None = None, *,
-             sync_mode: SyncMode = "incremental") -> Iterator[FileBatch | FileDone]:
+    def read(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",
+             files: list[FileRef] | None = None) -> Iterator[FileBatch | FileDone]:
         """Batches of every pending file of ``stream``, a :class:`FileDone` after each file.
 
         ``incremental`` skips files already covered by ``state``; ``full_refresh`` reads every file
         (the returned states then start from scratch). Batches carry every inferred column plus
-        ``_last_modified_time`` and ``_file``.
+        ``_last_modified_time`` and ``_file``. ``files``: the stream's files from :meth:`listing`
+        (default: list them now).
         """
         if sync_mode not in ("incremental", "full_refresh"):
             raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
         if self.config.file_transfer:
             raise ConfigError("config field 'delivery_method': use_file_transfer copies files unchanged, it does not "
                               "parse them into records; use Source.stage (des-source read does)")
-        all_files = self._stream_files(stream)
+        all_files = files if files is not None else self._stream_files(stream)
         current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
         schema = self._data_schema(stream, all_files) if pending else pa.schema([])

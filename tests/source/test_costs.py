@@ -49,3 +49,28 @@ def test_inference_fetches_the_sample_and_reads_fetch_bounded_blocks(fmt, s3_end
         # Each byte fetched once by the read; Arrow's CSV reader may still be reading ahead for the
         # sample when the read starts, so that block can land in either window.
         assert sampling.sent + reading.sent <= len(body) + 3 * SAMPLE_BLOCK
+
+
+def test_des_source_read_lists_the_root_once(s3_endpoint, s3_bucket, tmp_path):
+    """A read command lists its root once (not once for the stream names, once per stream and once
+    per estimate): each LIST is a request that small incremental runs pay in full."""
+    import json
+    import subprocess
+    import sys
+
+    put(s3_endpoint, s3_bucket, {f"once/{s}/{i}.csv": b"id,v\n%d,x\n" % i for s in ("a", "b") for i in range(3)})
+    with CountingProxy(s3_endpoint.endpoint_url) as proxy:
+        config = s3_config(s3_endpoint, s3_bucket, path_prefix="once", file_format="csv")
+        config["endpoint"] = proxy.url
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        streams = [{"stream": {"name": s, "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+                    "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"} for s in ("a", "b")]
+        (tmp_path / "catalog.json").write_text(json.dumps({"streams": streams}))
+        with proxy.window() as w:
+            out = subprocess.run([sys.executable, "-m", "connector.airbyte.source_main", "read", "--config",
+                                  str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")],
+                                 capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count(b'"type":"RECORD"') == 6
+        lists = [e for e in w.exchanges if "list-type=2" in e.request.path]
+        assert len(lists) == 1, w
