@@ -74,3 +74,51 @@ def test_des_source_read_lists_the_root_once(s3_endpoint, s3_bucket, tmp_path):
         assert out.stdout.count(b'"type":"RECORD"') == 6
         lists = [e for e in w.exchanges if "list-type=2" in e.request.path]
         assert len(lists) == 1, w
+
+
+def test_big_files_are_read_two_at_a_time_whatever_max_threads(tmp_path):
+    """Memory: each file being read holds blocks and batches while the consumer emits one file at
+    a time, so files of BIG_FILE bytes or more are read at most BIG_IN_FLIGHT at once (the one being
+    emitted and the next); records still come in file order, every one of them."""
+    import time
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    from connector.source.read import BIG_FILE, BIG_IN_FLIGHT
+
+    rows = BIG_FILE // 19  # > BIG_FILE bytes of "<id>,<pad>\n" (19-21 bytes a row)
+    for f in range(5):
+        body = b"id,pad\n" + b"".join(b"%d,%s\n" % (f * rows + i, b"p" * 12) for i in range(rows))
+        assert len(body) >= BIG_FILE
+        (tmp_path / "rows").mkdir(exist_ok=True)
+        (tmp_path / "rows" / f"{f}.csv").write_bytes(body)
+
+    class Counting(LocalFileSystem):
+        """Each file's reading span: from its open to its last read (files are not always closed
+        explicitly, so closes cannot be counted)."""
+
+        spans: dict[str, list[float]] = {}
+
+        def open(self, path, mode="rb", **kwargs):
+            f = super().open(path, mode, **kwargs)
+            span = Counting.spans.setdefault(f"{path}#{len(Counting.spans)}", [time.monotonic()] * 2)
+            read = f.read
+
+            def reading(*args):
+                data = read(*args)
+                span[1] = time.monotonic()
+                return data
+
+            f.read = reading
+            return f
+
+    source = Source({"root_url": str(tmp_path), "file_format": "csv", "max_threads": 10}, fs=Counting())
+    source.schema("rows")
+    Counting.spans.clear()
+    ids = [i for ev in source.read("rows", sync_mode="full_refresh") if isinstance(ev, FileBatch)
+           for i in ev.batch.column("id").to_pylist()]
+    assert ids == list(range(5 * rows))
+    spans = list(Counting.spans.values())
+    assert len(spans) == 5
+    most = max(sum(a <= t <= b for a, b in spans) for t, _ in spans)
+    assert most == BIG_IN_FLIGHT, spans
