@@ -30,6 +30,9 @@ class Run:
     seconds: float
     max_rss_mb: float
     records: int
+    #: user + system CPU seconds of the connector (GNU time's %U + %S; NaN without GNU time). Less
+    #: sensitive to other load on a shared machine than wall time.
+    cpu_seconds: float = float("nan")
     states: list[dict] = field(default_factory=list)
     catalog: dict | None = None
     traces: list[dict] = field(default_factory=list)
@@ -68,7 +71,7 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
         # process, so its %M is the connector's own high-water mark.
         fd, rss_file = tempfile.mkstemp(prefix="rss-", dir=tempfile.gettempdir())
         os.close(fd)
-        argv = [TIME, "-f", "%M", "-o", rss_file, *argv]
+        argv = [TIME, "-f", "%M %U %S", "-o", rss_file, *argv]
     t0 = time.perf_counter()
     # Own process group, so the timeout kills the connector and not only GNU time above it.
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err, start_new_session=True)
@@ -93,18 +96,20 @@ def run_connector(argv: list[str], *, cwd: str | Path | None = None, env: dict[s
     err.close()
     if proc.returncode < 0 and seconds >= timeout:  # the watchdog's kill (cancel() sets finished too)
         tail += f"\nkilled: still running after the {timeout:g} s timeout"
-    max_rss_kb = float("nan")
+    max_rss_kb = cpu = float("nan")
     if rss_file:
         try:
-            text = Path(rss_file).read_text().split()
-            max_rss_kb = float(text[-1])
-        except (OSError, ValueError, IndexError):
+            # The last line (a failing command's status line comes first): "%M %U %S".
+            rss, user, system = Path(rss_file).read_text().split()[-3:]
+            max_rss_kb, cpu = float(rss), float(user) + float(system)
+        except (OSError, ValueError):
             pass
         os.unlink(rss_file)
     else:
         max_rss_kb = usage.ru_maxrss
+        cpu = usage.ru_utime + usage.ru_stime
     return Run(argv=argv, rc=proc.returncode, seconds=seconds, max_rss_mb=max_rss_kb / 1024.0,
-               records=records, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
+               records=records, cpu_seconds=cpu, states=states, catalog=catalog, traces=traces, stderr_tail=tail)
 
 
 def _kill_group(pid: int) -> None:
