@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -113,7 +114,8 @@ def source_read(ctx: Ctx, trees: dict[str, Path], formats: list[str], report: di
                 log(f"  {fmt} {tool}: wall {run.seconds:.2f} s cpu {run.cpu_seconds:.2f} s rss {run.max_rss_mb:.0f} MiB")
         print(f"  source read {fmt}, {rows:,} rows, {ctx.args.repeat} repeats:")
         _row(samples, rows)
-        entry = {t: [{"wall": r.seconds, "cpu": r.cpu_seconds, "rss": r.max_rss_mb} for r in rs] for t, rs in samples.items()}
+        entry: dict[str, Any] = {t: [{"wall": r.seconds, "cpu": r.cpu_seconds, "rss": r.max_rss_mb} for r in rs]
+                                 for t, rs in samples.items()}
         if "airbyte-source-s3" in samples:
             entry["ratios"] = _ratios(samples, "airbyte-source-s3", list(trees))
         report[f"source_read {fmt}"] = entry
@@ -147,7 +149,8 @@ def destination(ctx: Ctx, trees: dict[str, Path], report: dict) -> None:
             log(f"  destination {tool}: wall {run.seconds:.2f} s cpu {run.cpu_seconds:.2f} s rss {run.max_rss_mb:.0f} MiB")
     print(f"  destination, {rows:,} records, {ctx.args.repeat} repeats:")
     _row(samples, rows)
-    entry = {t: [{"wall": r.seconds, "cpu": r.cpu_seconds, "rss": r.max_rss_mb} for r in rs] for t, rs in samples.items()}
+    entry: dict[str, Any] = {t: [{"wall": r.seconds, "cpu": r.cpu_seconds, "rss": r.max_rss_mb} for r in rs]
+                             for t, rs in samples.items()}
     entry["ratios"] = _ratios(samples, "s3fs JSONL writer", list(trees))
     report["destination"] = entry
 

@@ -33,7 +33,19 @@ _HOME = {
     "FileVanishedError": "errors",
 }
 
-__all__ = list(_HOME)
+__all__ = [
+    "Source",
+    "FileRef",
+    "FileBatch",
+    "FileDone",
+    "StreamState",
+    "CURSOR_FIELD",
+    "FILES_AT_CURSOR",
+    "SourceError",
+    "BadDataError",
+    "TransientError",
+    "FileVanishedError",
+]
 
 
 def __getattr__(name: str) -> Any:

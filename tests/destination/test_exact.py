@@ -89,8 +89,8 @@ def test_duplicate_key_anywhere_in_a_block_is_refused(tmp_path, at):
     assert out.returncode == 1
     line = next(n for n, raw in enumerate(lines, start=1) if b'"k":1,"k":2' in raw)
     assert [t for t in _traces(out.stdout) if "twice" in t] == [
-        f"stdin line {line}: RECORD data holds key 'k' twice; a record with duplicate keys has no exact table form "
-        "and is refused"], out.stdout
+        (f"stdin line {line}: RECORD data holds key 'k' twice; a record with duplicate keys has no exact table form "
+         "and is refused")], out.stdout
     with Store(str(tmp_path / "store")) as store:
         assert store.to_table("rows").column("a").to_pylist() == list(range(at))
 
