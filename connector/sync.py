@@ -234,16 +234,21 @@ class Sync:
             events = read_on_dask(self.source, stream, state, self._client)
         else:
             events = self.source.read(stream, state)
-        for event in events:
-            if isinstance(event, FileBatch):
-                batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
-                if batch.num_rows:
-                    writer.write_batch(batch, FILE_COLUMNS)
-                summary.records += batch.num_rows
-                self.progress(stream, batch.num_rows)
-            elif isinstance(event, FileDone):
-                summary.files += 1
-                progress.done(event.file, event.stream_state)
+        try:
+            for event in events:
+                if isinstance(event, FileBatch):
+                    batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
+                    if batch.num_rows:
+                        writer.write_batch(batch, FILE_COLUMNS)
+                    summary.records += batch.num_rows
+                    self.progress(stream, batch.num_rows)
+                elif isinstance(event, FileDone):
+                    summary.files += 1
+                    progress.done(event.file, event.stream_state)
+        finally:
+            # On an error too: the reader threads stop (one blocked on a full read-ahead queue
+            # would otherwise keep the process from exiting while the traceback holds the generator).
+            getattr(events, "close", lambda: None)()
 
     def _files(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
         progress = _FilesProgress(self.source.state(state))

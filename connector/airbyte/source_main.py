@@ -179,22 +179,27 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                                       include_files=configured.get("include_files") is not False)
             else:
                 events = source.read(name, states.get(name), sync_mode=mode, files=available[name])
-            for event in events:
-                if isinstance(event, StagedFile):
-                    if not running:
-                        out.message(messages.trace_stream_status(name, "RUNNING"))
-                        running = True
-                    out.message(_file_record(name, event))
-                    checkpoints.records += 1
-                    continue
-                if isinstance(event, FileBatch):
-                    if not running:
-                        out.message(messages.trace_stream_status(name, "RUNNING"))
-                        running = True
-                    out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
-                    checkpoints.records += event.batch.num_rows
-                elif incremental:
-                    checkpoints.file_done(event.stream_state)
+            # Closed on the way out, also on an error (stdout closed): its reader threads stop; left
+            # open, a thread blocked on a full read-ahead queue kept the process from exiting.
+            try:
+                for event in events:
+                    if isinstance(event, StagedFile):
+                        if not running:
+                            out.message(messages.trace_stream_status(name, "RUNNING"))
+                            running = True
+                        out.message(_file_record(name, event))
+                        checkpoints.records += 1
+                        continue
+                    if isinstance(event, FileBatch):
+                        if not running:
+                            out.message(messages.trace_stream_status(name, "RUNNING"))
+                            running = True
+                        out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
+                        checkpoints.records += event.batch.num_rows
+                    elif incremental:
+                        checkpoints.file_done(event.stream_state)
+            finally:
+                getattr(events, "close", lambda: None)()  # a generator: stops its reader threads
             checkpoints.flush()
             if incremental and not checkpoints.sent and states.get(name):
                 # Nothing new: repeat the state so the platform keeps it.
