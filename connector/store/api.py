@@ -651,12 +651,14 @@ class Store(HistoryMixin, MaintenanceMixin):
             table = self._with_meta(dataset, table, 0, None, version)
         return table.take(_latest_rows(dataset, table, latest_by)) if latest_by else table
 
-    def to_dask(self, dataset: str, version: str | None = None, columns: Sequence[str] | None = None) -> Any:
+    def to_dask(self, dataset: str, version: str | None = None, columns: Sequence[str] | None = None,
+                latest_by: Sequence[str] | None = None) -> Any:
         """Every record of ``dataset`` (as of ``version``) as a lazy Dask DataFrame: one partition
-        per datarange, each one ranged GET, indexed by key (see :mod:`connector.store.dask`)."""
+        per datarange, each one ranged GET, indexed by key (see :mod:`connector.store.dask`);
+        ``latest_by``: the last record per combination of those fields (see :meth:`read_range`)."""
         from connector.store.dask import to_dask
 
-        return to_dask(self, dataset, version, columns)
+        return to_dask(self, dataset, version, columns, latest_by)
 
     def read_meta(self, dataset: str, key: int, version: str | None = None) -> dict[str, Any]:
         """The metadata columns kept for record ``key`` beside its bytes (e.g. a destination's

@@ -50,9 +50,44 @@ class _Source:
 
 
 def to_dask(store: Store, dataset: str, version: str | None = None,
-            columns: Sequence[str] | None = None) -> dd.DataFrame:
+            columns: Sequence[str] | None = None, latest_by: Sequence[str] | None = None) -> dd.DataFrame:
     """The records of ``dataset`` (as of ``version``) as a Dask DataFrame (see the module doc);
-    ``columns`` keeps only those fields (in that order; absent ones are all null)."""
+    ``columns`` keeps only those fields (in that order; absent ones are all null); ``latest_by``
+    (top-level fields, e.g. an append_dedup stream's primary key) keeps only the last record (the
+    highest key) of each distinct combination, as :meth:`Store.to_table` does (see :func:`latest`)."""
+    frame = _frame_of(store, dataset, version, columns if latest_by is None or columns is None
+                      else [*columns, *(f for f in latest_by if f not in columns)])
+    if latest_by is None:
+        return frame
+    kept = latest(frame, dataset, latest_by)
+    return kept if columns is None else kept[list(columns)]
+
+
+def latest(frame: dd.DataFrame, dataset: str, fields: Sequence[str]) -> dd.DataFrame:
+    """The rows of ``frame`` that are the last (highest key) of their combination of ``fields``.
+
+    One pass computes the highest key per combination (a Dask group-by; nulls form a group of their
+    own); only those keys, one integer per distinct combination, come back to this process, and a
+    second, lazy pass keeps their rows partition by partition, in key order.
+    """
+    fields = list(fields)
+    missing = [f for f in fields if f not in frame.columns]
+    if missing and not (len(frame.columns) == 0 and len(frame) == 0):  # an empty dataset has no fields
+        raise StoreError(f"dataset {dataset!r}: no field {missing[0]!r} to keep the latest record by "
+                         f"(fields: {', '.join(frame.columns)})")
+    if missing:
+        return frame
+    keyed = frame[fields].reset_index()
+    last = keyed.groupby(fields, dropna=False)[INDEX_NAME].max().compute()
+    keep = pd.Index(last.to_numpy(dtype="int64"))
+    return frame.map_partitions(_rows_with_keys, keep)
+
+
+def _rows_with_keys(part: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
+    return part[part.index.isin(keys)]
+
+
+def _frame_of(store: Store, dataset: str, version: str | None, columns: Sequence[str] | None) -> dd.DataFrame:
     import dask
     import dask.dataframe as dd
 

@@ -84,3 +84,18 @@ def test_types_that_do_not_convert_exactly_are_an_error_not_a_rounding(client, t
         store.write_files("f", [str(tmp_path / "root" / ".des-catalog.sqlite")])
         with pytest.raises(StoreError, match="holds files, not records"):
             store.to_dask("f")
+
+
+def test_latest_by_keeps_the_last_record_per_key_as_to_table_does(client, tmp_path):
+    """append_dedup reads through Dask: the highest key per primary key, across dataranges, nulls
+    a key of their own; the same rows as to_table(latest_by=...)."""
+    rows = [{"id": i % 7 if i % 11 else None, "v": i} for i in range(60)]
+    with Store(str(tmp_path / "s"), max_datapoints=8) as store:
+        store.write_records("d", [pa.Table.from_pylist(rows[i:i + 8]) for i in range(0, 60, 8)])
+        got = store.to_dask("d", latest_by=["id"]).compute()
+        expected = store.to_table("d", latest_by=["id"]).to_pylist()
+        assert got.to_dict("records") == expected and len(expected) == 8  # ids 0..6 and null
+        assert list(got.index) == sorted(got.index)
+        assert list(store.to_dask("d", columns=["v"], latest_by=["id"]).compute().columns) == ["v"]
+        with pytest.raises(StoreError, match="no field 'nope'"):
+            store.to_dask("d", latest_by=["nope"])
