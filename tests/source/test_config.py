@@ -68,3 +68,24 @@ def test_start_date_filters_old_files(tmp_path):
     write_local(tmp_path, {"s/new.csv": b"a\n2\n"}, datetime(2024, 1, 1, tzinfo=timezone.utc))
     src = Source({"root_url": str(tmp_path), "start_date": "2023-01-01T00:00:00Z"})
     assert [f.key for f in src.files("s")] == ["s/new.csv"]
+
+
+@pytest.mark.parametrize("spec", ["source.json", "destination.json"])
+def test_every_option_of_the_spec_is_described(spec):
+    """Airbyte's UI shows each option's description; an option without one is undocumented."""
+    import json
+    from pathlib import Path
+
+    def undescribed(node, path: str):
+        if not isinstance(node, dict):
+            return
+        for name, prop in node.get("properties", {}).items():
+            if "description" not in prop:
+                yield f"{path}{name}"
+            yield from undescribed(prop, f"{path}{name}.")
+        for key in ("items", "oneOf", "anyOf"):
+            for sub in (node[key] if isinstance(node.get(key), list) else [node.get(key)]):
+                yield from undescribed(sub, f"{path}[].")
+
+    root = json.loads((Path(__file__).resolve().parents[2] / "spec" / spec).read_text())
+    assert list(undescribed(root, "")) == []
