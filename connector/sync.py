@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
 from connector.storage import describe, is_s3fs
 from connector.store import Store
+from connector.sync_dask import EncodedBatch, read_on_dask
 
 FETCH_BATCH_FILES = 256
 FETCH_BATCH_BYTES = 64 * 1024 * 1024
@@ -228,17 +229,18 @@ class Sync:
         a resumed sync drops those rows when it reads that same file (same key, time and size)."""
         progress = _FileProgress(state, partial)
         writer.set_checkpoint(lambda next_key: progress.checkpoint(next_key))
+        events: Iterator[FileBatch | EncodedBatch | FileDone]
         if self.dask is not None:
-            from connector.sync_dask import read_on_dask
-
             events = read_on_dask(self.source, stream, state, self._client)
         else:
             events = self.source.read(stream, state)
         try:
             for event in events:
-                if isinstance(event, FileBatch):
+                if isinstance(event, (FileBatch, EncodedBatch)):
                     batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
-                    if batch.num_rows:
+                    if batch.num_rows and isinstance(event, EncodedBatch):
+                        writer.write_encoded(batch)  # encoded by a Dask worker: keys, INDEX and commit here
+                    elif batch.num_rows:
                         writer.write_batch(batch, FILE_COLUMNS)
                     summary.records += batch.num_rows
                     self.progress(stream, batch.num_rows)

@@ -1,15 +1,18 @@
-"""``des sync --dask``: the files of a stream read and parsed on Dask workers.
+"""``des sync --dask``: the files of a stream read, parsed and encoded on Dask workers.
 
 The coordinator (the ``des sync`` process) lists the pending files as the single-process sync
 does and submits one task per file; a worker reads and parses its file into Arrow batches (with
-the same retries, the same file columns). The coordinator takes the results in file order and
-hands them to the same writer as the single-process sync, which assigns keys in that order and
-commits: the dataset is the one a single-process sync writes (same records, same keys, same
-checkpoints). A task is a pure function of its file, so a worker that dies mid-task only makes
-Dask run the task again elsewhere; nothing reaches the store twice.
+the same retries, the same file columns) and encodes each batch into record datapoints
+(:func:`~connector.store.writer.encode_records`: the JSON lines, their lengths and CRC-32s),
+without keys. The coordinator takes the results in file order and hands them to the same writer
+as the single-process sync (:meth:`~connector.store.writer.DatasetWriter.write_encoded`), which
+assigns keys in that order (member names live only in a container's INDEX), writes META and
+INDEX and commits: the dataset is the one a single-process sync writes (same bytes, same keys,
+same checkpoints). A task is a pure function of its file, so a worker that dies mid-task only
+makes Dask run the task again elsewhere; nothing reaches the store twice.
 
 At most ``in_flight`` files (default: two per worker thread) are read ahead, so memory stays
-bounded by a few files' batches whatever the number of files.
+bounded by a few files' records whatever the number of files.
 """
 
 from __future__ import annotations
@@ -17,17 +20,28 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from connector.source import FileBatch, FileDone, Source
+from connector.source import FileDone, FileRef, Source
 from connector.source.config import SourceConfig
 from connector.source.errors import FileChangedError, FileVanishedError
 from connector.source.formats import FileStats
-from connector.source.read import check_changed, check_vanished, file_batches
+from connector.source.read import FILE_COLUMNS, check_changed, check_vanished, file_batches
+from connector.store.writer import EncodedRecords, encode_records
 
 log = logging.getLogger("connector.sync")
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Rows of one file, in file order, encoded on a worker (what a ``FileBatch`` is in-process)."""
+
+    stream: str
+    file: FileRef
+    batch: EncodedRecords
 
 
 def client_for(scheduler: Any) -> Any:
@@ -38,9 +52,9 @@ def client_for(scheduler: Any) -> Any:
 
 
 def read_on_dask(source: Source, stream: str, state: Mapping[str, Any] | None, client: Any,
-                 in_flight: int | None = None) -> Iterator[FileBatch | FileDone]:
+                 in_flight: int | None = None) -> Iterator[EncodedBatch | FileDone]:
     """The events :meth:`Source.read` yields for ``stream`` (incremental from ``state``), with each
-    file read by a Dask worker."""
+    file read, and its batches encoded for :meth:`DatasetWriter.write_encoded`, by a Dask worker."""
     all_files = source._stream_files(stream)
     current = source.state(state)
     pending = current.pending(all_files)
@@ -77,7 +91,7 @@ def read_on_dask(source: Source, stream: str, state: Mapping[str, Any] | None, c
                 log.warning("%s: skipped, not counted as synced; its new version is read next time", payload)
                 continue
             for batch in payload:
-                yield FileBatch(stream, ref, batch)
+                yield EncodedBatch(stream, ref, batch)
             current = current.advance(ref)
             if stats.skipped:
                 log.warning("%s: skipped %d bad record(s), e.g. %s", ref.key, stats.skipped,
@@ -103,11 +117,13 @@ def _filesystem(config: SourceConfig) -> Any:
 
 def read_file(config: SourceConfig, ref: Any, schema: pa.Schema, options: Any, retries: int,
               retry_base: float) -> tuple[str, Any, FileStats]:
-    """On a worker: ``("done", batches, stats)`` for one file, or ``("vanished"|"changed", error,
-    stats)`` for the coordinator to check against a fresh listing (other errors raise)."""
+    """On a worker: ``("done", encoded batches, stats)`` for one file, or ``("vanished"|"changed",
+    error, stats)`` for the coordinator to check against a fresh listing (other errors raise)."""
     stats = FileStats()
     try:
-        batches = list(file_batches(_filesystem(config), ref, schema, options, retries, stats, retry_base))
+        batches = [encode_records(batch, FILE_COLUMNS)
+                   for batch in file_batches(_filesystem(config), ref, schema, options, retries, stats, retry_base)
+                   if batch.num_rows]
     except FileVanishedError as exc:
         return "vanished", exc, stats
     except FileChangedError as exc:

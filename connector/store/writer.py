@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from connector.des import DesWriter
 from connector.des.cache import invalidate
-from connector.des.writer import line_crcs
+from connector.des.writer import line_crcs, member_crcs
 from connector.files import is_temp_name
 from connector.records import object_lines
 from connector.store.columns import ColumnsBuilder, Constant
@@ -76,8 +76,8 @@ class DatasetWriter:
 
     ``write_json_lines`` and ``write_file`` calls are never split across containers, so the
     ``checkpoint`` given with a call is stored (with the commit that contains the call's last
-    datapoint) exactly when everything of that call is committed. ``write_batch`` fills containers
-    to the limits and may split a batch.
+    datapoint) exactly when everything of that call is committed. ``write_batch`` (and
+    ``write_encoded``) fills containers to the limits and may split a batch.
 
     ``on_commit(datarange)`` is called once per committed container, in key order; for containers
     cut at the size limits it runs in the writer's commit thread. An error of a background commit
@@ -136,7 +136,20 @@ class DatasetWriter:
         self._need("records")
         _check_unique_names(batch.schema, self.dataset)
         data, lengths = object_lines(batch, constant)
-        view, start = memoryview(data), 0
+        self._write_records(data, lengths, None)
+
+    def write_encoded(self, records: EncodedRecords) -> None:
+        """Append records encoded elsewhere by :func:`encode_records` (e.g. on a Dask worker), as
+        :meth:`write_batch` of the same batch would: same containers, same bytes. Only keys, META,
+        INDEX and the commit are made here; the record bytes and their CRC-32s are taken as given."""
+        self._need("records")
+        _check_unique_names(records.schema, self.dataset)
+        self._write_records(records.data, records.lengths, records.crcs)
+
+    def _write_records(self, data: bytes, lengths: np.ndarray, crcs: np.ndarray | None) -> None:
+        """Fill containers to the limits with the back-to-back records of ``data`` (a batch may be
+        split); ``crcs`` their CRC-32s, or ``None`` to compute them."""
+        view, start, done = memoryview(data), 0, 0
         while len(lengths):
             room = self.store.max_datapoints - self._count
             byte_room = self.store.max_bytes - self._data_length()
@@ -148,8 +161,9 @@ class DatasetWriter:
                     continue
                 n = 1  # one record larger than max_bytes gets a container of its own
             size = int(lengths[:n].sum())
-            self._add_records(view[start:start + size], lengths[:n])
-            start += size
+            self._add_records(view[start:start + size], lengths[:n],
+                              crcs=None if crcs is None else crcs[done:done + n])
+            start, done = start + size, done + n
             lengths = lengths[n:]
             if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
                 self._cut()
@@ -472,6 +486,35 @@ class DatasetWriter:
             _log.warning("dataset %r: could not append to the operation log: %s", self.dataset, exc)
         finally:
             self._lock.release()
+
+
+@dataclass(frozen=True)
+class EncodedRecords:
+    """Rows of a batch encoded as record datapoints, without keys (member names live only in a
+    container's INDEX, so keys are given when :meth:`DatasetWriter.write_encoded` writes them):
+    the compact JSON lines back to back, each line's length and CRC-32, and the batch's schema
+    (for the writer's column-name check). Small to pickle: one bytes object and two arrays."""
+
+    data: bytes
+    lengths: np.ndarray  # int64, bytes of each line (its newline included)
+    crcs: np.ndarray  # int64, zlib CRC-32 of each line, as DesWriter.add_many stores it
+    schema: pa.Schema
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.lengths)
+
+    def slice(self, start: int) -> EncodedRecords:
+        """The records from ``start`` on (those of a file already committed are dropped on resume)."""
+        skip = int(self.lengths[:start].sum())
+        return EncodedRecords(self.data[skip:], self.lengths[start:], self.crcs[start:], self.schema)
+
+
+def encode_records(batch: pa.RecordBatch | pa.Table, constant: Collection[str] = ()) -> EncodedRecords:
+    """Encode ``batch`` for :meth:`DatasetWriter.write_encoded` exactly as :meth:`DatasetWriter.write_batch`
+    encodes it (``constant`` as there)."""
+    data, lengths = object_lines(batch, constant)
+    return EncodedRecords(data, lengths, member_crcs(data, lengths), batch.schema)
 
 
 def _check_unique_names(fields: pa.Schema | pa.StructType, dataset: str) -> None:

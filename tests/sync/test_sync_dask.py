@@ -1,5 +1,6 @@
 """``des sync --dask`` on a distributed.LocalCluster of 2 worker processes, S3 source and store:
-the same dataset as a single-process sync, also when a worker process is killed mid-sync."""
+the same dataset as a single-process sync, byte for byte, also when a worker process is killed
+mid-sync; the records reach the coordinator already encoded."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from connector.destination import DestinationConfig
+from connector.records import object_lines
+from connector.source import FileBatch, Source
+from connector.source.read import FILE_COLUMNS
 from connector.store import Store
 from connector.sync import Sync
+from connector.sync_dask import EncodedBatch, read_on_dask
 from tests.source.helpers import put, s3_config
 
 distributed = pytest.importorskip("distributed")
@@ -47,11 +53,12 @@ def destination(s3_endpoint, bucket: str, prefix: str, tmp: Path) -> dict:
 
 
 def content(s3_endpoint, bucket: str, prefix: str, tmp: Path) -> dict:
-    """What a sync left in the store: every record's bytes by key, the dataranges and checkpoint."""
+    """What a sync left in the store: every record's bytes by key, the dataranges (each container's
+    size and SHA-256: the same bytes, META and INDEX included) and checkpoint."""
     with Store(f"s3://{bucket}/{prefix}", str(tmp / f"{prefix}.sqlite"),
                storage_options=s3_endpoint.storage_options()) as store:
         return {"lines": b"".join(store.read_lines("users")).splitlines(),
-                "ranges": [(d.first, d.last) for d in store.dataranges("users")],
+                "ranges": [(d.first, d.last, d.size, d.sha256) for d in store.dataranges("users")],
                 "checkpoint": store.checkpoint("users")}
 
 
@@ -92,6 +99,28 @@ def test_a_worker_killed_mid_sync_changes_nothing(cluster, s3_endpoint, s3_bucke
     assert killed and summary.files == FILES
     assert content(s3_endpoint, s3_bucket, "dask", tmp_path) == single_process(s3_endpoint, s3_bucket, source,
                                                                                  tmp_path)
+
+
+def test_workers_hand_over_each_file_encoded(cluster, source):
+    """The coordinator gets each file's record bytes with their lengths and CRC-32s, as this
+    process would encode the file's batches; it only gives them keys."""
+    src = Source(source)
+    with distributed.Client(cluster) as client:
+        shipped: dict[str, list] = {}
+        for event in read_on_dask(src, "users", None, client):
+            if isinstance(event, EncodedBatch):
+                shipped.setdefault(event.file.key, []).append(event.batch)
+    local: dict[str, bytes] = {}
+    for event in src.read("users", None):
+        if isinstance(event, FileBatch):
+            local[event.file.key] = local.get(event.file.key, b"") + object_lines(event.batch, FILE_COLUMNS)[0]
+    assert len(shipped) == FILES and shipped.keys() == local.keys()
+    for key, batches in shipped.items():
+        data = b"".join(b.data for b in batches)
+        lines = data.splitlines(keepends=True)
+        assert data == local[key]
+        assert [int(n) for b in batches for n in b.lengths] == [len(line) for line in lines]
+        assert [int(c) for b in batches for c in b.crcs] == [zlib.crc32(line) for line in lines]
 
 
 def test_files_mode_on_dask_is_refused(source, tmp_path):
