@@ -192,6 +192,8 @@ class DesWriter:
         lengths = np.asarray(lengths, dtype=np.int64)
         if len(names) != len(lengths) or int(lengths.sum()) != len(data) or (len(lengths) and lengths.min() < 0):
             raise ValueError(f"{self.url}: add_many needs one length per name, summing to len(data)")
+        if crcs is not None and len(crcs) != len(lengths):  # checked before anything is written
+            raise ValueError(f"{self.url}: add_many needs one CRC per member")
         if not len(lengths):
             return
         if isinstance(names, np.ndarray):
@@ -217,8 +219,6 @@ class DesWriter:
         self._write(data)
         if crcs is None:
             crcs = member_crcs(data, lengths)
-        elif len(crcs) != len(lengths):
-            raise ValueError(f"{self.url}: add_many needs one CRC per member")
         first = self._count == 0
         metas, meta_lengths = _record_metas(lengths, crcs, region_placeholder=first)
         meta_at = self._meta.tell()
