@@ -45,33 +45,33 @@ class BufferApi:
                 web.post(PREFIX + "/cleanall", self.clean_all)]
 
     async def stat(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         stats = await in_worker(self.store.stats, name)
         return web.json_response({"n_itm": stats["datapoints"], "buff_size": stats["bytes"]})
 
     async def dstat(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         dataset = await in_worker(self.store.get_dataset, name)
         return web.json_response(_dstat(dataset.frozen, principal_of(request).name))
 
     async def dump_files(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         offset, limit = _int(request, "offset", 0, 0, 2**63 - 1), _int(request, "limit", DUMP_LIMIT, 1, DUMP_LIMIT)
         return web.json_response(await in_worker(_files, self.store, name, offset, limit))
 
     async def dump_log(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         return web.json_response({"log": await in_worker(self.store.log_entries, name)})
 
     async def send_file(self, request: web.Request) -> web.Response:
-        name = authorized(request, "editor", "send data")
+        name = await authorized(request, self.store, "editor", "send data")
         document = await _bounded_body(request, self.max_document_bytes)
         record = check_records(name, [document], 0)[0]  # one JSON object, however laid out
         key = await in_worker(_write_one, self.store, name, record, self.lock_wait)
         return web.json_response({"key": key}, status=201)
 
     async def update_status(self, request: web.Request) -> web.Response:
-        name = authorized(request, "owner", "freeze or unfreeze")
+        name = await authorized(request, self.store, "owner", "freeze or unfreeze")
         fields = await json_fields(request, {"dstatus": str})
         wanted = fields.get("dstatus")
         if wanted not in ("FROZEN", "OPERATIONAL"):
@@ -81,7 +81,7 @@ class BufferApi:
         return web.json_response(_dstat(dataset.frozen, principal_of(request).name))
 
     async def clean_all(self, request: web.Request) -> web.Response:
-        name = authorized(request, "owner", "clean all")
+        name = await authorized(request, self.store, "owner", "clean all")
         kept = await in_worker(_clean_all, self.store, name, self.lock_wait)
         return web.json_response({**_dstat(False, principal_of(request).name), "version": kept.version,
                                   "kept_dataranges": len(kept.dataranges)})

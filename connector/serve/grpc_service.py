@@ -2,7 +2,8 @@
 
 See ``connector/spec/dataset_service.proto`` for how its messages map onto the store. Every
 method authenticates the call (metadata ``authorization: Bearer <token>``, else UNAUTHENTICATED)
-and checks the principal's role on the dataset (PERMISSION_DENIED): reader for Get/List/Download/
+and checks the principal's role on the dataset, by its name and its topic (PERMISSION_DENIED; see
+:mod:`connector.serve.auth`): reader for Get/List/Download/
 chunks, editor for CreateDataset/CreateVersion/UploadContent, owner for Update/DeleteDataset.
 Store errors become NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, FAILED_PRECONDITION,
 RESOURCE_EXHAUSTED, UNAVAILABLE; a hash that does not match is DATA_LOSS.
@@ -22,10 +23,11 @@ import grpc  # type: ignore[import-untyped]
 from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyped]
 
 from connector.serve import uploads
-from connector.serve.auth import ANONYMOUS_ADMIN, Principal, Tokens, bearer_token
+from connector.serve.auth import ANONYMOUS_ADMIN, Principal, Tokens, bearer_token, topic_of
 from connector.serve.errors import ApiError, api_error
 from connector.serve.grpcapi import dataset_service_pb2 as pb
 from connector.serve.grpcapi import dataset_service_pb2_grpc as rpc
+from connector.serve.routes import dataset_topic, new_topic
 from connector.store import Dataset, Store, Version, VersionError
 from connector.store.layout import validate_dataset_name
 from connector.store.versions import check_semver
@@ -54,10 +56,15 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     def CreateDataset(self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext) -> pb.CreateDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.CreateDatasetResponse:
-            name = self._authorized(context, request.name, "editor", "create a dataset")
+            principal, name = self._principal(context), _valid_name(request.name)
+            if "topic_id" in request.metadata:
+                raise ApiError(400, "bad_topic", "the topic is the request's topic_id, not a metadata key")
             metadata: dict[str, Any] = dict(request.metadata)
             if request.topic_id:
                 metadata["topic_id"] = request.topic_id
+            topic = new_topic(metadata)
+            if not principal.may(name, topic, "editor"):
+                raise ApiError(403, "permission_denied", principal.denial(name, topic, "editor", "create a dataset"))
             created = self.store.create_dataset(name, request.description, list(request.tags), metadata)
             return pb.CreateDatasetResponse(dataset=self._dataset(created, self._principal(context)))
         return _answer(context, run)
@@ -76,7 +83,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             principal = self._principal(context)
             found = [d for d in self.store.list_datasets(request.status or None, list(request.tags) or None,
                                                          limit=1 << 62)
-                     if principal.may(d.name, "reader")
+                     if principal.may(d.name, topic_of(d.metadata), "reader")
                      and (not request.topic_id or d.metadata.get("topic_id") == request.topic_id)]
             field = request.sort.field or "name"
             keys: dict[str, Callable[[Dataset], Any]] = {"name": lambda d: d.name, "created_at": lambda d: d.created,
@@ -91,6 +98,8 @@ class DatasetService(rpc.DatasetServiceServicer):
     def UpdateDataset(self, request: pb.UpdateDatasetRequest, context: grpc.ServicerContext) -> pb.UpdateDatasetResponse:  # noqa: N802 - gRPC's method name
         def run() -> pb.UpdateDatasetResponse:
             name = self._authorized(context, request.id, "owner", "update")
+            if "topic_id" in request.metadata:  # moving a dataset would carry it across the topic boundary
+                raise ApiError(400, "bad_topic", f"dataset {name!r}: the topic is fixed when the dataset is created")
             if request.name and request.name != name:
                 raise ApiError(400, "rename", f"dataset {name!r}: datasets are not renamed (name must be empty or the id)")
             updated = self.store.update_dataset(name, description=request.description or None,
@@ -228,15 +237,10 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     def _authorized(self, context: grpc.ServicerContext, name: str, role: str, action: str) -> str:
         principal = self._principal(context)
-        try:
-            validate_dataset_name(name)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_name", str(exc)) from None
-        if not principal.may(name, role):
-            held = principal.role_on(name)
-            raise ApiError(403, "permission_denied",
-                           f"principal {principal.name!r} {'has role ' + held if held else 'has no role'} on "
-                           f"dataset {name!r}; to {action} takes {role}")
+        _valid_name(name)
+        topic = None if principal.admin else dataset_topic(self.store, name)
+        if not principal.may(name, topic, role):
+            raise ApiError(403, "permission_denied", principal.denial(name, topic, role, action))
         return name
 
     def _version_of(self, context: grpc.ServicerContext, dataset_id: str, version_id: str) -> tuple[str, str]:
@@ -271,6 +275,14 @@ class DatasetService(rpc.DatasetServiceServicer):
         if versions:
             out.latest_version.CopyFrom(_version(versions[-1]))
         return out
+
+
+def _valid_name(name: str) -> str:
+    try:
+        validate_dataset_name(name)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_name", str(exc)) from None
+    return name
 
 
 class _DataLoss(Exception):

@@ -14,7 +14,8 @@ path                                                       does                 
 ``GET    /api/v1/datas3t/{id}/missing-ranges``             gaps in the key space   reader
 =========================================================  ======================  =======
 
-The list shows only the datasets the caller may read. Every store call runs in the server's
+Roles count by the dataset's name and its topic (:mod:`connector.serve.auth`); a create's topic is
+its ``metadata.topic_id``. The list shows only the datasets the caller may read. Every store call runs in the server's
 worker threads; the event loop only moves bytes.
 """
 
@@ -31,10 +32,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from connector.serve import downloads, uploads
-from connector.serve.auth import Principal
+from connector.serve.auth import Principal, topic_of
 from connector.serve.bodies import BlockingBody
 from connector.serve.errors import ApiError
 from connector.store import Datarange, Dataset, RangeError, Store
+from connector.store.errors import DatasetNotFound
 from connector.store.layout import validate_dataset_name
 
 PREFIX = "/api/v1/datas3t"
@@ -81,28 +83,32 @@ class Datas3tApi:
     async def list_datasets(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
         found = await self._run(self.store.list_datasets, limit=1 << 62)
-        return web.json_response({"datasets": [_dataset_json(d) for d in found if principal.may(d.name, "reader")]})
+        return web.json_response({"datasets": [_dataset_json(d) for d in found
+                                               if principal.may(d.name, topic_of(d.metadata), "reader")]})
 
     async def create_dataset(self, request: web.Request) -> web.Response:
-        name = authorized(request, "editor", "create a dataset")
+        principal, name = principal_of(request), valid_name(request)
         fields = await json_fields(request, {"description": str, "tags": list, "metadata": dict, "status": str})
+        topic = new_topic(fields.get("metadata", {}))
+        if not principal.may(name, topic, "editor"):
+            raise ApiError(403, "permission_denied", principal.denial(name, topic, "editor", "create a dataset"))
         created = await self._run(self.store.create_dataset, name, **fields)
         return web.json_response(_dataset_json(created), status=201)
 
     async def get_dataset(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         dataset, stats = await self._run(_with_stats, self.store, name)
         return web.json_response({**_dataset_json(dataset), "stats": stats})
 
     async def delete_dataset(self, request: web.Request) -> web.Response:
-        name = authorized(request, "owner", "delete")
+        name = await authorized(request, self.store, "owner", "delete")
         await self._run(self.store.delete_dataset, name, wait=self.limits.lock_wait)
         return web.json_response({"deleted": name})
 
     # -- dataranges ------------------------------------------------------------------------------
 
     async def upload(self, request: web.Request) -> web.Response:
-        name = authorized(request, "editor", "upload")
+        name = await authorized(request, self.store, "editor", "upload")
         write = _uploader(request.content_type)
         if request.content_length is not None and request.content_length > self.limits.max_upload_bytes:
             raise ApiError(413, "too_large", f"request body of {request.content_length} bytes is larger than the "
@@ -117,12 +123,12 @@ class Datas3tApi:
         return web.json_response({"dataset": name, **self._datarange_json(datarange)}, status=201)
 
     async def list_dataranges(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         ranges = await self._run(self.store.dataranges, name)
         return web.json_response({"dataset": name, "dataranges": [self._datarange_json(d) for d in ranges]})
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         first, last = _key(request, "start"), _key(request, "end")
         ranges = await self._run(downloads.covering, self.store, name, first, last)
         fmt = request.query.get("format") or downloads.default_format(ranges)
@@ -153,13 +159,13 @@ class Datas3tApi:
             raise ApiError(404, "missing", str(exc)) from None
 
     async def aggregate(self, request: web.Request) -> web.Response:
-        name = authorized(request, "editor", "aggregate")
+        name = await authorized(request, self.store, "editor", "aggregate")
         first, last = _key(request, "start"), _key(request, "end")
         merged = await self._run(self.store.aggregate, name, first, last, wait=self.limits.lock_wait)
         return web.json_response({"dataset": name, "datarange": self._datarange_json(merged)})
 
     async def missing_ranges(self, request: web.Request) -> web.Response:
-        name = authorized(request, "reader", "read")
+        name = await authorized(request, self.store, "reader", "read")
         dataset, gaps = await self._run(_with_gaps, self.store, name)
         return web.json_response({"dataset": name, "next_key": dataset.next_key,
                                   "missing": [{"start": a, "end": b} for a, b in gaps]})
@@ -183,20 +189,47 @@ def principal_of(request: web.Request) -> Principal:
     return principal
 
 
-def authorized(request: web.Request, role: str, action: str) -> str:
-    """The dataset id of the path, once it is a valid name and the caller holds ``role`` on it."""
-    principal = principal_of(request)
+def valid_name(request: web.Request) -> str:
+    """The dataset id of the path, once it is a valid name (400 otherwise)."""
     name = request.match_info["id"]
     try:
         validate_dataset_name(name)
     except ValueError as exc:
         raise ApiError(400, "invalid_name", str(exc)) from None
-    if not principal.may(name, role):
-        held = principal.role_on(name)
-        raise ApiError(403, "permission_denied",
-                       f"principal {principal.name!r} {'has role ' + held if held else 'has no role'} on "
-                       f"dataset {name!r}; to {action} takes {role}")
     return name
+
+
+async def authorized(request: web.Request, store: Store, role: str, action: str) -> str:
+    """The dataset id of the path, once it is a valid name and the caller holds ``role`` on it
+    (by its name and its topic)."""
+    principal, name = principal_of(request), valid_name(request)
+    topic = None if principal.admin else await in_worker(dataset_topic, store, name)
+    if not principal.may(name, topic, role):
+        raise ApiError(403, "permission_denied", principal.denial(name, topic, role, action))
+    return name
+
+
+def dataset_topic(store: Store, name: str) -> str | None:
+    """The topic of dataset ``name`` (``None``: it has none or does not exist, which the caller's
+    answer must not tell apart)."""
+    try:
+        return topic_of(store.get_dataset(name).metadata)
+    except DatasetNotFound:
+        return None
+
+
+def new_topic(metadata: dict[str, Any]) -> str | None:
+    """The topic a new dataset's metadata names; 400 for a ``topic_id`` that is not a topic name."""
+    if "topic_id" not in metadata:
+        return None
+    topic = metadata["topic_id"]
+    if not isinstance(topic, str) or not topic:
+        raise ApiError(400, "bad_topic", "metadata topic_id must be a non-empty string")
+    try:
+        validate_dataset_name(topic)  # the same rules as a dataset name: no '/', '..', NUL, no overlong value
+    except ValueError as exc:
+        raise ApiError(400, "bad_topic", f"topic_id: {exc}") from None
+    return topic
 
 
 def _key(request: web.Request, part: str) -> int:

@@ -74,22 +74,23 @@ class Principals:
     reader: str  # reader of team-*
     owner: str  # owner of team-own, reader of other
     outsider: str  # reader of other only
+    alpha_member: str  # member of topic alpha
+    alpha_editor: str  # editor of topic alpha
+    beta_owner: str  # owner of topic beta, and of every dataset by name: confined to beta all the same
     path: Path
 
 
 @pytest.fixture(scope="module")
 def principals(tmp_path_factory) -> Principals:
-    tokens = {name: new_token() for name in ("admin", "editor", "reader", "owner", "outsider")}
-    roles = {"admin": None, "editor": {"team-*": "editor"}, "reader": {"team-*": "reader"},
-             "owner": {"team-own": "owner", "other": "reader"}, "outsider": {"other": "reader"}}
-    entries = []
-    for name, (_, digest) in tokens.items():
-        entry: dict = {"name": name, "token_sha256": digest}
-        if roles[name] is None:
-            entry["admin"] = True
-        else:
-            entry["roles"] = roles[name]
-        entries.append(entry)
+    tokens = {name: new_token() for name in ("admin", "editor", "reader", "owner", "outsider", "alpha_member",
+                                             "alpha_editor", "beta_owner")}
+    roles: dict[str, dict] = {
+        "admin": {"admin": True}, "editor": {"roles": {"team-*": "editor"}},
+        "reader": {"roles": {"team-*": "reader"}},
+        "owner": {"roles": {"team-own": "owner", "other": "reader"}}, "outsider": {"roles": {"other": "reader"}},
+        "alpha_member": {"topics": {"alpha": "member"}}, "alpha_editor": {"topics": {"alpha*": "editor"}},
+        "beta_owner": {"topics": {"beta": "owner"}, "roles": {"*": "owner"}}}
+    entries = [{"name": name, "token_sha256": digest, **roles[name]} for name, (_, digest) in tokens.items()]
     path = tmp_path_factory.mktemp("tokens") / "tokens.json"
     path.write_text(json.dumps({"principals": entries}))
     return Principals(**{name: token for name, (token, _) in tokens.items()}, path=path)

@@ -170,3 +170,62 @@ def test_client_without_token_gets_401(server: Server):
     with pytest.raises(ServerError) as denied:
         Datas3tClient(server.url).list_datasets()
     assert denied.value.status == 401
+
+
+# principals on a dataset of topic alpha, and the role each holds there (beta_owner: none, the boundary)
+TOPIC_HOLDERS = [("beta_owner", None), ("alpha_member", "reader"), ("alpha_editor", "editor"), ("outsider", None)]
+
+
+@pytest.mark.parametrize(("method", "tail", "body", "content_type", "role"), ROUTES)
+def test_every_route_checks_the_topic(server: Server, principals: Principals, method, tail, body, content_type,
+                                      role):
+    name = unique("t-")
+    admin = server.client(principals.admin)
+    admin.create_dataset(name, metadata={"topic_id": "alpha"})
+    admin.upload_tar(name, TAR)
+    path = f"/api/v1/datas3t/{name}{tail}"
+    if method == "PUT":  # a create names the topic it creates in
+        body = b'{"metadata": {"topic_id": "alpha"}}'
+    order = ["reader", "editor", "owner"]
+    for principal, held in TOPIC_HOLDERS:
+        status, _, answer = raw_request(server, method, path, getattr(principals, principal), body, content_type)
+        if held is not None and order.index(held) >= order.index(role):
+            assert status < 400 or answer["error"]["code"] not in ("permission_denied", "unauthenticated"), answer
+        else:
+            assert (status, answer["error"]["code"]) == (403, "permission_denied"), (principal, answer)
+            assert "alpha" not in answer["error"]["message"] or held is not None  # nothing of the topic leaks
+    assert admin.get_dataset(name)["next_key"] == 1  # no write got through (the editor's upload overlaps)
+
+
+def test_topic_editors_create_only_in_their_topics(server: Server, principals: Principals):
+    alpha_editor, member = server.client(principals.alpha_editor), server.client(principals.alpha_member)
+    made = alpha_editor.create_dataset(unique("t-"), metadata={"topic_id": "alpha-2"})
+    assert made["metadata"] == {"topic_id": "alpha-2"}
+    alpha_editor.upload_records(made["id"], [{"a": 1}])
+    for call in (lambda: alpha_editor.create_dataset(unique("t-")),  # no topic: outside its topics
+                 lambda: alpha_editor.create_dataset(unique("t-"), metadata={"topic_id": "beta"}),
+                 lambda: member.create_dataset(unique("t-"), metadata={"topic_id": "alpha"}),  # members read only
+                 lambda: alpha_editor.delete_dataset(made["id"])):  # deleting takes an owner
+        with pytest.raises(ServerError) as denied:
+            call()
+        assert denied.value.status == 403
+    for bad in ("", "../x", 7):
+        with pytest.raises(ServerError) as refused:
+            alpha_editor.create_dataset(unique("t-"), metadata={"topic_id": bad})
+        assert (refused.value.status, refused.value.code) == (400, "bad_topic")
+    beta = server.client(principals.beta_owner)
+    other = beta.create_dataset(unique("t-"), metadata={"topic_id": "beta"})
+    beta.delete_dataset(other["id"])  # the topic's owner deletes
+
+
+def test_a_topic_token_lists_only_its_topics(server: Server, principals: Principals):
+    admin = server.client(principals.admin)
+    in_alpha, in_beta, no_topic = unique("t-"), unique("t-"), unique("t-")
+    admin.create_dataset(in_alpha, metadata={"topic_id": "alpha"})
+    admin.create_dataset(in_beta, metadata={"topic_id": "beta"})
+    admin.create_dataset(no_topic)
+    alpha = {d["id"] for d in server.client(principals.alpha_member).list_datasets()}
+    beta = {d["id"] for d in server.client(principals.beta_owner).list_datasets()}
+    assert in_alpha in alpha and not alpha & {in_beta, no_topic}
+    assert in_beta in beta and not beta & {in_alpha, no_topic}  # its roles {'*': owner} stop at the boundary
+    assert {d["metadata"].get("topic_id") for d in server.client(principals.alpha_member).list_datasets()} == {"alpha"}

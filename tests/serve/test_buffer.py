@@ -70,10 +70,13 @@ def test_send_over_the_limit_is_413(server: Server, principals: Principals, admi
     assert (status, answer["error"]["code"]) == (413, "too_large")
 
 
-@pytest.mark.parametrize(("method", "endpoint", "body", "role"), [
+BUFFER_ENDPOINTS = [
     ("GET", "stat", None, "reader"), ("GET", "dstat", None, "reader"), ("GET", "dumpF", None, "reader"),
     ("GET", "dumpLogF", None, "reader"), ("POST", "sendF", b'{"a": 1}', "editor"),
-    ("POST", "upddsc", b'{"dstatus": "OPERATIONAL"}', "owner"), ("POST", "cleanall", None, "owner")])
+    ("POST", "upddsc", b'{"dstatus": "OPERATIONAL"}', "owner"), ("POST", "cleanall", None, "owner")]
+
+
+@pytest.mark.parametrize(("method", "endpoint", "body", "role"), BUFFER_ENDPOINTS)
 def test_every_buffer_endpoint_checks_token_and_role(server: Server, principals: Principals, admin: Datas3tClient,
                                                      method, endpoint, body, role):
     name = unique()
@@ -82,6 +85,21 @@ def test_every_buffer_endpoint_checks_token_and_role(server: Server, principals:
     assert (status, answer["error"]["code"]) == (401, "unauthenticated")
     order = ["reader", "editor", "owner"]
     for principal, held in [("outsider", None), ("reader", "reader"), ("editor", "editor")]:
+        status, answer = _call(server, getattr(principals, principal), method, name, endpoint, body)
+        if held is not None and order.index(held) >= order.index(role):
+            assert status < 400, answer
+        else:
+            assert (status, answer["error"]["code"]) == (403, "permission_denied"), (principal, answer)
+    assert _call(server, principals.admin, "GET", name, "dstat")[1]["dstatus"] == "OPERATIONAL"
+
+
+@pytest.mark.parametrize(("method", "endpoint", "body", "role"), BUFFER_ENDPOINTS)
+def test_every_buffer_endpoint_checks_the_topic(server: Server, principals: Principals, admin: Datas3tClient,
+                                                method, endpoint, body, role):
+    name = unique("t-")
+    admin.create_dataset(name, metadata={"topic_id": "alpha"})
+    order = ["reader", "editor", "owner"]
+    for principal, held in [("beta_owner", None), ("alpha_member", "reader"), ("alpha_editor", "editor")]:
         status, answer = _call(server, getattr(principals, principal), method, name, endpoint, body)
         if held is not None and order.index(held) >= order.index(role):
             assert status < 400, answer

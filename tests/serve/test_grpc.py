@@ -225,3 +225,60 @@ def test_every_method_authenticates_and_checks_the_role(channel, principals: Pri
         assert call(auth(principals.editor)) is None
     if takes == "owner":
         assert call(auth(principals.editor)) == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("method", [m for m, _ in _calls("x")])
+def test_every_method_checks_the_topic(channel, principals: Principals, method):
+    service = stub(channel)
+    name = unique("t-")
+    service.CreateDataset(pb.CreateDatasetRequest(name=name, topic_id="alpha"), metadata=auth(principals.admin))
+    _upload(service, principals.admin, name, b'{"a": 0}\n', "application/x-ndjson", version="1.0.0")
+    request = dict(_calls(name))[method]
+    if method == "CreateDataset":  # a create names the topic it creates in
+        request = pb.CreateDatasetRequest(name=name + "-new", topic_id="alpha")
+
+    def call(token: str) -> grpc.StatusCode | None:
+        message = iter(request) if isinstance(request, list) else request
+        try:
+            result = getattr(service, method)(message, metadata=auth(token))
+            if method == "DownloadContent":
+                list(result)
+        except grpc.RpcError as exc:
+            return exc.code()
+        return None
+
+    takes = {"CreateDataset": "editor", "UpdateDataset": "owner", "DeleteDataset": "owner",
+             "CreateVersion": "editor", "UploadContent": "editor"}.get(method, "reader")
+    # beta's owner holds {'*': owner} by name, yet nothing outside its topic
+    assert call(principals.beta_owner) == grpc.StatusCode.PERMISSION_DENIED
+    assert call(principals.alpha_member) == (None if takes == "reader" else grpc.StatusCode.PERMISSION_DENIED)
+    assert call(principals.alpha_editor) == (grpc.StatusCode.PERMISSION_DENIED if takes == "owner" else None)
+
+
+def test_topics_bound_create_list_and_update(channel, principals: Principals):
+    service = stub(channel)
+    in_alpha, in_beta = unique("t-"), unique("t-")
+
+    def code(call) -> grpc.StatusCode:
+        with pytest.raises(grpc.RpcError) as failed:
+            call()
+        return failed.value.code()
+
+    service.CreateDataset(pb.CreateDatasetRequest(name=in_alpha, topic_id="alpha"), metadata=auth(principals.alpha_editor))
+    service.CreateDataset(pb.CreateDatasetRequest(name=in_beta, topic_id="beta"), metadata=auth(principals.beta_owner))
+    for token, request in [(principals.alpha_editor, pb.CreateDatasetRequest(name=unique("t-"), topic_id="beta")),
+                           (principals.alpha_editor, pb.CreateDatasetRequest(name=unique("t-"))),
+                           (principals.alpha_member, pb.CreateDatasetRequest(name=unique("t-"), topic_id="alpha"))]:
+        assert code(lambda r=request, t=token: service.CreateDataset(r, metadata=auth(t))) == \
+            grpc.StatusCode.PERMISSION_DENIED
+    assert code(lambda: service.CreateDataset(pb.CreateDatasetRequest(name=unique("t-"), metadata={"topic_id": "alpha"}),
+                                              metadata=auth(principals.alpha_editor))) == grpc.StatusCode.INVALID_ARGUMENT
+    # an owner cannot move its dataset into another topic
+    assert code(lambda: service.UpdateDataset(pb.UpdateDatasetRequest(id=in_beta, metadata={"topic_id": "alpha"}),
+                                              metadata=auth(principals.beta_owner))) == grpc.StatusCode.INVALID_ARGUMENT
+    for token, mine, theirs in [(principals.alpha_member, in_alpha, in_beta), (principals.beta_owner, in_beta, in_alpha)]:
+        listed = [d.id for d in service.ListDatasets(pb.ListDatasetsRequest(page=pb.PageRequest(page_size=1000)),
+                                                     metadata=auth(token)).datasets]
+        assert mine in listed and theirs not in listed
+        assert not service.ListDatasets(pb.ListDatasetsRequest(topic_id="alpha" if mine == in_beta else "beta"),
+                                        metadata=auth(token)).datasets
