@@ -87,7 +87,7 @@ class Datas3tClient:
         try:
             if response.status >= 400:
                 raise _error(response)
-            while piece := response.read(PIECE):
+            while piece := _read_piece(response, dataset, start, end):
                 yield piece
         finally:
             connection.close()
@@ -158,6 +158,15 @@ def _pieces(body: Body | None) -> Iterator[bytes]:
     for piece in cast(Iterable[bytes], body):
         if piece:  # an empty piece would end a chunked body
             yield piece
+
+
+def _read_piece(response: http.client.HTTPResponse, dataset: str, start: int, end: int) -> bytes:
+    try:
+        return response.read(PIECE)
+    except (http.client.IncompleteRead, ConnectionError) as exc:
+        # the server met an error after the first byte: it ends the stream without its last chunk
+        raise ServerError(0, "incomplete", f"download of {dataset!r} keys {start}..{end} was cut short by the "
+                          f"server ({type(exc).__name__}); the server's log names the error") from None
 
 
 def _path(dataset: str, *parts: str) -> str:

@@ -134,6 +134,10 @@ class Datas3tApi:
         fmt = request.query.get("format") or downloads.default_format(ranges)
         if fmt not in downloads.FORMATS:
             raise ApiError(400, "bad_format", f"format must be one of {', '.join(downloads.FORMATS)}, not {fmt!r}")
+        files = [d for d in ranges if d.kind != "records"]
+        if fmt == "jsonl" and files:  # refused before the first byte, not as a stream cut short
+            raise ApiError(409, "not_records", f"dataset {name!r}: keys {files[0].first}..{files[0].last} hold files, "
+                           "which JSON Lines cannot carry; ask for format=tar")
         if fmt == "urls":
             expires = _expires(request.query.get("expires", "3600"))
             return web.json_response(await self._run(downloads.presigned, self.store, name, ranges, first, last,

@@ -17,7 +17,7 @@ from connector.serve import Limits, build_app
 from connector.serve.openapi import document
 from connector.store import Store
 
-from .conftest import Server, unique
+from .conftest import Principals, Server, raw_request, unique
 
 
 def _tar_members(data: bytes) -> list[tuple[str, bytes]]:
@@ -273,3 +273,39 @@ def test_presigned_urls_need_an_object_store_root(admin: Datas3tClient):
     with pytest.raises(ServerError) as expires:
         admin.presigned(name, 0, 0, expires=0)
     assert expires.value.code == "bad_expires"
+
+
+def test_jsonl_of_a_range_holding_files_is_refused_before_the_first_byte(server: Server, principals: Principals):
+    client = server.client(principals.admin)
+    name = unique()
+    client.create_dataset(name)
+    client.upload_records(name, [{"a": 1}])
+    client.upload_tar(name, datapoints_tar({1: b"file"}))
+    status, _, answer = raw_request(server, "GET", f"/api/v1/datas3t/{name}/datarange/0/1?format=jsonl",
+                                    principals.admin)
+    assert (status, answer["error"]["code"]) == (409, "not_records")
+    assert "keys 1..1 hold files" in answer["error"]["message"]
+    assert client.download_bytes(name, 0, 0, "jsonl") == b'{"a":1}\n'
+
+
+def test_a_download_cut_short_is_a_server_error(tmp_path):
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_half() -> None:  # a stream that ends without its last chunk, as des serve's after an error
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+
+    thread = threading.Thread(target=answer_half)
+    thread.start()
+    try:
+        with pytest.raises(ServerError) as cut:
+            Datas3tClient(f"http://127.0.0.1:{listener.getsockname()[1]}").download_bytes("d", 0, 9)
+        assert cut.value.code == "incomplete" and "keys 0..9 was cut short" in cut.value.message
+    finally:
+        thread.join(10)
+        listener.close()
