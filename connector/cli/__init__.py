@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="des", description="DES containers, datasets and syncs from object storage.")
     parser.add_argument("--version", action="version", version=f"des-connector {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--server", metavar="URL", help="run the datasets commands against des serve at URL "
+                        "(http[s]://HOST:PORT) instead of a local store")
+    parser.add_argument("--token", metavar="TOKEN", help="bearer token for --server (default: $DES_TOKEN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -52,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_usage(sys.stderr)
         print("des: error: a command is required (see des --help)", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.server or args.token) and args.command != "datasets":
+        print(f"des: error: --server and --token serve the datasets commands, not {args.command}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.token and not args.server:
+        print("des: error: --token needs --server URL", file=sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args) or EXIT_OK)

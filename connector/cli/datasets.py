@@ -18,10 +18,13 @@ READ_ONLY = frozenset({"list", "get", "ranges", "missing", "read", "cat", "chunk
                        "versions list", "versions get"})
 
 
+DEFAULT_ROOT = "out/store"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="datasets, dataranges and versions of a store",
                        description="Manage the datasets of a store root (local folder or fsspec URL).")
-    p.add_argument("--root", default="out/store", help="store root (default: out/store)")
+    p.add_argument("--root", default=None, help="store root (default: out/store)")
     p.add_argument("--catalog", help="SQLite catalog file (default: <root>/.des-catalog.sqlite, or the user cache dir) "
                    "or a postgresql://user@host/db URL")
     p.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
@@ -34,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = cmds.add_parser(name, help=help_text, description=help_text)
         for a, kw in args:
             c.add_argument(*a, **kw)
-        c.set_defaults(func=lambda ns: _run(ns, func, read_only=name in READ_ONLY))
+        c.set_defaults(func=lambda ns: _run(ns, func, read_only=name in READ_ONLY, command=name))
         return c
 
     name = (("name",), {"help": "dataset name"})
@@ -83,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = vcmds.add_parser(action, help=help_text, description=help_text)
         for a, kw in (name, *args):
             c.add_argument(*a, **kw)
-        c.set_defaults(func=lambda ns: _run(ns, func, read_only=f"versions {action}" in READ_ONLY))
+        c.set_defaults(func=lambda ns: _run(ns, func, read_only=f"versions {action}" in READ_ONLY,
+                                            command=f"versions {action}"))
 
     vcmd("list", "versions of a dataset, in semver order", lambda s, a: [_version_row(v) for v in s.list_versions(a.name)])
     vcmd("create", "snapshot the current dataranges", lambda s, a: _version_row(s.create_version(a.name, a.version, a.message)),
@@ -107,11 +111,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd("stats", "datapoints, bytes, dataranges, versions, last write", lambda s, a: _with_iso_times(s.stats(a.name)), name)
     cmd("log", "the dataset's operation log (JSON Lines with --json)", _log, name)
 
-def _run(args: argparse.Namespace, func, read_only: bool) -> int:
-    from connector.store import Store
+def _run(args: argparse.Namespace, func, read_only: bool, command: str) -> int:
+    if getattr(args, "server", None):  # des --server URL: the same command through des serve's REST API
+        from connector.cli.remote import run_remote
 
-    with Store(args.root, args.catalog, storage_options=args.storage_options, read_only=read_only) as store:
-        result = func(store, args)
+        result = run_remote(command, args)
+    else:
+        from connector.store import Store
+
+        with Store(args.root or DEFAULT_ROOT, args.catalog, storage_options=args.storage_options,
+                   read_only=read_only) as store:
+            result = func(store, args)
     if isinstance(result, bytes):
         sys.stdout.buffer.write(result)
         return 0
