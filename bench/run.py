@@ -6,7 +6,7 @@ Starts moto's S3 server (with a request counter) on 127.0.0.1, loads seeded data
 ``--repeat`` times (at least 3), and writes ``bench/RESULTS.md``: ratios and targets first,
 absolute figures (median and min-max spread) second. Nothing here is run by CI's test command.
 Cases (one module each in bench/cases/): source_read, discover, incremental, destination, sync, random_read,
-batch_read, pack, duckdb, scale. bench/core.py holds what they share, bench/report.py writes the report.
+batch_read, pack, duckdb, scale, serve. bench/core.py holds what they share, bench/report.py writes the report.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from cases.incremental import case_incremental
 from cases.pack import case_pack
 from cases.random_read import case_random_read
 from cases.scale import case_scale
+from cases.serve import case_serve
 from cases.source_read import case_source_read
 from cases.sync import case_sync
 from core import Ctx
@@ -19,5 +20,5 @@ from core import Ctx
 CASES: dict[str, Callable[[Ctx], None]] = {
     "source_read": case_source_read, "discover": case_discover, "incremental": case_incremental,
     "destination": case_destination, "sync": case_sync, "random_read": case_random_read, "batch_read": case_batch_read,
-    "pack": case_pack, "duckdb": case_duckdb, "scale": case_scale,
+    "pack": case_pack, "duckdb": case_duckdb, "scale": case_scale, "serve": case_serve,
 }

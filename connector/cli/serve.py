@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="address to listen on (default 127.0.0.1:8080; port 0 picks a free one, printed at start)")
     p.add_argument("--grpc", metavar="HOST:PORT",
                    help="also serve DatasetService over gRPC here (spec/dataset_service.proto; needs grpcio)")
-    p.add_argument("--tokens", metavar="FILE", help="tokens file: principals, SHA-256 of their tokens, roles per dataset")
+    p.add_argument("--tokens", metavar="FILE", help="tokens file: principals, SHA-256 of their tokens, roles per topic and dataset")
     p.add_argument("--no-auth", action="store_true", help="serve everyone as an admin (no tokens file)")
     p.add_argument("--max-upload-bytes", type=_positive, default=1 << 30, metavar="N",
                    help="largest upload body (default 1 GiB); larger ones get 413 and write nothing")
