@@ -120,11 +120,9 @@ def _in(module: str, package: str) -> bool:
 def test_the_graph_is_read():
     # The test is only as good as its parsing: known edges must be seen.
     assert ("connector.records", False) in GRAPH["connector.store.writer"]
-    assert ("connector.store.names", False) in GRAPH["connector.store.api"]
-    assert ("connector.des", False) in GRAPH["connector.store.api"]
+    assert ("connector.store.names", False) in GRAPH["connector.store.reading"]
+    assert ("connector.des", False) in GRAPH["connector.store.storage"]
     assert ("connector.records", True) in GRAPH["connector.source.formats.parquet"]
-    # writer refers to Store only for type hints
-    assert not any(m == "connector.store.api" for m, _ in GRAPH["connector.store.writer"])
 
 
 def test_no_import_cycle_between_modules():
@@ -214,3 +212,72 @@ config = {"retries": {"mode": "standard", "total_max_attempts": 4}}
 def test_the_storage_policy_depends_on_no_package_of_ours():
     # Every package uses it, so it may use only the package's shared leaves.
     assert {t for t, _ in GRAPH[POLICY]} <= {"connector.errors"}
+
+
+# The store is made of parts (connector.store.api); the facade Store is built from them, not they from it.
+STORE_PARTS = ("storage", "oplog", "datasets", "history", "reading", "writer", "maintenance")
+# Private names of other libraries' documented API: fsspec's protocol stripping (a classmethod every
+# fsspec filesystem has) and namedtuple's methods.
+FOREIGN_PRIVATE = {"_strip_protocol", "_replace", "_asdict", "_fields", "_make"}
+
+
+def _own_names(tree: ast.AST) -> set[str]:
+    """Attribute names a module defines itself: methods, class attributes, ``x.name = ...`` targets."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    names.add(item.target.id)
+                elif isinstance(item, ast.Assign):
+                    names.update(t.id for t in item.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.attr for t in targets if isinstance(t, ast.Attribute))
+    return names
+
+
+def _private_accesses(name: str, source: str) -> list[str]:
+    """``name:line: expr._attr`` for every private attribute read from anything but ``self``/``cls``
+    that the module does not define itself (another module's private field)."""
+    tree = ast.parse(source)
+    own = _own_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and node.attr not in FOREIGN_PRIVATE and node.attr not in own
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_private_access_finder_sees_one():
+    source = ("x = self.part._hidden\ny = self._own\nz = fs._strip_protocol(u)\nw = store._reader(d)\n"
+              "class R:\n    _names: dict\n    def new(cls):\n        row = object()\n        return row._names\n")
+    assert _private_accesses("m", source) == ["m:1: self.part._hidden", "m:4: store._reader"]
+
+
+def test_store_parts_use_only_each_others_public_names():
+    # A part reaching into another's private fields (or the facade's) ties them together again.
+    wrong = [hit for module in sorted(m for m in MODULES if _in(m, "connector.store"))
+             for hit in _private_accesses(module, MODULES[module].read_text(encoding="utf-8"))]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("part", STORE_PARTS)
+def test_store_parts_do_not_import_the_facade(part):
+    imports = {m for m, _ in GRAPH[f"connector.store.{part}"]}
+    assert "connector.store.api" not in imports and "connector.store" not in imports
+    source = MODULES[f"connector.store.{part}"].read_text(encoding="utf-8")
+    assert "connector.store.api" not in source  # not even for type hints
+
+
+def test_store_has_no_writer_only_methods():
+    # What only a writer session needs lives in its parts (Storage, OperationLog), not on Store.
+    from connector.store import Store
+
+    plumbing = {"publish", "spool_dir", "spool_prefix", "remove_stale_spools", "write_bytes", "list_range_objects",
+                "checkpoint_files", "dumps", "loads", "url", "operation", "log", "compact_log"}
+    assert plumbing & set(dir(Store)) == set()

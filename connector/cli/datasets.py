@@ -198,7 +198,7 @@ def _read(store, args) -> bytes:
 
 def _key(text: str) -> int:
     """A datapoint key argument: a whole number from 0 to 2^63-1 (what the catalog holds)."""
-    from connector.store.api import MAX_KEY
+    from connector.store.reading import MAX_KEY
 
     try:
         key = int(text, 10)

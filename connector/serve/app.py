@@ -244,7 +244,7 @@ async def _serve(options: ServeOptions, store: Store, tokens: Tokens | None, tls
         host, port = runner.addresses[0][:2]
         scheme = "https" if tls else "http"
         _event("listening", url=f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}",
-               root=store.url(store.root), auth="none" if tokens is None else "tokens")
+               root=store.storage.url(store.root), auth="none" if tokens is None else "tokens")
         if tokens is None:
             _log.warning(json.dumps({"event": "warning", "time": _now(),
                                      "message": "--no-auth: every request is served as an admin"}))

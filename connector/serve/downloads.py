@@ -86,7 +86,7 @@ def presigned(store: Store, dataset: str, ranges: list[Datarange], first: int, l
             url = store.fs.sign(path, expiration=expires)
         except NotImplementedError:
             raise ApiError(400, "no_presign", f"dataset {dataset!r}: presigned URLs need an object store root "
-                           f"(S3), not {store.url(store.root)}; download the bytes instead") from None
+                           f"(S3), not {store.storage.url(store.root)}; download the bytes instead") from None
         reader = DesReader(path, fs=store.fs, size=d.size)
         names = reader.names()
         points = []

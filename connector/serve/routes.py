@@ -175,7 +175,7 @@ class Datas3tApi:
                                   "missing": [{"start": a, "end": b} for a, b in gaps]})
 
     def _datarange_json(self, d: Datarange) -> dict[str, Any]:
-        root = self.store.url(self.store.root).rstrip("/") + "/"
+        root = self.store.storage.url(self.store.root).rstrip("/") + "/"
         return {"start": d.first, "end": d.last, "datapoints": d.count, "bytes": d.size, "sha256": d.sha256,
                 "kind": d.kind, "object": d.url.removeprefix(root)}
 

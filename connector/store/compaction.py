@@ -66,8 +66,8 @@ def compact_superseded(store: Store, dataset: str, primary_key: Sequence[str] | 
         checkpoint_path = store.layout.checkpoint(dataset, epoch, len(keep), lock.tag) if checkpoint else None
         try:
             if checkpoint_path is not None:
-                store.write_bytes(checkpoint_path, checkpoint.encode())
-            with store.operation(dataset, "compact", kept=len(keep), dropped=total - len(keep),
+                store.storage.write_bytes(checkpoint_path, checkpoint.encode())
+            with store.oplog.operation(dataset, "compact", kept=len(keep), dropped=total - len(keep),
                                  key=fields, cursor=cursor, epoch=epoch) as op:
                 lock.check(op.db)
                 store.catalog.start_key_space(op.db, dataset, epoch)
@@ -80,8 +80,8 @@ def compact_superseded(store: Store, dataset: str, primary_key: Sequence[str] | 
             for path in [w[2] for w in written] + ([checkpoint_path] if checkpoint_path else []):
                 remove_quietly(store.fs, path)
             raise
-        store._after_new_key_space(dataset, d.epoch, d.next_key)  # dataset.json: restore finds the new epoch
-        referenced = store._referenced_paths(dataset)
+        store.versions.after_new_key_space(dataset, d.epoch, d.next_key)  # dataset.json: restore finds the new epoch
+        referenced = store.versions.referenced_paths(dataset)
         for r in ranges:
             p = store.fs._strip_protocol(r.url)
             invalidate(store.fs, p)
@@ -171,7 +171,7 @@ def _write(store: Store, dataset: str, lines: list[bytes], meta: dict[str, Any],
 
 def _container(store: Store, dataset: str, path: str, data: bytes, first: int,
                first_meta: dict[str, Any]) -> tuple[DesWriter, int]:
-    fd, spool = tempfile.mkstemp(suffix=".des", dir=store.spool_dir(dataset), prefix=store.spool_prefix(dataset))
+    fd, spool = tempfile.mkstemp(suffix=".des", dir=store.storage.spool_dir(dataset), prefix=store.storage.spool_prefix(dataset))
     os.close(fd)
     try:
         ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
@@ -181,7 +181,7 @@ def _container(store: Store, dataset: str, path: str, data: bytes, first: int,
             data_length = des.data_length  # (once closed, the length of everything written)
             if first_meta:
                 des.set_first_meta(first_meta)
-        store.publish(spool, path)
+        store.storage.publish(spool, path)
     finally:
         if os.path.exists(spool):
             os.unlink(spool)

@@ -91,7 +91,7 @@ def _frame_of(store: Store, dataset: str, version: str | None, columns: Sequence
     import dask
     import dask.dataframe as dd
 
-    ranges = store._ranges_of(dataset, version)
+    ranges = store.reads.ranges_of(dataset, version)
     for d in ranges:
         if d.kind != "records":
             raise StoreError(f"datarange [{d.first}, {d.last}] of {dataset!r} holds files, not records; "
@@ -101,7 +101,7 @@ def _frame_of(store: Store, dataset: str, version: str | None, columns: Sequence
         empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in wanted or []},
                              index=pd.RangeIndex(0, name=INDEX_NAME))
         return dd.from_pandas(empty, npartitions=1)
-    source = _Source(store.fs, store.url(store.root), store.catalog_path, dict(store.fs.storage_options))
+    source = _Source(store.fs, store.storage.url(store.root), store.catalog_path, dict(store.fs.storage_options))
     schema = _read(source, dataset, ranges[0], version, wanted).schema
     meta = _frame(schema.empty_table(), ranges[0].first)
     read = dask.delayed(_partition)

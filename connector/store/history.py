@@ -1,7 +1,7 @@
 """Versions and key spaces of a dataset: snapshots, chunks, rotate, truncate, overwrite.
 
-Mixed into :class:`connector.store.Store`. A version is a manifest in storage naming the
-containers it snapshotted; they stay until no version and no current datarange uses them.
+A version is a manifest in storage naming the containers it snapshotted; they stay until no
+version and no current datarange uses them.
 """
 
 from __future__ import annotations
@@ -9,42 +9,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.store import versions as vers
-from connector.store.errors import DatasetFrozen, RangeError, VersionError
+from connector.store.backends import Connection
+from connector.store.catalog import Catalog
+from connector.store.datasets import Datasets
+from connector.store.errors import RangeError, VersionError
 from connector.store.model import Datarange, Version
-from connector.store.objects import remove_quietly
+from connector.store.oplog import Operation, OperationLog
+from connector.store.storage import Storage
 from connector.store.versions import OVERWRITE_VERSION_PREFIX
 
-if TYPE_CHECKING:
-    import fsspec
 
-    from connector.store.api import Operation
-    from connector.store.catalog import Catalog
-    from connector.store.layout import Layout
-    from connector.store.model import Dataset
+class Versions:
+    """Versions and key spaces of the datasets of one store."""
 
-
-class HistoryMixin:
-    """Versions, chunks and key spaces (needs the Store's catalog, layout, fs and dataset API)."""
-
-    if TYPE_CHECKING:  # what the mixin uses of the Store (mypy checks the Store's definitions against these)
-        fs: fsspec.AbstractFileSystem
-        layout: Layout
-        catalog: Catalog
-
-        def url(self, path: str) -> str: ...
-        def get_dataset(self, name: str) -> Dataset: ...
-        def dataranges(self, dataset: str) -> list[Datarange]: ...
-        def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False,
-                               temporaries: bool = False) -> list[str]: ...
-        def checkpoint_files(self, objects: list[str], next_key: int) -> list[str]: ...
-        def operation(self, name: str, op: str, **details: Any) -> AbstractContextManager[Operation]: ...
-        def _datarange(self, row: Any) -> Datarange: ...
-        def _save_metadata(self, name: str) -> None: ...
-        def _write_json(self, path: str, value: Any) -> None: ...
+    def __init__(self, storage: Storage, catalog: Catalog, oplog: OperationLog, datasets: Datasets) -> None:
+        self.storage, self.catalog, self.oplog, self.datasets = storage, catalog, oplog, datasets
 
     # -- versions --------------------------------------------------------------------------------
 
@@ -55,43 +37,44 @@ class HistoryMixin:
         either ran before (the version holds the merged container) or sees the version and keeps
         the containers it references."""
         vers.check_semver(version)
-        self.get_dataset(dataset)
-        with self.operation(dataset, "version", version=version) as op:
+        self.datasets.get_dataset(dataset)
+        with self.oplog.operation(dataset, "version", version=version) as op:
             if self.catalog.has_version(dataset, version):
                 raise VersionError(f"dataset {dataset!r} already has version {version}")
-            ranges = tuple(self._datarange(r) for r in self.catalog.dataranges(dataset))
+            ranges = tuple(self.datasets.datarange_of(r) for r in self.catalog.dataranges(dataset))
             v = self._snapshot(op, dataset, version, message, ranges)
-            self._insert_version(op.db, v)
+            self.insert_version(op.db, v)
             op.details.update(sha256=v.sha256, dataranges=len(ranges))
         return v
 
-    def _snapshot(self, op, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
+    def _snapshot(self, op: Operation, dataset: str, version: str, message: str, ranges: Sequence[Datarange]) -> Version:
         """A version of ``ranges``, its manifest written to storage (and removed again if the
         operation ``op`` fails: a restore must not find a version the catalog never had)."""
         v = Version(dataset, version, message, time.time(), vers.content_hash(ranges), sum(d.size for d in ranges),
                     tuple(ranges))
-        path = self.layout.version(dataset, version)
-        self._write_json(path, self._version_doc(v))
-        op.on_failure(lambda: remove_quietly(self.fs, path))
+        path = self.storage.layout.version(dataset, version)
+        self.storage.write_json(path, self.manifest(v))
+        op.on_failure(lambda: self.storage.remove(path))
         return v
 
-    def _version_doc(self, v: Version) -> dict[str, Any]:
+    def manifest(self, v: Version) -> dict[str, Any]:
         """The stored form of ``v``: container paths relative to the root."""
-        return vers.manifest(v, lambda url: self.layout.relative(self.fs._strip_protocol(url)))
+        return vers.manifest(v, lambda url: self.storage.layout.relative(self.storage.path_of(url)))
 
-    def _version_from_doc(self, doc: dict[str, Any]) -> Version:
+    def from_manifest(self, doc: dict[str, Any]) -> Version:
         """A stored version with its containers located under this root (whatever root, or
         absolute path, the document was written with)."""
-        return vers.from_manifest(doc, lambda dataset, stored: self.url(self.layout.absolute(dataset, stored)))
+        return vers.from_manifest(doc, lambda dataset, stored: self.storage.url(self.storage.layout.absolute(dataset, stored)))
 
-    def _insert_version(self, db, v: Version) -> None:
+    def insert_version(self, db: Connection, v: Version) -> None:
+        """Record ``v`` in the catalog, inside ``db``'s transaction (its manifest is in storage)."""
         self.catalog.insert_version(db, v.dataset, v.version, v.message, v.created, v.sha256, v.size,
-                                    json.dumps(self._version_doc(v)))
+                                    json.dumps(self.manifest(v)))
 
     def list_versions(self, dataset: str) -> list[Version]:
         """Versions of ``dataset`` in semver order."""
-        self.get_dataset(dataset)
-        found = [self._version_from_doc(json.loads(m)) for m in self.catalog.version_manifests(dataset)]
+        self.datasets.get_dataset(dataset)
+        found = [self.from_manifest(json.loads(m)) for m in self.catalog.version_manifests(dataset)]
         return sorted(found, key=lambda v: vers.semver_key(v.version))
 
     def get_version(self, dataset: str, version: str = "latest") -> Version:
@@ -113,18 +96,18 @@ class HistoryMixin:
         """Forget ``version`` and delete the containers that neither the current dataranges nor
         another version reference."""
         v = self.get_version(dataset, version)
-        with self.operation(dataset, "delete-version", version=v.version) as op:
+        with self.oplog.operation(dataset, "delete-version", version=v.version) as op:
             self.catalog.delete_version(op.db, dataset, v.version)
             # The manifest goes first: a restore never finds a version whose containers are gone
             # (a crash after this leaves unused containers, which gc deletes).
-            path = self.layout.version(dataset, v.version)
-            op.on_failure(lambda: self._write_json(path, self._version_doc(v)))
-            remove_quietly(self.fs, path)
-        keep = self._referenced_paths(dataset) | {self.fs._strip_protocol(d.url) for d in self.dataranges(dataset)}
+            path = self.storage.layout.version(dataset, v.version)
+            op.on_failure(lambda: self.storage.write_json(path, self.manifest(v)))
+            self.storage.remove(path)
+        keep = self.referenced_paths(dataset) | {self.storage.path_of(d.url) for d in self.datasets.dataranges(dataset)}
         for d in v.dataranges:
-            p = self.fs._strip_protocol(d.url)
+            p = self.storage.path_of(d.url)
             if p not in keep:
-                remove_quietly(self.fs, p)
+                self.storage.remove(p)
 
     def chunks(self, dataset: str, version: str = "latest") -> list[dict[str, Any]]:
         """A version's dataranges as numbered chunks: index, first, last, sha256, size, url."""
@@ -142,8 +125,9 @@ class HistoryMixin:
         raise RangeError(f"dataset {dataset!r} version {version}: no chunk with "
                          + (f"index {index} (it has {len(found)})" if index is not None else f"sha256 {sha256}"))
 
-    def _referenced_paths(self, dataset: str) -> set[str]:
-        return {self.fs._strip_protocol(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
+    def referenced_paths(self, dataset: str) -> set[str]:
+        """Paths of the containers the versions of ``dataset`` keep (never to be deleted)."""
+        return {self.storage.path_of(d.url) for v in self.list_versions(dataset) for d in v.dataranges}
 
     # -- key spaces: rotate, truncate, overwrite -------------------------------------------------
 
@@ -155,56 +139,50 @@ class HistoryMixin:
         containers stay where they are, referenced by the version, and the new key space writes
         under ``dataranges/epoch-<n>/`` so its keys never reuse their object keys.
         """
-        self._refuse_frozen(dataset, "rotate")
+        self.datasets.writable(dataset, "rotate")
         with self.catalog.lock(dataset, wait, "rotate") as lock:
-            d = self._refuse_frozen(dataset, "rotate")
+            d = self.datasets.writable(dataset, "rotate")
             version = vers.check_semver(version) if version is not None else self._next_major(dataset)
-            with self.operation(dataset, "rotate", version=version, epoch=d.epoch + 1) as op:
+            with self.oplog.operation(dataset, "rotate", version=version, epoch=d.epoch + 1) as op:
                 lock.check(op.db)
-                self._refuse_frozen(dataset, "rotate")
+                self.datasets.writable(dataset, "rotate")
                 if self.catalog.has_version(dataset, version):
                     raise VersionError(f"dataset {dataset!r} already has version {version}")
-                ranges = [self._datarange(r) for r in self.catalog.dataranges(dataset)]
+                ranges = [self.datasets.datarange_of(r) for r in self.catalog.dataranges(dataset)]
                 v = self._snapshot(op, dataset, version, message, ranges)
-                self._insert_version(op.db, v)
+                self.insert_version(op.db, v)
                 self.catalog.start_key_space(op.db, dataset, d.epoch + 1)
                 op.details["dataranges"] = len(ranges)
-            self._after_new_key_space(dataset, d.epoch, d.next_key)
+            self.after_new_key_space(dataset, d.epoch, d.next_key)
         return v
 
     def truncate(self, dataset: str, *, wait: float = 30.0) -> int:
         """Drop the current dataranges and start an empty key space at 0; containers no version
         references are deleted. Returns how many dataranges were dropped."""
-        self._refuse_frozen(dataset, "truncate")
+        self.datasets.writable(dataset, "truncate")
         with self.catalog.lock(dataset, wait, "truncate") as lock:
-            d = self._refuse_frozen(dataset, "truncate")
-            dropped = self.dataranges(dataset)
-            with self.operation(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1) as op:
+            d = self.datasets.writable(dataset, "truncate")
+            dropped = self.datasets.dataranges(dataset)
+            with self.oplog.operation(dataset, "truncate", dataranges=len(dropped), epoch=d.epoch + 1) as op:
                 lock.check(op.db)
-                self._refuse_frozen(dataset, "truncate")
+                self.datasets.writable(dataset, "truncate")
                 self.catalog.start_key_space(op.db, dataset, d.epoch + 1)
-            self._after_new_key_space(dataset, d.epoch, d.next_key)
-            referenced = self._referenced_paths(dataset)
+            self.after_new_key_space(dataset, d.epoch, d.next_key)
+            referenced = self.referenced_paths(dataset)
             for r in dropped:
-                p = self.fs._strip_protocol(r.url)
+                p = self.storage.path_of(r.url)
                 if p not in referenced:
-                    remove_quietly(self.fs, p)
+                    self.storage.remove(p)
         return len(dropped)
 
-    def _refuse_frozen(self, dataset: str, what: str):
-        """The dataset, or :class:`DatasetFrozen` if it is frozen (checked before ``what`` changes
-        anything, and again inside its transaction)."""
-        d = self.get_dataset(dataset)
-        if d.frozen:
-            raise DatasetFrozen(f"dataset {dataset!r} is frozen: unfreeze it to {what} it")
-        return d
-
-    def _after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
+    def after_new_key_space(self, dataset: str, old_epoch: int, old_next_key: int) -> None:
+        """After ``dataset`` started a new key space: ``dataset.json`` records its epoch (so that
+        restore starts it, still empty), and the checkpoint files of the old key space go."""
         # dataset.json carries the epoch so that restore starts the new (still empty) key space.
-        self._save_metadata(dataset)
-        old = self.list_range_objects(dataset, old_epoch, checkpoints=True)
-        for path in self.checkpoint_files(old, old_next_key):
-            remove_quietly(self.fs, path)
+        self.datasets.save_metadata(dataset)
+        old = self.storage.list_range_objects(dataset, old_epoch, checkpoints=True)
+        for path in self.storage.checkpoint_files(old, old_next_key):
+            self.storage.remove(path)
 
     def _next_major(self, dataset: str) -> str:
         released = [v for v in self.list_versions(dataset) if not v.version.startswith(OVERWRITE_VERSION_PREFIX)]
@@ -219,13 +197,13 @@ class HistoryMixin:
         replacing stays kept. Returns the kept version (None when there was nothing to keep);
         call :meth:`finish_overwrite` once the new data is complete.
         """
-        self._refuse_frozen(dataset, "overwrite")
+        self.datasets.writable(dataset, "overwrite")
         pending = self.overwrite_versions(dataset)
         if pending:
             self.truncate(dataset, wait=wait)
             return pending[-1]
-        d = self.get_dataset(dataset)
-        if not self.dataranges(dataset):
+        d = self.datasets.get_dataset(dataset)
+        if not self.datasets.dataranges(dataset):
             if d.next_key:
                 self.truncate(dataset, wait=wait)
             return None

@@ -1,67 +1,38 @@
-"""Maintenance of a dataset's containers: aggregate, verify, gc, and restore of the catalog.
-
-Mixed into :class:`connector.store.Store`.
-"""
+"""Maintenance of a dataset's containers: aggregate, verify, gc, and restore of the catalog."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.des import DesReader, DesWriter
 from connector.des.cache import invalidate
 from connector.errors import DesFormatError
 from connector.store import columns, records
+from connector.store.backends import Connection
+from connector.store.catalog import Catalog
+from connector.store.datasets import Datasets
 from connector.store.errors import DatasetLocked, RangeError, StoreError
-from connector.store.layout import Layout, validate_dataset_name
+from connector.store.history import Versions
+from connector.store.layout import Layout
 from connector.store.model import STATUSES, Datarange
-from connector.store.objects import remove_quietly, sha256_of
 from connector.store.names import record_name, record_names
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    import fsspec
-
-    from connector.store.api import Operation
-    from connector.store.catalog import Catalog
-    from connector.store.model import Dataset, Version
+from connector.store.objects import sha256_of
+from connector.store.oplog import OperationLog
+from connector.store.reading import Reads
+from connector.store.storage import Storage
 
 RESTORE_ATTEMPTS = 3  # storage re-read this often when writers commit while restore reads it
 
 
-class MaintenanceMixin:
-    """aggregate, gc, verify, restore (needs the Store's catalog, layout, fs and dataset API)."""
+class Maintenance:
+    """aggregate, gc, verify and restore over the parts of one store."""
 
-    if TYPE_CHECKING:  # what the mixin uses of the Store (mypy checks the Store's definitions against these)
-        fs: fsspec.AbstractFileSystem
-        root: str
-        layout: Layout
-        catalog: Catalog
-
-        def get_dataset(self, name: str) -> Dataset: ...
-        def list_datasets(self, status: str | None = None, tags: Iterable[str] | None = None,
-                          limit: int = 100, offset: int = 0) -> list[Dataset]: ...
-        def dataranges(self, dataset: str) -> list[Datarange]: ...
-        def datarange_for(self, dataset: str, key: int) -> Datarange: ...
-        def checkpoint(self, dataset: str) -> Any: ...
-        def list_versions(self, dataset: str) -> list[Version]: ...
-        def list_range_objects(self, dataset: str, epoch: int = 0, *, checkpoints: bool = False,
-                               temporaries: bool = False) -> list[str]: ...
-        def operation(self, name: str, op: str, **details: Any) -> AbstractContextManager[Operation]: ...
-        def log(self, name: str, op: str, **details: Any) -> None: ...
-        def publish(self, local_file: str, path: str) -> None: ...
-        def spool_dir(self, dataset: str) -> str: ...
-        def spool_prefix(self, dataset: str) -> str: ...
-        def _epochs(self, dataset: str) -> list[int]: ...
-        def _reader(self, datarange: Datarange) -> DesReader: ...
-        def _read_json(self, path: str) -> Any: ...
-        def _columns_meta(self, d: Datarange) -> dict[str, Any]: ...
-        def _referenced_paths(self, dataset: str) -> set[str]: ...
-        def _version_from_doc(self, doc: dict[str, Any]) -> Version: ...
-        def _insert_version(self, db: Any, v: Version) -> None: ...
+    def __init__(self, storage: Storage, catalog: Catalog, oplog: OperationLog, datasets: Datasets,
+                 versions: Versions, reads: Reads) -> None:
+        self.storage, self.catalog, self.oplog = storage, catalog, oplog
+        self.datasets, self.versions, self.reads = datasets, versions, reads
 
     # -- aggregate -------------------------------------------------------------------------------
 
@@ -76,8 +47,8 @@ class MaintenanceMixin:
         old ones in use; restore then prefers the wider container (the old ones are superseded).
         """
         with self.catalog.lock(dataset, wait, "aggregate") as lock:
-            epoch = self.get_dataset(dataset).epoch
-            ranges = [d for d in self.dataranges(dataset) if d.last >= first and d.first <= last]
+            epoch = self.datasets.get_dataset(dataset).epoch
+            ranges = [d for d in self.datasets.dataranges(dataset) if d.last >= first and d.first <= last]
             if first > last:
                 raise RangeError(f"dataset {dataset!r}: range [{first}, {last}] is empty (first > last)")
             if not ranges:
@@ -94,43 +65,43 @@ class MaintenanceMixin:
                 return ranges[0]
             if len({d.kind for d in ranges}) > 1:
                 raise RangeError(f"dataset {dataset!r}: cannot aggregate records and files together")
-            path = self.layout.datarange(dataset, first, last, epoch, lock.tag)
+            path = self.storage.layout.datarange(dataset, first, last, epoch, lock.tag)
             try:
                 out, data_length = self._merge(dataset, ranges, path)
             except (DesFormatError, ValueError) as exc:
                 raise StoreError(f"dataset {dataset!r}: cannot aggregate [{first}, {last}]: {exc}") from exc
-            with self.operation(dataset, "aggregate", first=first, last=last, merged=len(ranges)) as op:
-                op.on_failure(lambda: remove_quietly(self.fs, path))  # this session's own object: never recorded
+            with self.oplog.operation(dataset, "aggregate", first=first, last=last, merged=len(ranges)) as op:
+                op.on_failure(lambda: self.storage.remove(path))  # this session's own object: never recorded
                 lock.check(op.db)
                 self.catalog.delete_dataranges_within(op.db, dataset, first, last)
-                self.catalog.insert_datarange(op.db, dataset, first, last, self.layout.relative(path), out.size,
+                self.catalog.insert_datarange(op.db, dataset, first, last, self.storage.layout.relative(path), out.size,
                                               out.sha256, sum(d.count for d in ranges), ranges[0].kind, data_length)
-            invalidate(self.fs, path)
-            referenced = self._referenced_paths(dataset)
+            invalidate(self.storage.fs, path)
+            referenced = self.versions.referenced_paths(dataset)
             for d in ranges:
-                p = self.fs._strip_protocol(d.url)
+                p = self.storage.path_of(d.url)
                 if p not in referenced and p != path:
-                    remove_quietly(self.fs, p)
-        return self.datarange_for(dataset, first)
+                    self.storage.remove(p)
+        return self.datasets.datarange_for(dataset, first)
 
     def _merge(self, dataset: str, ranges: list[Datarange], path: str) -> tuple[DesWriter, int]:
         """Write the members of ``ranges`` in order into one container published under ``path``;
         returns the (closed) writer and the length of its DATA region."""
         newest = self._newest_keys(ranges)
-        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.spool_dir(dataset), prefix=self.spool_prefix(dataset))
+        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.storage.spool_dir(dataset), prefix=self.storage.spool_prefix(dataset))
         os.close(fd)
         try:
             with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
-                kept = [(d.count, self._columns_meta(d)) for d in ranges if d.kind == "records"]
+                kept = [(d.count, self.reads.columns_meta(d)) for d in ranges if d.kind == "records"]
                 # Per-record columns of the parts (connector.store.columns), concatenated in key order.
                 out_meta = columns.concat(kept) if any(m for _, m in kept) else None
                 for d in ranges:
                     if d.kind == "records":
-                        data = records.data_region(self.fs, self.fs._strip_protocol(d.url), d.size, d.data_length)
+                        data = records.data_region(self.storage.fs, self.storage.path_of(d.url), d.size, d.data_length)
                         out.add_many(record_names(d.first, d.count), data, records.line_lengths(data, d),
                                      check_names=False)
                     else:
-                        reader = self._reader(d)
+                        reader = self.storage.reader(d)
                         for key, name in enumerate(reader.names(), d.first):
                             meta = {k: v for k, v in reader.meta(name).items() if k not in ("size", "sha256", "codec")}
                             member = name
@@ -141,7 +112,7 @@ class MaintenanceMixin:
                 data_length = out.data_length
                 if out_meta:
                     out.set_first_meta(out_meta)
-            self.publish(spool, path)
+            self.storage.publish(spool, path)
         finally:
             if os.path.exists(spool):
                 os.unlink(spool)
@@ -155,7 +126,7 @@ class MaintenanceMixin:
         newest: dict[str, int] = {}
         for d in ranges:
             if d.kind != "records":
-                for key, name in enumerate(self._reader(d).names(), d.first):
+                for key, name in enumerate(self.storage.reader(d).names(), d.first):
                     newest[name] = key
         return newest
 
@@ -178,18 +149,18 @@ class MaintenanceMixin:
         one stall past its lease and be taken over, the new holder's objects are not its to judge).
         Returns the deleted paths."""
         with self.catalog.lock(dataset, wait, "gc") as lock:
-            d = self.get_dataset(dataset)
-            used = self._referenced_paths(dataset) | {self.fs._strip_protocol(r.url) for r in self.dataranges(dataset)}
-            current = self.list_range_objects(dataset, d.epoch, checkpoints=True)
-            used.update(self.checkpoint_files(current, d.next_key)[-1:])  # the one in effect
+            d = self.datasets.get_dataset(dataset)
+            used = self.versions.referenced_paths(dataset) | {self.storage.path_of(r.url) for r in self.datasets.dataranges(dataset)}
+            current = self.storage.list_range_objects(dataset, d.epoch, checkpoints=True)
+            used.update(self.storage.checkpoint_files(current, d.next_key)[-1:])  # the one in effect
             deleted = []
-            for epoch in sorted(set(self._epochs(dataset)) | {d.epoch}):
-                for path in self.list_range_objects(dataset, epoch, checkpoints=True):
-                    if path not in used and self.layout.tag_of(path.rsplit("/", 1)[-1]) < lock.tag:
-                        remove_quietly(self.fs, path)
+            for epoch in sorted(set(self.storage.epochs(dataset)) | {d.epoch}):
+                for path in self.storage.list_range_objects(dataset, epoch, checkpoints=True):
+                    if path not in used and self.storage.layout.tag_of(path.rsplit("/", 1)[-1]) < lock.tag:
+                        self.storage.remove(path)
                         deleted.append(path)
         if deleted:
-            self.log(dataset, "gc", deleted=len(deleted))
+            self.oplog.log(dataset, "gc", deleted=len(deleted))
         return deleted
 
     # -- verify ------------------------------------------------------------------------------------
@@ -200,15 +171,15 @@ class MaintenanceMixin:
         given, receives what was checked (``containers``: how many objects were hashed)."""
         digests: dict[str, str | None] = {}
         bad, seen = [], set()
-        uses = [("current", d) for d in self.dataranges(dataset)]
-        uses += [(f"version {v.version}", d) for v in self.list_versions(dataset) for d in v.dataranges]
+        uses = [("current", d) for d in self.datasets.dataranges(dataset)]
+        uses += [(f"version {v.version}", d) for v in self.versions.list_versions(dataset) for d in v.dataranges]
         for used_by, d in uses:
             if (d.url, d.sha256) in seen:
                 continue
             seen.add((d.url, d.sha256))
             if d.url not in digests:
                 try:
-                    digests[d.url] = sha256_of(self.fs, self.fs._strip_protocol(d.url))
+                    digests[d.url] = sha256_of(self.storage.fs, self.storage.path_of(d.url))
                 except FileNotFoundError:
                     digests[d.url] = None
             digest = digests[d.url]
@@ -218,26 +189,10 @@ class MaintenanceMixin:
                             "problem": problem, "code": "DATA_LOSS"})
         if checked is not None:
             checked.update(containers=len(digests), by="sha256 of each whole container object against the catalog")
-        self.log(dataset, "verify", containers=len(digests), mismatches=len(bad))
+        self.oplog.log(dataset, "verify", containers=len(digests), mismatches=len(bad))
         return bad
 
     # -- restore ---------------------------------------------------------------------------------
-
-    def _storage_datasets(self) -> list[str]:
-        try:
-            entries = self.fs.ls(self.root, detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        names = []
-        for e in entries:
-            base = e["name"].rstrip("/").rsplit("/", 1)[-1]
-            if e["type"] == "directory" and not base.startswith("."):
-                try:
-                    validate_dataset_name(base)
-                except StoreError:
-                    continue
-                names.append(base)
-        return sorted(names)
 
     def restore(self, *, only_if_empty: bool = False) -> dict[str, int]:
         """Rebuild the catalog from storage alone, in one transaction.
@@ -257,7 +212,7 @@ class MaintenanceMixin:
         for _ in range(RESTORE_ATTEMPTS):
             self._refuse_live_locks()
             seen = self.catalog.data_version()
-            plan = [self._restore_plan(name) for name in self._storage_datasets()]
+            plan = [self._restore_plan(name) for name in self.storage.dataset_names()]
             with self.catalog.transaction() as db:
                 if only_if_empty and not self.catalog.is_empty():
                     return {"datasets": 0, "dataranges": 0, "versions": 0}
@@ -281,41 +236,29 @@ class MaintenanceMixin:
         """What storage says of dataset ``name``: (name, meta, epoch, next key, checkpoint text,
         dataranges, versions)."""
         try:
-            meta = self._read_json(self.layout.dataset_json(name))
+            meta = self.storage.read_json(self.storage.layout.dataset_json(name))
         except FileNotFoundError:
             meta = {}
-        epoch = max([int(meta.get("epoch") or 0), *self._epochs(name)])
-        objects = self.list_range_objects(name, epoch, checkpoints=True)
+        epoch = max([int(meta.get("epoch") or 0), *self.storage.epochs(name)])
+        objects = self.storage.list_range_objects(name, epoch, checkpoints=True)
         ranges = []
-        containers = [p for p in objects if self.layout.parse_range(p.rsplit("/", 1)[-1])]
-        for first, last, path in not_superseded(containers, self.layout):
-            reader = DesReader(path, fs=self.fs)
+        containers = [p for p in objects if self.storage.layout.parse_range(p.rsplit("/", 1)[-1])]
+        for first, last, path in not_superseded(containers, self.storage.layout):
+            reader = DesReader(path, fs=self.storage.fs)
             if reader.duplicates():  # readable as the reference reads it, but not a datarange we wrote
                 raise StoreError(f"{path}: cannot restore a datarange whose container holds a member name "
                                  f"twice ({next(iter(reader.duplicates()))!r})")
             names = reader.names()
             kind = "records" if names and names[0] == record_name(first) else "files"
-            ranges.append((first, last, self.layout.relative(path), reader.size, sha256_of(self.fs, path),
+            ranges.append((first, last, self.storage.layout.relative(path), reader.size, sha256_of(self.storage.fs, path),
                            len(names), kind, reader.footer.data_length))
         next_key = max((r[1] for r in ranges), default=-1) + 1
-        checkpoints = self.checkpoint_files(objects, next_key)
-        checkpoint = self.fs.cat_file(checkpoints[-1]).decode() if checkpoints else None
-        manifests = []
-        try:
-            for p in self.fs.ls(self.layout.versions_dir(name), detail=False, refresh=True):
-                if p.endswith(".json"):
-                    manifests.append(self._version_from_doc(self._read_json(p)))
-        except FileNotFoundError:
-            pass
+        checkpoints = self.storage.checkpoint_files(objects, next_key)
+        checkpoint = self.storage.fs.cat_file(checkpoints[-1]).decode() if checkpoints else None
+        manifests = [self.versions.from_manifest(doc) for doc in self.storage.version_documents(name)]
         return name, meta, epoch, next_key, checkpoint, ranges, manifests
 
-    def checkpoint_files(self, objects: list[str], next_key: int) -> list[str]:
-        """The checkpoint files among ``objects`` valid at ``next_key``, oldest session first (the
-        last one is in effect; the others are leftovers of sessions cut short)."""
-        found = [p for p in objects if self.layout.parse_checkpoint(p.rsplit("/", 1)[-1]) == next_key]
-        return sorted(found, key=lambda p: self.layout.tag_of(p.rsplit("/", 1)[-1]))
-
-    def _replace_catalog(self, db, plan: list[tuple]) -> None:
+    def _replace_catalog(self, db: Connection, plan: list[tuple]) -> None:
         self.catalog.clear(db)
         for name, meta, epoch, next_key, checkpoint, ranges, manifests in plan:
             status = meta.get("status", "draft")
@@ -327,16 +270,16 @@ class MaintenanceMixin:
             for first, last, path, size, sha, n, kind, data_length in ranges:
                 self.catalog.insert_datarange(db, name, first, last, path, size, sha, n, kind, data_length)
             for v in manifests:
-                self._insert_version(db, v)
+                self.versions.insert_version(db, v)
 
     def dump_catalog(self) -> dict[str, Any]:
         """The catalog's content without timestamps of catalog operations (for comparisons)."""
         out = {}
-        for d in self.list_datasets(limit=1 << 30):
+        for d in self.datasets.list_datasets(limit=1 << 30):
             out[d.name] = {"meta": {k: v for k, v in d.to_dict().items() if k not in ("updated", "last_write")},
-                           "checkpoint": self.checkpoint(d.name),
-                           "dataranges": [r.to_dict() for r in self.dataranges(d.name)],
-                           "versions": [v.to_dict() for v in self.list_versions(d.name)]}
+                           "checkpoint": self.datasets.checkpoint(d.name),
+                           "dataranges": [r.to_dict() for r in self.datasets.dataranges(d.name)],
+                           "versions": [v.to_dict() for v in self.versions.list_versions(d.name)]}
         return out
 
 

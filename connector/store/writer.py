@@ -25,16 +25,19 @@ it opens (with checkpoint files past the next key and spool files of dead proces
 
 from __future__ import annotations
 
+import json
 import logging
+import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from connector.des import DesWriter
@@ -42,18 +45,86 @@ from connector.des.cache import invalidate
 from connector.des.writer import line_crcs, member_crcs
 from connector.files import is_temp_name
 from connector.records import object_lines
+from connector.storage import open_filesystem
+from connector.store.catalog import Catalog
 from connector.store.columns import ColumnsBuilder, Constant
+from connector.store.datasets import Datasets
 from connector.store.errors import DatasetFrozen, StoreError
-from connector.store.model import Datarange
+from connector.store.layout import validate_dataset_name
+from connector.store.model import Datarange, WriteResult
 from connector.store.names import record_names
 from connector.store.objects import remove_best_effort
-
-if TYPE_CHECKING:
-    from connector.store.api import Store
+from connector.store.oplog import OperationLog
+from connector.store.storage import Storage
 
 OnCommit = Callable[[Datarange], None]
 _log = logging.getLogger(__name__)
 LOG_SEGMENTS = 100  # a writer merges the operation log into one object when it has more segments
+DEFAULT_MAX_DATAPOINTS = 100_000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How containers are cut and encoded: a container is cut when it holds ``max_datapoints`` or
+    its DATA region reaches ``max_bytes``; ``compression`` (``None``, ``"zstd"`` or ``"gzip"``)
+    applies to file datapoints."""
+
+    max_datapoints: int = DEFAULT_MAX_DATAPOINTS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    compression: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_datapoints < 1 or self.max_bytes < 1:
+            raise ValueError("max_datapoints and max_bytes must be positive")
+
+
+class Writers:
+    """Writing to the datasets of one store: writer sessions, and whole writes of records or files."""
+
+    def __init__(self, storage: Storage, catalog: Catalog, oplog: OperationLog, datasets: Datasets,
+                 limits: Limits) -> None:
+        self.storage, self.catalog, self.oplog, self.datasets = storage, catalog, oplog, datasets
+        self.limits = limits
+
+    def writer(self, dataset: str, kind: str = "records", *, wait: float = 30.0,
+               on_commit: OnCommit | None = None, row_ids: str | None = None) -> DatasetWriter:
+        """A writer appending ``kind`` ("records" or "files") to ``dataset`` (which must exist); one
+        per dataset at a time (waits ``wait`` seconds for another to finish, then
+        :class:`DatasetLocked`). ``on_commit``: see :class:`DatasetWriter`. ``row_ids`` names a
+        UUID column every record written gets (see :mod:`connector.store.columns`)."""
+        validate_dataset_name(dataset)
+        return DatasetWriter(self.storage, self.catalog, self.oplog, self.limits, dataset, kind, wait=wait,
+                             on_commit=on_commit, row_ids=row_ids)
+
+    def write_records(self, dataset: str,
+                      batches: Iterable[pa.RecordBatch | pa.Table | Sequence[Mapping]]) -> WriteResult:
+        """Append records (Arrow batches or lists of dicts) to ``dataset`` (created if missing)."""
+        self.datasets.ensure_dataset(dataset)
+        with self.writer(dataset, "records") as w:
+            for batch in batches:
+                if isinstance(batch, (pa.RecordBatch, pa.Table)):
+                    w.write_batch(batch)
+                else:
+                    w.write_json_lines([orjson.dumps(dict(r)) for r in batch])
+        return _result(w.committed)
+
+    def write_files(self, dataset: str, urls: Iterable[str], storage_options: Mapping[str, Any] | None = None,
+                    *, relative_to: str | None = None) -> WriteResult:
+        """Pack the files at ``urls`` (opened with ``storage_options``) as datapoints of ``dataset``
+        (created if missing); a member is named by its path relative to ``relative_to``, or else its
+        base name."""
+        self.datasets.ensure_dataset(dataset)
+        with self.writer(dataset, "files") as w:
+            for url in urls:
+                fs, path = open_filesystem(url, dict(storage_options or {}))
+                info = fs.info(path)
+                base = fs._strip_protocol(relative_to).rstrip("/") + "/" if relative_to else None
+                name = path[len(base):] if base and path.startswith(base) else path.rsplit("/", 1)[-1]
+                meta = {"last_modified": _iso(info), "etag": info.get("ETag") or info.get("etag"),
+                        "content_type": info.get("ContentType") or mimetypes.guess_type(name)[0]}
+                w.write_file(name, fs.cat_file(path), {k: v for k, v in meta.items() if v is not None})
+        return _result(w.committed)
 
 
 @dataclass(frozen=True)
@@ -72,7 +143,8 @@ class _Sealed:
 
 
 class DatasetWriter:
-    """Appends records or files to one dataset; use :meth:`Store.writer` to get one.
+    """Appends records or files to one dataset, holding its writer lock; use :meth:`Writers.writer`
+    (or :meth:`Store.writer`) to get one.
 
     ``write_json_lines`` and ``write_file`` calls are never split across containers, so the
     ``checkpoint`` given with a call is stored (with the commit that contains the call's last
@@ -85,13 +157,14 @@ class DatasetWriter:
     the writer then takes no more data.
     """
 
-    def __init__(self, store: Store, dataset: str, kind: str, *, wait: float = 30.0,
-                 on_commit: OnCommit | None = None, row_ids: str | None = None) -> None:
+    def __init__(self, storage: Storage, catalog: Catalog, oplog: OperationLog, limits: Limits, dataset: str,
+                 kind: str, *, wait: float = 30.0, on_commit: OnCommit | None = None,
+                 row_ids: str | None = None) -> None:
         if kind not in ("records", "files"):
             raise ValueError(f"kind must be 'records' or 'files', not {kind!r}")
-        self.store, self.dataset, self.kind = store, dataset, kind
+        self.storage, self.catalog, self.oplog, self.limits = storage, catalog, oplog, limits
+        self.dataset, self.kind = dataset, kind
         self.on_commit = on_commit
-        catalog = store.catalog
         _check_writable(catalog.dataset(dataset))
         self._lock = catalog.lock(dataset, wait)
         try:
@@ -103,7 +176,7 @@ class DatasetWriter:
             # Checkpoint files valid at the next key, deleted once a commit writes a newer one.
             self._checkpoint_files: list[str] = []
             self._remove_leftovers()
-            store.remove_stale_spools(dataset)
+            storage.remove_stale_spools(dataset)
         except BaseException:
             self._lock.release()
             raise
@@ -151,8 +224,8 @@ class DatasetWriter:
         split); ``crcs`` their CRC-32s, or ``None`` to compute them."""
         view, start, done = memoryview(data), 0, 0
         while len(lengths):
-            room = self.store.max_datapoints - self._count
-            byte_room = self.store.max_bytes - self._data_length()
+            room = self.limits.max_datapoints - self._count
+            byte_room = self.limits.max_bytes - self._data_length()
             fits = int(np.searchsorted(np.cumsum(lengths), byte_room, side="right"))
             n = min(room, fits, len(lengths))
             if n == 0:
@@ -165,7 +238,7 @@ class DatasetWriter:
                               crcs=None if crcs is None else crcs[done:done + n])
             start, done = start + size, done + n
             lengths = lengths[n:]
-            if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
+            if self._count >= self.limits.max_datapoints or self._data_length() >= self.limits.max_bytes:
                 self._cut()
 
     def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None,
@@ -186,12 +259,12 @@ class DatasetWriter:
             raise StoreError(f"dataset {self.dataset!r}: record {bad} of this call contains a raw newline; "
                              "records must be compact JSON on one line")
         lengths = np.diff(ends, prepend=-1)
-        if self._count and (self._count + len(lines) > self.store.max_datapoints
-                            or self._data_length() + len(data) > self.store.max_bytes):
+        if self._count and (self._count + len(lines) > self.limits.max_datapoints
+                            or self._data_length() + len(data) > self.limits.max_bytes):
             self._cut()
         self._add_records(data, lengths, columns, crcs=line_crcs(lines))
         self._set_checkpoint(checkpoint)
-        if self._count >= self.store.max_datapoints or self._data_length() >= self.store.max_bytes:
+        if self._count >= self.limits.max_datapoints or self._data_length() >= self.limits.max_bytes:
             self._cut()
 
     def write_file(self, name: str, data: bytes | IO[bytes], meta: dict[str, Any] | None = None, *,
@@ -203,8 +276,8 @@ class DatasetWriter:
         the result is the same whether or not a cut fell between the two anyway."""
         self._need("files")
         length = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else size
-        if self._count and (name in self._file_names or self._count + 1 > self.store.max_datapoints
-                            or (length or 0) + self._data_length() > self.store.max_bytes):
+        if self._count and (name in self._file_names or self._count + 1 > self.limits.max_datapoints
+                            or (length or 0) + self._data_length() > self.limits.max_bytes):
             self._cut()
         des = self._open()
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -215,7 +288,7 @@ class DatasetWriter:
         self._count += 1
         self._file_names.add(name)
         self._set_checkpoint(checkpoint)
-        if self._count >= self.store.max_datapoints or des.data_length >= self.store.max_bytes:
+        if self._count >= self.limits.max_datapoints or des.data_length >= self.limits.max_bytes:
             self._cut()
         return key
 
@@ -250,18 +323,18 @@ class DatasetWriter:
             if self._has_checkpoint:  # progress made after the last datapoint (e.g. an empty file)
                 text = self._checkpoint_text(self.next_key)
                 assert text is not None
-                path = self.store.layout.checkpoint(self.dataset, self.epoch, self.next_key, self._lock.tag)
-                self.store.write_bytes(path, text.encode())
+                path = self.storage.layout.checkpoint(self.dataset, self.epoch, self.next_key, self._lock.tag)
+                self.storage.write_bytes(path, text.encode())
                 try:
-                    with self.store.catalog.transaction() as db:
+                    with self.catalog.transaction() as db:
                         self._lock.check(db)
-                        self.store.catalog.set_checkpoint(db, self.dataset, text)
+                        self.catalog.set_checkpoint(db, self.dataset, text)
                 except BaseException:
-                    remove_best_effort(self.store.fs, path)
+                    remove_best_effort(self.storage.fs, path)
                     raise
                 self._replace_checkpoint_files(path)
                 self._in_effect = text
-                self.committed_checkpoint, self._has_checkpoint = self.store.loads(text), False
+                self.committed_checkpoint, self._has_checkpoint = _loads(text), False
         except BaseException:
             self.abort()
             raise
@@ -366,37 +439,37 @@ class DatasetWriter:
 
     def _record(self, s: _Sealed) -> Datarange:
         """Publish a sealed container and record it in the catalog (steps 2-4 of the protocol)."""
-        store, layout = self.store, self.store.layout
+        storage, catalog, layout = self.storage, self.catalog, self.storage.layout
         tag = self._lock.tag
         path = layout.datarange(self.dataset, s.first, s.last, self.epoch, tag)
         checkpoint_path = layout.checkpoint(self.dataset, self.epoch, s.last + 1, tag)
         try:
             if s.checkpoint is not None:
-                store.write_bytes(checkpoint_path, s.checkpoint.encode())
-            store.publish(s.spool, path)
+                storage.write_bytes(checkpoint_path, s.checkpoint.encode())
+            storage.publish(s.spool, path)
         finally:
             if os.path.exists(s.spool):
                 os.unlink(s.spool)
-        datarange = Datarange(self.dataset, s.first, s.last, store.url(path), s.size, s.sha256, s.count,
+        datarange = Datarange(self.dataset, s.first, s.last, storage.url(path), s.size, s.sha256, s.count,
                               self.kind, s.data_length)
         try:
-            with store.catalog.transaction() as db:
+            with catalog.transaction() as db:
                 self._lock.check(db)
-                _check_writable(store.catalog.find_dataset(self.dataset))
-                store.catalog.insert_datarange(db, self.dataset, s.first, s.last, layout.relative(path), s.size,
+                _check_writable(catalog.find_dataset(self.dataset))
+                catalog.insert_datarange(db, self.dataset, s.first, s.last, layout.relative(path), s.size,
                                                s.sha256, s.count, self.kind, s.data_length)
-                store.catalog.record_commit(db, self.dataset, s.last + 1, s.checkpoint)
+                catalog.record_commit(db, self.dataset, s.last + 1, s.checkpoint)
         except BaseException:
             # Never recorded: remove it now rather than leave it to the next writer. Both objects
             # carry this session's tag, so they are ours even if the lock was taken over.
-            remove_best_effort(store.fs, path)
+            remove_best_effort(storage.fs, path)
             if s.checkpoint is not None:
-                remove_best_effort(store.fs, checkpoint_path)
+                remove_best_effort(storage.fs, checkpoint_path)
             raise
         self._replace_checkpoint_files(checkpoint_path if s.checkpoint is not None else None)
         if s.carries_checkpoint:
-            self.committed_checkpoint = store.loads(s.checkpoint)
-        invalidate(store.fs, path)
+            self.committed_checkpoint = _loads(s.checkpoint)
+        invalidate(storage.fs, path)
         self.committed.append(datarange)
         if self.on_commit is not None:
             self.on_commit(datarange)
@@ -408,12 +481,12 @@ class DatasetWriter:
 
     def _open(self) -> DesWriter:
         if self._des is None:
-            spool_dir = self.store.spool_dir(self.dataset)
-            fd, self._spool = tempfile.mkstemp(prefix=self.store.spool_prefix(self.dataset), suffix=".des",
+            spool_dir = self.storage.spool_dir(self.dataset)
+            fd, self._spool = tempfile.mkstemp(prefix=self.storage.spool_prefix(self.dataset), suffix=".des",
                                                dir=spool_dir)
             os.close(fd)
             self._des = DesWriter(self._spool, overwrite=True, big_file_threshold=None,
-                                  compression=self.store.compression)
+                                  compression=self.limits.compression)
         return self._des
 
     def _add_records(self, data: bytes | memoryview, lengths: np.ndarray,
@@ -434,7 +507,7 @@ class DatasetWriter:
         if not self._has_checkpoint:
             return self._in_effect
         value = self._checkpoint(next_key) if callable(self._checkpoint) else self._checkpoint
-        return self.store.dumps(value)
+        return orjson.dumps(value).decode()
 
     def _replace_checkpoint_files(self, new: str | None) -> None:
         """A commit stored the checkpoint file ``new`` (or none): the files it replaces go."""
@@ -442,7 +515,7 @@ class DatasetWriter:
             return
         for old in self._checkpoint_files:
             if old != new:
-                remove_best_effort(self.store.fs, old)
+                remove_best_effort(self.storage.fs, old)
         self._checkpoint_files = [new]
 
     def _remove_leftovers(self) -> None:
@@ -450,13 +523,13 @@ class DatasetWriter:
         between publishing and recording them, or a stale session's: never committed), and
         checkpoint files past it. Runs under the lock, before this session publishes anything; an
         object of a later session is left alone (this one may have stalled and been taken over)."""
-        store, layout = self.store, self.store.layout
-        known = {layout.absolute(self.dataset, r["path"]) for r in store.catalog.dataranges(self.dataset)}
-        objects = store.list_range_objects(self.dataset, self.epoch, checkpoints=True, temporaries=True)
+        storage, catalog, layout = self.storage, self.catalog, self.storage.layout
+        known = {layout.absolute(self.dataset, r["path"]) for r in catalog.dataranges(self.dataset)}
+        objects = storage.list_range_objects(self.dataset, self.epoch, checkpoints=True, temporaries=True)
         for path in [p for p in objects if is_temp_name(p.rsplit("/", 1)[-1])]:
             # An atomic write a killed session never renamed: every writer and maintenance step of
             # the dataset holds this lock, so no live process is writing it.
-            remove_best_effort(store.fs, path)
+            remove_best_effort(storage.fs, path)
             objects.remove(path)
         for path in objects:
             base = path.rsplit("/", 1)[-1]
@@ -465,10 +538,10 @@ class DatasetWriter:
             first_last = layout.parse_range(base)
             if first_last is not None:
                 if first_last[0] >= self.next_key and path not in known:
-                    store.fs.rm_file(path)
+                    storage.fs.rm_file(path)
             elif (layout.parse_checkpoint(base) or 0) > self.next_key:
-                store.fs.rm_file(path)
-        self._checkpoint_files = store.checkpoint_files(objects, self.next_key)
+                storage.fs.rm_file(path)
+        self._checkpoint_files = storage.checkpoint_files(objects, self.next_key)
 
     def _finish(self) -> None:
         self._closed = True
@@ -477,11 +550,11 @@ class DatasetWriter:
         try:
             if self.committed:
                 first, last = self.committed[0].first, self.committed[-1].last
-                self.store.log(self.dataset, "write", kind=self.kind, first=first, last=last,
+                self.oplog.log(self.dataset, "write", kind=self.kind, first=first, last=last,
                                datapoints=last - first + 1, dataranges=len(self.committed),
                                bytes=sum(d.size for d in self.committed),
                                seconds=round(time.time() - self._started, 3))
-                self.store.compact_log(self.dataset, keep_segments=LOG_SEGMENTS)
+                self.oplog.compact(self.dataset, keep_segments=LOG_SEGMENTS)
         except (OSError, ValueError) as exc:  # the data is committed; a lost log line must not undo that
             _log.warning("dataset %r: could not append to the operation log: %s", self.dataset, exc)
         finally:
@@ -530,6 +603,27 @@ def _check_unique_names(fields: pa.Schema | pa.StructType, dataset: str) -> None
             t = t.value_type
         if pa.types.is_struct(t):
             _check_unique_names(t, dataset)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _iso(info: Mapping[str, Any]) -> str | None:
+    """An object's modification time (from its fsspec ``info``) as ISO 8601 text, if it has one."""
+    value = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _result(ranges: list[Datarange]) -> WriteResult:
+    if not ranges:
+        return WriteResult(None, None, 0, 0, 0)
+    return WriteResult(ranges[0].first, ranges[-1].last, sum(d.count for d in ranges),
+                       sum(d.size for d in ranges), len(ranges))
 
 
 def _check_writable(row) -> None:

@@ -32,7 +32,7 @@ def ids(store: Store, dataset: str, version: str | None = None) -> list[int]:
 
 def spools(store: Store, dataset: str) -> list[str]:
     """This process's spool files of ``dataset`` (containers being built or waiting to publish)."""
-    return [n for n in os.listdir(store.spool_dir(dataset)) if n.lstrip(".").startswith(store.spool_prefix(dataset))]
+    return [n for n in os.listdir(store.storage.spool_dir(dataset)) if n.lstrip(".").startswith(store.storage.spool_prefix(dataset))]
 
 
 def reopen_without_catalog(store: Store) -> Store:
@@ -41,7 +41,7 @@ def reopen_without_catalog(store: Store) -> Store:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(store.catalog_path + suffix):
             os.unlink(store.catalog_path + suffix)
-    return Store(store.url(store.root), store.catalog_path, storage_options=store.fs.storage_options,
+    return Store(store.storage.url(store.root), store.catalog_path, storage_options=store.fs.storage_options,
                  max_datapoints=store.max_datapoints)
 
 
@@ -89,7 +89,7 @@ def test_checkpoint_is_stored_beside_the_data_and_survives_a_lost_catalog(store)
     with store.writer("c") as w:  # a commit without a checkpoint carries the one in effect
         w.write_json_lines([b'{"a":13}'])
     assert store.checkpoint("c") == {"offset": 13}
-    names = [untagged(p) for p in store.list_range_objects("c", checkpoints=True)]
+    names = [untagged(p) for p in store.storage.list_range_objects("c", checkpoints=True)]
     files = [n for n in names if n.startswith("checkpoint-")]
     assert files == [f"checkpoint-{14:020d}.json"]  # superseded ones are removed
     store.set_checkpoint("c", {"offset": 13, "note": "set by hand"})
@@ -111,7 +111,7 @@ def test_write_to_frozen_dataset_fails_and_writes_nothing(tmp_path):
                 w.commit()
             w.abort()
         assert [(d.first, d.last) for d in store.dataranges("f")] == [(0, 4)]
-        assert [untagged(p) for p in store.list_range_objects("f")] == [
+        assert [untagged(p) for p in store.storage.list_range_objects("f")] == [
             "00000000000000000000-00000000000000000004.des"]
         with pytest.raises(DatasetFrozen):
             store.writer("f")
@@ -154,7 +154,7 @@ def test_a_failed_background_commit_stops_the_writer_and_leaves_no_trace(tmp_pat
             w.write_batch(rows(12, 13))
         w.abort()
         assert [(d.first, d.last) for d in store.dataranges("f")] == [(0, 4)]
-        assert [untagged(p) for p in store.list_range_objects("f", checkpoints=True)] == [
+        assert [untagged(p) for p in store.storage.list_range_objects("f", checkpoints=True)] == [
             "00000000000000000000-00000000000000000004.des"]
         assert store.get_dataset("f").next_key == 5 and not spools(store, "f")
         store.unfreeze("f")
@@ -203,7 +203,7 @@ def test_log_is_json_lines_and_compaction_loses_and_duplicates_nothing(tmp_path)
         merged = b"".join(open(os.path.join(folder, s), "rb").read() for s in segments)
         open(os.path.join(folder, "zzzz-compacted.jsonl"), "wb").write(merged)
         assert store.log_entries("l") == before
-        assert store.compact_log("l") == len(segments) + 1
+        assert store.oplog.compact("l") == len(segments) + 1
         assert len(os.listdir(folder)) == 1 and store.log_entries("l") == before
 
 
@@ -372,7 +372,7 @@ def test_sigkill_mid_write_leaves_committed_data_checkpoint_and_storage_consiste
         with store.writer("k", wait=5) as w:  # the killed writer's lock is taken over, leftovers go
             w.write_json_lines([b'{"id":%d}' % len(got)], checkpoint={"records": len(got) + 1})
         known = {store.fs._strip_protocol(d.url) for d in store.dataranges("k")}
-        assert set(store.list_range_objects("k")) == known
+        assert set(store.storage.list_range_objects("k")) == known
         assert not [f for f in os.listdir(os.path.join(root, ".spool")) if f.startswith(("k.", ".k."))]
         before = store.dump_catalog()
     again = reopen_without_catalog(Store(root, max_datapoints=30))
@@ -429,7 +429,7 @@ def test_gc_deletes_only_objects_nothing_uses(store):
     orphan = store.layout.datarange("g", 0, 29)
     store.fs.copy(merged, orphan)
     stale = store.layout.checkpoint("g", 1, 3)
-    store.write_bytes(stale, b"{}")
+    store.storage.write_bytes(stale, b"{}")
     before = {d.url for d in store.dataranges("g")}
     assert sorted(store.gc("g")) == sorted([orphan, stale])
     assert {d.url for d in store.dataranges("g")} == before and store.verify("g") == []
@@ -480,4 +480,4 @@ def test_readers_see_every_datapoint_exactly_once_while_aggregates_run(tmp_path)
         worker.join()
         assert not errors, errors
         assert [(d.first, d.last) for d in store.dataranges("a")] == [(0, 95)] and reads > 1
-        assert [untagged(p) for p in store.list_range_objects("a")] == [untagged(store.layout.datarange("a", 0, 95))]
+        assert [untagged(p) for p in store.storage.list_range_objects("a")] == [untagged(store.layout.datarange("a", 0, 95))]

@@ -406,7 +406,7 @@ def test_a_file_packed_twice_is_a_new_datapoint_and_aggregates(tmp_path):
         assert [(d.first, d.last) for d in s.dataranges("f")] == [(0, 1), (2, 2), (3, 3)]
         merged = s.aggregate("f", 0, 3)
         assert [s.read("f", k) for k in range(4)] == [b"v1", b"b", b"v2", b"v3"]
-        reader = s._reader(merged)
+        reader = s.storage.reader(merged)
         # By name the newest wins; older datapoints keep their bytes under <name>@<key>.
         assert reader.names() == [f"a.csv@{0:020d}", "b.csv", f"a.csv@{2:020d}", "a.csv"]
         assert reader.read("a.csv") == b"v3" and reader.meta(f"a.csv@{0:020d}")["name"] == "a.csv"
@@ -461,7 +461,7 @@ def test_des_sync_files_mode_repacking_a_changed_file_then_aggregate(tmp_path):
     assert [des("read", "docs", str(k), root=root).stdout for k in (0, 1)] == [b"id\n1\n", b"id\n1\n2\n"]
     with Store(str(root)) as s:
         merged = s.dataranges("docs")
-        reader = s._reader(merged[0])
+        reader = s.storage.reader(merged[0])
         assert len(merged) == 1 and reader.names() == [f"docs/a.csv@{0:020d}", "docs/a.csv"]
         assert reader.read("docs/a.csv") == b"id\n1\n2\n"
 

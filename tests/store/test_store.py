@@ -70,7 +70,7 @@ def test_aggregate_refuses_gaps_and_cuts_then_merges(store):
     assert [(d.first, d.last) for d in store.dataranges("r")] == [(0, 19), (20, 29)]
     assert store.to_table("r").column("id").to_pylist() == list(range(30))
     # Old containers are gone from storage (no version references them).
-    names = [untagged(p) for p in store.list_range_objects("r")]
+    names = [untagged(p) for p in store.storage.list_range_objects("r")]
     assert names == ["00000000000000000000-00000000000000000019.des", "00000000000000000020-00000000000000000029.des"]
 
 
@@ -161,7 +161,7 @@ def test_restore_from_storage_alone_gives_the_same_catalog(store, tmp_path, requ
     else:
         os.unlink(store.catalog_path)
         catalog = store.catalog_path
-    again = Store(store.url(store.root), catalog, storage_options=store.fs.storage_options)
+    again = Store(store.storage.url(store.root), catalog, storage_options=store.fs.storage_options)
     assert again.dump_catalog() == before
     again.close()
 
