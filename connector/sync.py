@@ -37,6 +37,8 @@ FETCH_BATCH_BYTES = 64 * 1024 * 1024
 
 @dataclass
 class StreamSummary:
+    """What ``des sync`` did for one stream: files, datapoints, bytes, dataranges, seconds and the
+    state it ended with."""
     stream: str
     dataset: str
     files: int = 0
@@ -49,6 +51,7 @@ class StreamSummary:
     note: str = ""  # e.g. why a state was not used
 
     def line(self) -> str:
+        """The one-line summary ``des sync`` prints for the stream."""
         return (f"{self.stream} -> {self.dataset}: {self.files} files, {self.records} datapoints, "
                 f"{self.bytes} bytes in {self.dataranges} dataranges, {self.seconds:.2f} s"
                 + (f" ({self.note})" if self.note else ""))
@@ -88,6 +91,8 @@ def default_state_path(destination: DestinationConfig) -> str:
 
 
 def load_state(path: str | None) -> dict[str, Any]:
+    """The state saved at ``path`` ({stream: state}); ``{}`` if there is no file. A file that is not
+    a JSON object is a :class:`ConnectorError`."""
     if not path or not os.path.exists(path):
         return {}
     try:

@@ -1,0 +1,1 @@
+"""Airbyte protocol entry points: ``des-source`` and ``des-destination``, and the messages they speak."""

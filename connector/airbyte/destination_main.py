@@ -22,6 +22,7 @@ from connector.storage import describe
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``des-destination`` command line: ``spec``, ``check``, ``write``."""
     parser = ArgParser(prog="des-destination", description="Airbyte records into DES dataranges, one dataset per stream.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser, required=True)
     sub.add_parser("spec", help="print the configuration spec")
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_spec(out: Output, args: argparse.Namespace) -> int:
+    """Print the destination's SPEC message (its config schema and sync modes)."""
     from connector.destination.config import load_spec
 
     out.message(messages.spec(load_spec(), supported_destination_sync_modes=["append", "overwrite", "append_dedup"],
@@ -43,6 +45,8 @@ def cmd_spec(out: Output, args: argparse.Namespace) -> int:
 
 
 def cmd_check(out: Output, args: argparse.Namespace) -> int:
+    """Validate the config and prove the store root is writable (writes and deletes one probe
+    object); a CONNECTION_STATUS message says which."""
     from connector.destination import DestinationConfig
 
     config = DestinationConfig.from_dict(load_json_file(args.config, "config"))
@@ -62,6 +66,8 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
 
 
 def cmd_write(out: Output, args: argparse.Namespace) -> int:
+    """Write the RECORD messages on stdin into datasets, echoing each STATE once everything before
+    it is committed; a LOG line per dataset at the end."""
     from connector.destination import DestinationConfig, write_messages
 
     config = DestinationConfig.from_dict(load_json_file(args.config, "config"))
@@ -83,6 +89,7 @@ COMMANDS = {"spec": cmd_spec, "check": cmd_check, "write": cmd_write}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``des-destination`` with ``argv`` (default: the process's); returns the exit code."""
     return run(build_parser().parse_args(argv), COMMANDS)
 
 

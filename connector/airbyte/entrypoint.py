@@ -38,13 +38,16 @@ class Output:
         threading.Thread(target=self._write, name="stdout-writer", daemon=True).start()
 
     def message(self, msg: dict[str, Any]) -> None:
+        """Write one protocol message (a JSON line)."""
         self.raw(messages.dumps(msg))
 
     def raw(self, data: bytes) -> None:
+        """Hand already encoded JSON lines to the writer thread; raises an earlier write's error."""
         self._raise_error()
         self._queue.put(data)
 
     def flush(self) -> None:
+        """Return once everything handed over is written and flushed; raises a failed write's error."""
         self._queue.join()
         self._raise_error()
         self._out.flush()
@@ -76,6 +79,8 @@ class LogHandler(logging.Handler):
         self.out = out
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Send ``record`` as a LOG message (logging must never break a sync: a failure goes to
+        ``handleError``)."""
         try:
             self.out.message(messages.log(record.getMessage(), self.LEVELS.get(record.levelno, "INFO")))
         except Exception:  # noqa: BLE001 - logging must never break a sync
@@ -86,6 +91,7 @@ class ArgParser(argparse.ArgumentParser):
     """argparse with usage errors on one line and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
+        """Exit with the usage error code (``EXIT_USAGE``) and ``message`` on stderr."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

@@ -24,10 +24,12 @@ def now_ms() -> int:
 
 
 def spec(connection_specification: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """A SPEC message: the config's JSON Schema plus ``extra`` spec fields."""
     return {"type": "SPEC", "spec": {"connectionSpecification": dict(connection_specification), **extra}}
 
 
 def connection_status(ok: bool, message: str | None = None) -> dict[str, Any]:
+    """A CONNECTION_STATUS message: SUCCEEDED, or FAILED with ``message``."""
     status: dict[str, Any] = {"status": "SUCCEEDED" if ok else "FAILED"}
     if message:
         status["message"] = message
@@ -35,10 +37,12 @@ def connection_status(ok: bool, message: str | None = None) -> dict[str, Any]:
 
 
 def catalog(streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """A CATALOG message listing ``streams`` (Airbyte stream objects)."""
     return {"type": "CATALOG", "catalog": {"streams": streams}}
 
 
 def record(stream: str, data: Mapping[str, Any], emitted_at: int | None = None) -> dict[str, Any]:
+    """A RECORD message of ``stream``; ``emitted_at`` in ms since the epoch (default: now)."""
     return {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": emitted_at or now_ms()}}
 
 
@@ -55,6 +59,7 @@ def stream_state(stream: str, state: Mapping[str, Any], record_count: int | None
 
 
 def log(message: str, level: LogLevel = "INFO") -> dict[str, Any]:
+    """A LOG message at ``level``."""
     return {"type": "LOG", "log": {"level": level, "message": message}}
 
 
@@ -64,6 +69,8 @@ def trace_error(
     internal_message: str | None = None,
     stream: str | None = None,
 ) -> dict[str, Any]:
+    """An ERROR trace: ``message`` for people, ``internal_message`` for logs, ``failure_type``
+    (``system_error``, ``config_error`` or ``transient_error``), and the stream it concerns, if one."""
     error: dict[str, Any] = {"message": message, "failure_type": failure_type}
     if internal_message:
         error["internal_message"] = internal_message
@@ -73,6 +80,7 @@ def trace_error(
 
 
 def trace_stream_status(stream: str, status: StreamStatus) -> dict[str, Any]:
+    """A STREAM_STATUS trace: ``stream`` is STARTED, RUNNING, COMPLETE or INCOMPLETE."""
     return {
         "type": "TRACE",
         "trace": {

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``des-source`` command line: ``spec``, ``check``, ``discover``, ``read``."""
     parser = ArgParser(prog="des-source", description="CSV/JSON/Parquet/Avro/Excel files (also in .zip archives) from S3 or any fsspec URL, as an Airbyte source.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser, required=True)
     sub.add_parser("spec", help="print the configuration spec")
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_spec(out: Output, args: argparse.Namespace) -> int:
+    """Print the source's SPEC message (its config schema)."""
     from connector.source.config import load_spec
 
     out.message(messages.spec(load_spec(), supportsIncremental=True,
@@ -48,6 +50,7 @@ def cmd_spec(out: Output, args: argparse.Namespace) -> int:
 
 
 def cmd_check(out: Output, args: argparse.Namespace) -> int:
+    """List the root and open one file; a CONNECTION_STATUS message says whether that worked."""
     from connector.source import Source
 
     try:
@@ -60,6 +63,7 @@ def cmd_check(out: Output, args: argparse.Namespace) -> int:
 
 
 def cmd_discover(out: Output, args: argparse.Namespace) -> int:
+    """Print the CATALOG of the streams the config finds, with their inferred schemas."""
     from connector.source import Source
 
     out.message(messages.catalog(Source(load_json_file(args.config, "config")).discover()))
@@ -136,6 +140,8 @@ def _lean_memory_pool() -> None:
 
 
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
+    """Emit the RECORD messages of the configured streams, a STATE after the files read (per
+    stream, resuming from ``--state``) and stream status traces; exit code 1 if a stream failed."""
     from connector.records import record_lines
     from connector.source import FileBatch, FileDone, Source, TransientError
     from connector.source.read import FILE_COLUMNS
@@ -220,6 +226,7 @@ COMMANDS = {"spec": cmd_spec, "check": cmd_check, "discover": cmd_discover, "rea
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``des-source`` with ``argv`` (default: the process's); returns the exit code."""
     return run(build_parser().parse_args(argv), COMMANDS)
 
 

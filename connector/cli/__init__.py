@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``des`` command line, each command registered by its module (``COMMAND_MODULES``)."""
     parser = _Parser(prog="des", description="DES containers, datasets and syncs from object storage.")
     parser.add_argument("--version", action="version", version=f"des-connector {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``des`` with ``argv`` (default: the process's); returns the exit code. An error prints
+    one line ``des: error: ...`` (and its traceback with ``--debug``) and exits 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # Warnings of the library (a lock being waited for, a file skipped) reach people as one line each.

@@ -21,6 +21,8 @@ COMPRESS_IN_MEMORY = 256 * 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the container commands (``pack``, ``ls``, ``cat``, ``info``, ``verify``, ``unpack``)
+    to ``sub``."""
     p = sub.add_parser("pack", help="pack files or folders into a DES container")
     p.add_argument("sources", nargs="+", help="files or folders (paths or fsspec URLs)")
     p.add_argument("-o", "--output", required=True, help="the container to write (path or URL)")
@@ -118,6 +120,7 @@ def _plan(sources: list[str], output: str,
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    """``des pack``: pack files and folders into one container, written atomically."""
     from connector.des import DesWriter
 
     if args.big_file_threshold is not None and args.big_file_threshold < 1:
@@ -200,6 +203,7 @@ def unescape_name(text: str) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """``des ls``: the member names (``--long``: length, offset, flags)."""
     r = _reader(args.container)
     if not args.long:
         for name in r.names():
@@ -215,6 +219,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    """``des cat``: the bytes of the given members to stdout, in order; every name is checked
+    before anything is written."""
     if args.escaped:
         args.members = [unescape_name(m) for m in args.members]
     r = _reader(args.container)
@@ -230,6 +236,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``des info``: the footer and member counts of a container, or one member's entry and META,
+    as JSON."""
     if args.escaped and args.member:
         args.member = unescape_name(args.member)
     r = _reader(args.container)
@@ -258,6 +266,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """``des verify``: check every member against its META (sha256, crc32 or size) and the DATA
+    region against ``data_crc32``; names held twice are listed (the last entry of each is read)."""
     r = _reader(args.container)
     counts = r.verify_counts()
     n = counts["sha256"] + counts["crc32"] + counts["size"]
@@ -276,6 +286,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
+    """``des unpack``: write every member under the output folder; unsafe names and a name that
+    would be both a file and a folder are refused before anything is written."""
     from connector.des.names import safe_join
 
     r = _reader(args.container)

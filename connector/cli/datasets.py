@@ -22,6 +22,8 @@ DEFAULT_ROOT = "out/store"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``des datasets`` and its subcommands (list, create, ranges, read, cat, versions,
+    aggregate, restore...) to ``sub``."""
     p = sub.add_parser("datasets", help="datasets, dataranges and versions of a store",
                        description="Manage the datasets of a store root (local folder or fsspec URL).")
     p.add_argument("--root", default=None, help="store root (default: out/store)")

@@ -12,6 +12,7 @@ from connector.errors import ConfigError, ConnectorError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``des discover`` to ``subparsers``."""
     p = subparsers.add_parser("discover", help="list streams and their inferred schemas",
                               description="List the streams under a root (a folder, s3://bucket/prefix, any fsspec "
                                           "URL, or a source config file) and the column types inferred for each.")
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The source config of ``des discover``: ``--config``, with ``root_url`` replaced by the
+    positional root if given; :class:`ConfigError` if neither is given."""
     config: dict[str, Any] = {}
     if args.config:
         config = load_json_file(args.config, "config")
@@ -34,6 +37,8 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``des discover``: each stream with its files and inferred column types (``--json``: the
+    Airbyte streams)."""
     from connector.source import Source
 
     source = Source(load_config(args))

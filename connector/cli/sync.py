@@ -10,6 +10,7 @@ from connector.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``des sync`` to ``sub``."""
     p = sub.add_parser("sync", help="sync a source into the store (records or whole files)",
                        description="Read every stream of a source config and write it into datasets of a store.")
     p.add_argument("--config", required=True, help="source config JSON (spec/source.json)")
@@ -31,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``des sync``: read the source's streams into the destination's store, one summary line per
+    stream."""
     from connector.destination import DestinationConfig
     from connector.sync import StreamMode, Sync, default_state_path, tqdm_progress
 

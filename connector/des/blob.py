@@ -74,6 +74,7 @@ class Blob:
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the object."""
         return self.fs.cat_file(self.path, start=start, end=end)
 
     def read_suffix(self, n: int) -> bytes:
@@ -85,6 +86,8 @@ class Blob:
         return self.read(max(0, self.size - n), self.size)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(start, end)`` range, in order (fetched concurrently where the
+        filesystem can)."""
         blobs = self.fs.cat_ranges([self.path] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges])
         for blob in blobs:
             if isinstance(blob, BaseException):
@@ -106,6 +109,7 @@ class LocalBlob(Blob):
     per_read_check = True
 
     def current_identity(self) -> Any:
+        """(size, mtime in ns) of the file now; also updates ``size`` and ``modified``."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -114,6 +118,8 @@ class LocalBlob(Blob):
         return (st.st_size, st.st_mtime_ns)
 
     def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` read from a fresh descriptor, whose size and mtime must match the
+        expected ones (the first read fixes them; :class:`ContainerChanged` if the file was replaced)."""
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
@@ -137,12 +143,14 @@ class LocalBlob(Blob):
         return b"".join(chunks)
 
     def read_suffix(self, n: int) -> bytes:
+        """The last ``n`` bytes (fewer if the file is shorter). Sets ``size`` and the identity."""
         if self.identity is None:
             self.identity = self.current_identity()
         assert self.size is not None
         return self.read(max(0, self.size - n), self.size)
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(start, end)`` range, in order."""
         return [self.read(s, e) for s, e in ranges]
 
 
@@ -156,9 +164,11 @@ class S3Blob(Blob):
         self.bucket, self.key, self.version = fs.split_path(path)
 
     def current_identity(self) -> Any:
+        """None: every GET carries ``If-Match`` with the expected ETag, so no separate check is needed."""
         return None  # every GET checks it
 
     def unchanged(self) -> bool:
+        """Whether the object still has the expected ETag (a 1-byte GET with ``If-Match``)."""
         if self.identity is None or not self.size:
             return False
         try:
@@ -168,15 +178,20 @@ class S3Blob(Blob):
         return True
 
     def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``: one GET with ``Range`` and ``If-Match`` (:class:`ContainerChanged`
+        if the object was replaced)."""
         return fsspec.asyn.sync(self.fs.loop, self._get, f"bytes={start}-{end - 1}")
 
     def read_suffix(self, n: int) -> bytes:
+        """The last ``n`` bytes in one GET (``Range: bytes=-n``)."""
         return fsspec.asyn.sync(self.fs.loop, self._get, f"bytes=-{n}")
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(start, end)`` range, in order, fetched concurrently."""
         return fsspec.asyn.sync(self.fs.loop, self._get_many, ranges)
 
     def stat_modified(self) -> dt.datetime:
+        """The object's Last-Modified time (a 1-byte GET when not known yet)."""
         if self.modified is None:
             fsspec.asyn.sync(self.fs.loop, self._get, "bytes=0-0")  # the answer carries Last-Modified
         assert self.modified is not None

@@ -20,6 +20,8 @@ from connector.des.format import Footer, MemberInfo
 
 @dataclass(frozen=True, slots=True)
 class CachedIndex:
+    """What a reader keeps of a container it opened: footer, size, INDEX entries (in order and by
+    name), the META region if it came with the tail, and the object identity they belong to."""
     footer: Footer
     size: int
     members: tuple[MemberInfo, ...]
@@ -46,9 +48,12 @@ class IndexCache:
 
     @staticmethod
     def key(fs: fsspec.AbstractFileSystem, path: str) -> tuple[Any, ...]:
+        """The cache key of ``path`` on ``fs``: protocol, endpoint and path."""
         return (*fs_identity(fs), path)
 
     def get(self, key: tuple[Any, ...], identity: Any = None) -> CachedIndex | None:
+        """The entry of ``key``, or None; an entry of another ``identity`` (the object changed) is
+        dropped and None returned."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -60,6 +65,7 @@ class IndexCache:
             return entry
 
     def put(self, key: tuple[Any, ...], entry: CachedIndex) -> None:
+        """Store ``entry`` under ``key`` (the least recently used entries go beyond ``maxsize``)."""
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -67,10 +73,12 @@ class IndexCache:
                 self._entries.popitem(last=False)
 
     def discard(self, key: tuple[Any, ...]) -> None:
+        """Forget the entry of ``key``, if any."""
         with self._lock:
             self._entries.pop(key, None)
 
     def clear(self) -> None:
+        """Forget every entry."""
         with self._lock:
             self._entries.clear()
 

@@ -16,12 +16,14 @@ CODECS = ("zstd", "gzip")
 
 
 def check_codec(codec: str | None) -> str | None:
+    """``codec`` if it is None or one of ``CODECS``, else ValueError."""
     if codec is not None and codec not in CODECS:
         raise ValueError(f"unknown compression {codec!r}; choose one of {', '.join(CODECS)} or None")
     return codec
 
 
 def compress(data: bytes, codec: str) -> bytes:
+    """``data`` compressed with ``codec`` (``zstd``, or ``gzip`` without file name or mtime)."""
     if codec == "zstd":
         return pa.compress(data, codec="zstd", asbytes=True)
     if codec == "gzip":

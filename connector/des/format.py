@@ -60,6 +60,7 @@ class Footer:
         return self.index_start + self.index_length + FOOTER_SIZE
 
     def pack(self) -> bytes:
+        """The footer's 72 bytes."""
         return FOOTER_STRUCT.pack(
             FOOTER_MAGIC,
             VERSION,
@@ -87,17 +88,21 @@ class MemberInfo:
 
     @property
     def external(self) -> bool:
+        """The member's bytes are in ``_bigFiles/``, not in the container."""
         return bool(self.flags & FLAG_EXTERNAL)
 
     @property
     def compressed(self) -> bool:
+        """The member's bytes are compressed (the codec is in its META)."""
         return bool(self.flags & FLAG_COMPRESSED)
 
     @property
     def deleted(self) -> bool:
+        """The entry is marked deleted (readers skip it)."""
         return bool(self.flags & FLAG_DELETED)
 
     def pack(self) -> bytes:
+        """The entry as stored in the INDEX: name length, UTF-8 name, then the fixed fields."""
         name = self.name.encode("utf-8")
         return (
             NAME_LENGTH_STRUCT.pack(len(name))
@@ -148,6 +153,8 @@ def parse_footer(raw: bytes, container: str, size: int | None = None) -> Footer:
 
 
 def parse_header(raw: bytes, container: str) -> None:
+    """Check the 16-byte header of ``container``: :class:`DesFormatError` if it is truncated,
+    has the wrong magic or another version."""
     if len(raw) < HEADER_SIZE:
         raise DesFormatError(f"{container}: truncated header")
     magic, version, _ = HEADER_STRUCT.unpack_from(raw)

@@ -253,6 +253,7 @@ class DesFileSystem(AbstractArchiveFileSystem):
         return entries
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The entry of a member or folder; FileNotFoundError naming the container if there is none."""
         self._get_dirs()
         assert self.dir_cache is not None
         name = self._strip_protocol(path).rstrip("/")
@@ -263,6 +264,7 @@ class DesFileSystem(AbstractArchiveFileSystem):
         return self._sized([self.dir_cache[name]])[0]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any):
+        """The entries under folder ``path`` (a member lists as itself); names only unless ``detail``."""
         self._get_dirs()
         name = self._strip_protocol(path).rstrip("/")
         if name in self._children:
@@ -310,6 +312,8 @@ class DesFileSystem(AbstractArchiveFileSystem):
         return name
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        """The bytes of a member, or of ``[start, end)`` of it (only those bytes are fetched for a
+        plain member)."""
         name = self._member(path)
         entry = self.reader.info(name)
         if start is None and end is None:

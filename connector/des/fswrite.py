@@ -43,9 +43,11 @@ class MemberWriter(io.BufferedIOBase):
         self._discarded = False
 
     def writable(self) -> bool:
+        """Always True: a member file is write-only."""
         return True
 
     def write(self, data: Any) -> int:
+        """Append ``data`` (any bytes-like object) to the member; returns the number of bytes."""
         if self.closed:
             raise ValueError(f"des member {self.name!r}: write to a closed file")
         view = memoryview(data).cast("B")
@@ -53,6 +55,7 @@ class MemberWriter(io.BufferedIOBase):
         return view.nbytes
 
     def tell(self) -> int:
+        """Bytes written so far."""
         return self._spool.tell()
 
     def discard(self) -> None:
@@ -61,6 +64,7 @@ class MemberWriter(io.BufferedIOBase):
         self.close()
 
     def close(self) -> None:
+        """Hand the member to the session (or tell it the member was discarded); idempotent."""
         if self.closed:
             return
         try:
@@ -112,6 +116,7 @@ class WriteSession:
         return self._writer
 
     def open_member(self, name: str) -> MemberWriter:
+        """A file to write member ``name`` into; ValueError if the session is no longer open."""
         with self._lock:
             if self.state != "open":
                 raise ValueError(f"{self.path}: the des:// write session is {self.state}")
@@ -134,6 +139,8 @@ class WriteSession:
                 writer.add_stream(name, spool, size=size)
 
     def commit(self) -> None:
+        """Publish the container with every member added; ValueError (and nothing written) if a member
+        file is still open."""
         with self._lock:
             if self.state != "open":
                 return
@@ -146,6 +153,7 @@ class WriteSession:
             self.state = "committed"
 
     def discard(self) -> None:
+        """Drop the session: nothing is published."""
         with self._lock:
             if self.state == "open":
                 self._abort()

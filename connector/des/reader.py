@@ -130,6 +130,7 @@ class DesReader:
 
     @property
     def footer(self) -> Footer:
+        """The container's footer (region offsets and lengths, member count)."""
         return self._index.footer
 
     @property
@@ -162,6 +163,7 @@ class DesReader:
         return iter(self.names())
 
     def info(self, name: str) -> MemberInfo:
+        """The INDEX entry ``name`` is read from; KeyError naming the container if there is none."""
         entry = self._index.by_name.get(name)
         if entry is None or entry.deleted:
             raise KeyError(f"{self.url}: no member named {name!r}")

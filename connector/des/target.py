@@ -43,6 +43,7 @@ def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True if ``fs`` is the local filesystem."""
     return isinstance(fs, LocalFileSystem)
 
 
@@ -78,9 +79,11 @@ class AtomicFile:
         self._file = fs.open(hidden, "wb", **kwargs)
 
     def write(self, data: bytes | memoryview) -> int:
+        """Write ``data`` to the hidden file; returns the number of bytes."""
         return self._file.write(data)
 
     def commit(self) -> None:
+        """Make the file visible under its name in one step (durably on a local filesystem)."""
         if self._temp is None:
             self._file.close()  # uploads the last part; the object is not visible yet
             self._file.commit()
@@ -94,6 +97,7 @@ class AtomicFile:
             self.fs.mv(self._temp, self.path)
 
     def discard(self) -> None:
+        """Drop what was written; nothing becomes visible (errors while cleaning up are ignored)."""
         try:
             if self._temp is None:
                 self._file.discard()

@@ -35,6 +35,8 @@ class StreamPlan:
 
     @property
     def truncate(self) -> bool:
+        """Whether the stream's earlier data is replaced (overwrite mode, or a refresh that drops
+        older generations)."""
         return self.mode == "overwrite" or bool(self.minimum_generation_id)
 
     @classmethod
@@ -144,6 +146,8 @@ class DestinationConfig:
         return store
 
     def dataset_for(self, stream: str, namespace: str | None) -> str:
+        """The dataset of ``stream`` (``dataset_name`` filled with the stream and namespace);
+        :class:`ConfigError` if that is not a valid dataset name."""
         name = self.dataset_name.format(stream=stream, namespace=namespace or "")
         try:
             return validate_dataset_name(name)

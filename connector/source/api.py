@@ -203,6 +203,8 @@ class Source:
         return [self.airbyte_stream(name, files) for name, files in self._list().items()]
 
     def airbyte_stream(self, name: str, files: list[FileRef] | None = None) -> dict[str, Any]:
+        """The Airbyte stream object of ``name``: its JSON Schema (from ``files``, default: the
+        stream's files), sync modes and cursor field."""
         refs = files if files is not None else self._stream_files(name)
         stream = {
             "name": name,

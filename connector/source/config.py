@@ -153,12 +153,14 @@ def _check_csv(options: CsvOptions, field: str) -> None:
 @dataclass(frozen=True)
 class ExcelOptions:
     #: The sheet read from each workbook; None: the first.
+    """How Excel workbooks are read (the config's ``excel`` object)."""
     sheet_name: str | None = None
 
 
 @dataclass(frozen=True)
 class AvroOptions:
     #: Float and double values as strings (Airbyte's option of the same name).
+    """How Avro files are read (the config's ``avro`` object)."""
     double_as_string: bool = False
 
 
@@ -175,6 +177,7 @@ CSV_FORMAT_FIELDS = frozenset({"delimiter", "quote_char", "escape_char", "encodi
 
 @dataclass(frozen=True)
 class StreamGlobs:
+    """A stream of the config's ``streams`` list: its name and the globs of its files."""
     name: str
     globs: tuple[str, ...]
     #: Only files of this format belong to the stream (Airbyte's ``format.filetype``); None: any.
@@ -194,6 +197,8 @@ class StreamGlobs:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], csv_base: CsvOptions = CsvOptions()) -> StreamGlobs:
+        """The stream of one ``streams`` entry (CSV options over ``csv_base``); :class:`ConfigError`
+        for a format option that does not apply to its filetype."""
         name = raw["name"]
         spec = raw.get("format") or {}
         avro = AvroOptions(spec["double_as_string"]) if "double_as_string" in spec else None

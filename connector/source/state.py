@@ -68,6 +68,7 @@ def _format_cached(value: datetime) -> str:
 
 
 def parse_time(value: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (a time without zone is taken as UTC)."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 

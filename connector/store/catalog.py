@@ -171,6 +171,7 @@ class Catalog:
         return self._db().execute(sql, args).fetchall()
 
     def close(self) -> None:
+        """Close this thread's connection (another call opens a new one)."""
         db = getattr(self._local, "db", None)
         if db is not None:
             if self._local.pid == os.getpid():
@@ -198,6 +199,7 @@ class Catalog:
     # -- datasets --------------------------------------------------------------------------------
 
     def dataset(self, name: str) -> Any:
+        """The row of dataset ``name``; :class:`DatasetNotFound` if there is none."""
         rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
         if not rows:
             raise DatasetNotFound(f"dataset {name!r} not found")
@@ -209,6 +211,7 @@ class Catalog:
         return rows[0] if rows else None
 
     def has_dataset(self, name: str) -> bool:
+        """True if the catalog holds dataset ``name``."""
         return bool(self.query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
 
     def datasets(self) -> list[Any]:
@@ -219,6 +222,7 @@ class Catalog:
                        metadata: dict | None = None, status: str = "draft", frozen: bool = False,
                        created: float | None = None, next_key: int = 0, epoch: int = 0,
                        checkpoint: str | None = None) -> None:
+        """Insert the row of a new dataset, inside ``db``'s transaction (``created`` defaults to now)."""
         now = time.time()
         db.execute(
             "INSERT INTO datasets (name, description, tags, metadata, status, frozen, created, updated, next_key,"
@@ -304,6 +308,7 @@ class Catalog:
         return [r["manifest"] for r in self.query("SELECT manifest FROM versions WHERE dataset = ?", (dataset,))]
 
     def count_versions(self, dataset: str) -> int:
+        """How many versions ``dataset`` has."""
         return self.query("SELECT COUNT(*) FROM versions WHERE dataset = ?", (dataset,))[0][0]
 
     def insert_version(self, db: Connection, dataset: str, version: str, message: str, created: float,
@@ -406,6 +411,7 @@ class DatasetLock:
         self.catalog.heartbeat(db, self.dataset, self.token)
 
     def release(self) -> None:
+        """Stop the heartbeat and give the lock up (nothing if already released)."""
         if self._stop.is_set():
             return
         self._stop.set()

@@ -14,25 +14,27 @@ class InvalidName(StoreError, ValueError):
 
 
 class DatasetNotFound(StoreError, KeyError):
+    """No dataset of that name."""
+
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "dataset not found"
 
 
 class DatasetExists(StoreError):
-    pass
+    """A dataset of that name exists already."""
 
 
 class DatasetFrozen(StoreError):
-    pass
+    """The dataset is frozen: no write or key-space change until it is unfrozen."""
 
 
 class DatasetLocked(StoreError):
-    pass
+    """Another writer holds the dataset's lock (after waiting), or this one lost it."""
 
 
 class RangeError(StoreError, ValueError):
-    pass
+    """A key or key range the dataset does not hold, or that an operation cannot take."""
 
 
 class VersionError(StoreError, ValueError):
-    pass
+    """A version that does not exist, exists already, or is not a semantic version."""

@@ -99,9 +99,11 @@ class Layout:
         self.root = root.rstrip("/")
 
     def dataset_dir(self, dataset: str) -> str:
+        """The folder of ``dataset`` (its name checked)."""
         return f"{self.root}/{validate_dataset_name(dataset)}"
 
     def dataset_json(self, dataset: str) -> str:
+        """The ``dataset.json`` of ``dataset``."""
         return f"{self.dataset_dir(dataset)}/dataset.json"
 
     def ranges_dir(self, dataset: str, epoch: int = 0) -> str:
@@ -133,12 +135,15 @@ class Layout:
         return f"{self.root}/{relative_path(dataset, stored)}"
 
     def versions_dir(self, dataset: str) -> str:
+        """The folder of the version manifests of ``dataset``."""
         return f"{self.dataset_dir(dataset)}/versions"
 
     def version(self, dataset: str, version: str) -> str:
+        """The manifest of ``version`` of ``dataset``."""
         return f"{self.versions_dir(dataset)}/{version}.json"
 
     def log_dir(self, dataset: str) -> str:
+        """The folder of the operation log segments of ``dataset``."""
         return f"{self.dataset_dir(dataset)}/log"
 
     @staticmethod

@@ -21,6 +21,7 @@ _SEMVER = re.compile(
 
 
 def check_semver(version: str) -> str:
+    """``version`` if it is a semantic version (semver.org 2.0.0), else :class:`VersionError`."""
     if not isinstance(version, str) or not _SEMVER.match(version):
         raise VersionError(f"version {version!r} is not a semantic version like 1.2.0 (semver.org)")
     return version

@@ -44,6 +44,8 @@ READ_BLOCK = 8 << 20
 
 @dataclass(frozen=True)
 class FormatOptions:
+    """Everything a format reader needs from the config: CSV, Excel and Avro options, what to do with
+    a bad record, batch and block sizes."""
     csv: CsvOptions = CsvOptions()
     #: The config names ``csv.delimiter`` (else ``.tsv`` files are read with tabs).
     delimiter_given: bool = False
@@ -66,6 +68,7 @@ class FileStats:
     invalid_examples: list[str] = field(default_factory=list)
 
     def skip(self, where: str) -> None:
+        """Count one skipped record; the first three places (``where``) are kept as examples."""
         self.skipped += 1
         if len(self.skipped_examples) < 3:
             self.skipped_examples.append(where)
@@ -163,9 +166,11 @@ class Prefixed(io.RawIOBase):
         _LIVE.add(self)
 
     def readable(self) -> bool:
+        """Always True."""
         return True
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left for -1): the head first, then the rest of the stream."""
         self._reading += 1  # under the GIL: Arrow's reader threads call in one at a time
         try:
             if self.closed:
@@ -176,6 +181,7 @@ class Prefixed(io.RawIOBase):
             self._last_read = time.monotonic()
 
     def readinto(self, buffer) -> int:
+        """Fill ``buffer`` from the head, then from the rest; returns the number of bytes."""
         if self._head.nbytes:
             n = min(len(buffer), self._head.nbytes)
             buffer[:n] = self._head[:n]
