@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.support.docs import blocks, documents
 
 ROOT = Path(__file__).resolve().parents[1]
 DES = [sys.executable, "-m", "connector.cli"]
@@ -212,13 +213,30 @@ def test_a_second_sync_says_who_holds_the_lock_while_it_waits(tmp_path):
 def test_readme_links_point_into_the_repository():
     import re
 
-    text = (ROOT / "README.md").read_text()
-    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
-    assert links, "README.md links nothing"
-    missing = [link for link in links if not (ROOT / link).exists()]
-    assert not missing, missing
+    for page in documents():  # README.md and the docs/ pages it links
+        links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text())
+        assert links or page.name != "README.md", "README.md links nothing"
+        missing = [link for link in links if not (page.parent / link).exists()]
+        assert not missing, (page.name, missing)
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"](docs/{page.name})" in readme for page in documents()[1:]), "a docs/ page the README does not link"
     assert "Apache License" in (ROOT / "LICENSE").read_text() and 'license = { text = "Apache-2.0" }' in (
         ROOT / "pyproject.toml").read_text()
+
+
+def test_the_repository_stands_on_its_own():
+    # Code, tests and documents point only inside the repository: no notes or checkouts kept on one
+    # machine (a test once sent its readers to a notes file outside the repository).
+    import re
+
+    outside = re.compile(r"(?:^|[^\w.~-])/(?:work|home|Users|root)/|\.\./shared/")
+    texts = [ROOT / "README.md", *ROOT.glob("*.toml")]
+    for folder in ("connector", "tests", "docs", "examples", "bench", "spec", ".ci"):
+        texts += [p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".json", ".sh", "")]
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in texts if "work" not in p.relative_to(ROOT).parts
+             for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+             if outside.search(line) and p != Path(__file__)]
+    assert found == []
 
 
 def test_zst_members_read_with_pandas_out_of_the_box(tmp_path):
@@ -261,20 +279,16 @@ def test_local_s3_script_starts_fills_and_stops_a_server(tmp_path):
 @pytest.mark.slow
 def test_readme_sections_run_after_command_1(tmp_path):
     """README command 1's job (examples/local/run.sh), then every local section in the same folder."""
-    import re
-
     for name in ("examples", "testdata"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     first = run(["bash", "examples/local/run.sh"], cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
-    text = (ROOT / "README.md").read_text()
     for section in ("store", "sync", "destination"):
-        body = re.search(rf"<!-- section:{section} -->(.*?)<!-- /section:{section} -->", text, re.S).group(1)
-        for python in re.findall(r"```python\n(.*?)```", body, re.S):
+        for python in blocks(section, "python"):
             out = run([sys.executable, "-c", python], cwd=tmp_path, env=env)
             assert out.returncode == 0, (section, out.stderr[-2000:])
-        for bash in re.findall(r"```bash\n(.*?)```", body, re.S):
+        for bash in blocks(section, "bash"):
             out = run(["bash", "-euo", "pipefail", "-c", bash], cwd=tmp_path, env=env)
             assert out.returncode == 0, (section, bash, out.stderr[-2000:])
             if section == "sync":  # the first run writes every stream, not "0 files"

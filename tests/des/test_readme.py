@@ -5,7 +5,6 @@ The S3 block is pointed at the moto test server by replacing its example endpoin
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
@@ -13,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.docs import blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ENDPOINT, EXAMPLE_BUCKET = "http://127.0.0.1:9000", "s3://bucket/"
 
 
-def _section() -> str:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- section:des -->(.*?)<!-- /section:des -->", text, re.S)
-    assert match, "README.md has no des section"
-    return match.group(1)
-
-
 def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", _section(), re.S)
+    return blocks("des", lang)
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ keep the suite fast; each line gets its own argv and exit code)."""
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.support.docs import blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,15 +31,9 @@ print(json.dumps(results))
 """
 
 
-def _section() -> str:
-    match = re.search(r"<!-- section:store -->(.*?)<!-- /section:store -->", (ROOT / "README.md").read_text(), re.S)
-    assert match, "README.md has no store section"
-    return match.group(1)
-
-
 def test_readme_store_section_runs(tmp_path):
-    (python,) = re.findall(r"```python\n(.*?)```", _section(), re.S)
-    (shell,) = re.findall(r"```bash\n(.*?)```", _section(), re.S)
+    (python,) = blocks("store", "python")
+    (shell,) = blocks("store", "bash")
     out = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "{'id': 41, 'name': 'u41'}" in out.stdout and "{'source': 'offset 91'} 91" in out.stdout

@@ -3,21 +3,19 @@ holding the bundled testdata and examples), and examples/local/run.sh runs twice
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.docs import blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _blocks(section: str) -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- section:{section} -->(.*?)<!-- /section:{section} -->", text, re.S)
-    assert match, f"README.md has no {section} section"
-    return re.findall(r"```bash\n(.*?)```", match.group(1), re.S)
+    return blocks(section, "bash")
 
 
 @pytest.fixture
