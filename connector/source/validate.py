@@ -43,6 +43,7 @@ class Column:
 
     @classmethod
     def of(cls, prop: dict[str, Any]) -> Column:
+        """The rule of one JSON Schema property: its types (``null`` aside) and ``format``."""
         types = prop.get("type", [])
         types = types if isinstance(types, list) else [types]
         return cls(frozenset(t for t in types if t != "null"), prop.get("format"))
@@ -101,6 +102,8 @@ class Validation:
 
     @classmethod
     def of(cls, policy: str, properties: dict[str, Any], booleans: Booleans = None) -> Validation:
+        """The validation of a stream's schema ``properties`` under ``policy`` (``booleans``: the
+        CSV texts of true and false, if configured)."""
         return cls(policy, {name: Column.of(prop) for name, prop in properties.items()}, booleans)
 
     def apply(self, batch: pa.RecordBatch, ref: FileRef, before: int) -> tuple[pa.RecordBatch, np.ndarray | None, str | None]:

@@ -153,6 +153,7 @@ class Transcoded:
         self._done = False
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the file as UTF-8 (all that is left for -1)."""
         while not self._done and (size < 0 or len(self._pending) < size):
             chunk = self._stream.read(size if size > 0 else 1 << 20)
             self._done = not chunk
