@@ -11,6 +11,7 @@ EXIT_USAGE = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``des serve`` to ``sub``."""
     p = sub.add_parser("serve", help="serve a store over HTTP (Datas3t's REST API)",
                        description="Serve the datasets of a store root over HTTP: Datas3t's REST API under "
                                    "/api/v1/datas3t, the data buffer's endpoints under /api/v1/buffer/{id}, the "

@@ -48,19 +48,23 @@ class Datas3tClient:
     # -- datasets --------------------------------------------------------------------------------
 
     def list_datasets(self) -> list[dict[str, Any]]:
+        """The datasets the token may read (``GET /api/v1/datas3t``)."""
         return self._json("GET", "/api/v1/datas3t")["datasets"]
 
     def create_dataset(self, dataset: str, *, description: str | None = None, tags: Iterable[str] | None = None,
                        metadata: Mapping[str, Any] | None = None, status: str | None = None) -> dict[str, Any]:
+        """Create ``dataset`` with the given fields (``PUT``); the created dataset."""
         fields = {"description": description, "tags": None if tags is None else list(tags),
                   "metadata": None if metadata is None else dict(metadata), "status": status}
         body = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
         return self._json("PUT", _path(dataset), body, "application/json")
 
     def get_dataset(self, dataset: str) -> dict[str, Any]:
+        """One dataset with its stats."""
         return self._json("GET", _path(dataset))
 
     def delete_dataset(self, dataset: str) -> dict[str, Any]:
+        """Delete ``dataset`` and everything under it."""
         return self._json("DELETE", _path(dataset))
 
     # -- dataranges ------------------------------------------------------------------------------
@@ -77,6 +81,7 @@ class Datas3tClient:
         return self._json("POST", _path(dataset), lines, JSONL_TYPE)
 
     def dataranges(self, dataset: str) -> list[dict[str, Any]]:
+        """The dataset's dataranges."""
         return self._json("GET", _path(dataset, "dataranges"))["dataranges"]
 
     def download(self, dataset: str, start: int, end: int, fmt: str | None = None) -> Iterator[bytes]:
@@ -98,15 +103,19 @@ class Datas3tClient:
         return self._json("GET", _path(dataset, "datarange", str(start), str(end)) + f"?format=urls&expires={expires}")
 
     def download_bytes(self, dataset: str, start: int, end: int, fmt: str | None = None) -> bytes:
+        """Datapoints ``start..end`` in one piece (see :meth:`download`)."""
         return b"".join(self.download(dataset, start, end, fmt))
 
     def aggregate(self, dataset: str, start: int, end: int) -> dict[str, Any]:
+        """Merge the dataranges inside ``[start, end]`` into one; the merged datarange."""
         return self._json("POST", _path(dataset, "aggregate", str(start), str(end)))["datarange"]
 
     def missing_ranges(self, dataset: str) -> list[tuple[int, int]]:
+        """Gaps in the dataset's key space, as ``(start, end)`` pairs."""
         return [(g["start"], g["end"]) for g in self._json("GET", _path(dataset, "missing-ranges"))["missing"]]
 
     def openapi(self) -> dict[str, Any]:
+        """The server's OpenAPI document."""
         return self._json("GET", "/api/v1/openapi.json")
 
     # -- plumbing --------------------------------------------------------------------------------

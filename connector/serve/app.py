@@ -80,6 +80,7 @@ class InFlight:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
+        """Count the request while it is served; answer 503 once the server is stopping."""
         if self.stopping:
             return _error_response(ApiError(503, "stopping", "the server is stopping", {"Connection": "close"}))
         self.count += 1
@@ -170,6 +171,7 @@ class JsonAccessLog(AbstractAccessLogger):
     """One JSON line per request; no headers, no query string, no body."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
+        """Log one request: method, path, status, bytes, milliseconds and principal, as JSON."""
         principal = request.get("principal")
         self.logger.info(json.dumps({
             "event": "access", "time": _now(), "remote": request.remote, "method": request.method,

@@ -50,6 +50,7 @@ class BlockingBody(io.RawIOBase):
         self.received = 0
 
     def readable(self) -> bool:
+        """Always True."""
         return True
 
     def abandon(self) -> None:
@@ -57,6 +58,7 @@ class BlockingBody(io.RawIOBase):
         self._abandoned.set()
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` with the next bytes of the body; 0 at its end."""
         if not self._piece:
             self._piece = memoryview(self._next_piece())
             if not self._piece:

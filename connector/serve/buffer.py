@@ -39,27 +39,33 @@ class BufferApi:
         self.store, self.max_document_bytes, self.lock_wait = store, max_document_bytes, lock_wait
 
     def routes(self) -> list[web.RouteDef]:
+        """The buffer's routes under ``/api/v1/buffer/{id}``."""
         return [web.get(PREFIX + "/stat", self.stat), web.get(PREFIX + "/dstat", self.dstat),
                 web.get(PREFIX + "/dumpF", self.dump_files), web.get(PREFIX + "/dumpLogF", self.dump_log),
                 web.post(PREFIX + "/sendF", self.send_file), web.post(PREFIX + "/upddsc", self.update_status),
                 web.post(PREFIX + "/cleanall", self.clean_all)]
 
     async def stat(self, request: web.Request) -> web.Response:
+        """``GET .../stat``: datapoints and bytes of the dataset (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         stats = await in_worker(self.store.stats, name)
         return web.json_response({"n_itm": stats["datapoints"], "buff_size": stats["bytes"]})
 
     async def dstat(self, request: web.Request) -> web.Response:
+        """``GET .../dstat``: whether the dataset is frozen, and the caller's principal (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         dataset = await in_worker(self.store.get_dataset, name)
         return web.json_response(_dstat(dataset.frozen, principal_of(request).name))
 
     async def dump_files(self, request: web.Request) -> web.Response:
+        """``GET .../dumpF``: a page of the dataset's datapoints with their member names (``offset``,
+        ``limit``; role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         offset, limit = _int(request, "offset", 0, 0, 2**63 - 1), _int(request, "limit", DUMP_LIMIT, 1, DUMP_LIMIT)
         return web.json_response(await in_worker(_files, self.store, name, offset, limit))
 
     async def dump_log(self, request: web.Request) -> web.Response:
+        """``GET .../dumpLogF``: the dataset's operation log (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         return web.json_response({"log": await in_worker(self.store.log_entries, name)})
 
@@ -71,6 +77,7 @@ class BufferApi:
         return web.json_response({"key": key}, status=201)
 
     async def update_status(self, request: web.Request) -> web.Response:
+        """``POST .../upddsc``: freeze (``FROZEN``) or unfreeze (``OPERATIONAL``) the dataset (role owner)."""
         name = await authorized(request, self.store, "owner", "freeze or unfreeze")
         fields = await json_fields(request, {"dstatus": str})
         wanted = fields.get("dstatus")
@@ -81,6 +88,8 @@ class BufferApi:
         return web.json_response(_dstat(dataset.frozen, principal_of(request).name))
 
     async def clean_all(self, request: web.Request) -> web.Response:
+        """``POST .../cleanall``: unfreeze, then keep the data as the next major version and start
+        an empty key space (role owner)."""
         name = await authorized(request, self.store, "owner", "clean all")
         kept = await in_worker(_clean_all, self.store, name, self.lock_wait)
         return web.json_response({**_dstat(False, principal_of(request).name), "version": kept.version,

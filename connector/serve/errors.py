@@ -29,6 +29,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, dict[str, str]]:
+        """The JSON error body: ``{"error": {"code": ..., "message": ...}}``."""
         return {"error": {"code": self.code, "message": self.message}}
 
 

@@ -55,6 +55,7 @@ class DatasetService(rpc.DatasetServiceServicer):
     # -- CRUD ------------------------------------------------------------------------------------
 
     def CreateDataset(self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext) -> pb.CreateDatasetResponse:  # noqa: N802 - gRPC's method name
+        """Create a dataset (role editor); ``topic_id`` is kept in its metadata."""
         def run() -> pb.CreateDatasetResponse:
             principal, name = self._principal(context), _valid_name(request.name)
             if "topic_id" in request.metadata:
@@ -70,6 +71,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.GetDatasetResponse:  # noqa: N802 - gRPC's method name
+        """One dataset, with its versions if asked (role reader)."""
         def run() -> pb.GetDatasetResponse:
             name = self._authorized(context, request.id, "reader", "read")
             out = pb.GetDatasetResponse(dataset=self._dataset(self.store.get_dataset(name), self._principal(context)))
@@ -79,6 +81,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def ListDatasets(self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext) -> pb.ListDatasetsResponse:  # noqa: N802 - gRPC's method name
+        """The datasets the caller may read, filtered by status, tags and topic, sorted and paged."""
         def run() -> pb.ListDatasetsResponse:
             principal = self._principal(context)
             found = [d for d in self.store.list_datasets(request.status or None, list(request.tags) or None,
@@ -96,6 +99,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def UpdateDataset(self, request: pb.UpdateDatasetRequest, context: grpc.ServicerContext) -> pb.UpdateDatasetResponse:  # noqa: N802 - gRPC's method name
+        """Change description, tags or metadata (role owner); datasets are not renamed."""
         def run() -> pb.UpdateDatasetResponse:
             name = self._authorized(context, request.id, "owner", "update")
             if "topic_id" in request.metadata:  # moving a dataset would carry it across the topic boundary
@@ -108,6 +112,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext) -> pb.DeleteDatasetResponse:  # noqa: N802 - gRPC's method name
+        """Delete a dataset (role owner)."""
         def run() -> pb.DeleteDatasetResponse:
             name = self._authorized(context, request.id, "owner", "delete")
             self.store.delete_dataset(name, wait=self.lock_wait)
@@ -117,6 +122,8 @@ class DatasetService(rpc.DatasetServiceServicer):
     # -- versions --------------------------------------------------------------------------------
 
     def CreateVersion(self, request: pb.CreateVersionRequest, context: grpc.ServicerContext) -> pb.CreateVersionResponse:  # noqa: N802 - gRPC's method name
+        """Snapshot the dataset as a version (role editor); a ``content_hash`` that does not match
+        the content removes the version again and fails with DATA_LOSS."""
         def run() -> pb.CreateVersionResponse:
             name = self._authorized(context, request.dataset_id, "editor", "create a version")
             self._new_version(name, request.version)
@@ -129,12 +136,14 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def GetVersion(self, request: pb.GetVersionRequest, context: grpc.ServicerContext) -> pb.GetVersionResponse:  # noqa: N802 - gRPC's method name
+        """One version of a dataset (role reader)."""
         def run() -> pb.GetVersionResponse:
             name, version = self._version_of(context, request.dataset_id, request.version_id)
             return pb.GetVersionResponse(version=_version(_find_version(self.store, name, version)))
         return _answer(context, run)
 
     def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.ServicerContext) -> pb.ListVersionsResponse:  # noqa: N802 - gRPC's method name
+        """The dataset's versions, paged (role reader)."""
         def run() -> pb.ListVersionsResponse:
             name = self._authorized(context, request.dataset_id, "reader", "read")
             page, info = _page(self.store.list_versions(name), request.page)
@@ -145,6 +154,8 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     def UploadContent(self, request_iterator: Iterator[pb.UploadContentRequest], context: grpc.ServicerContext  # noqa: N802 - gRPC's method name
                       ) -> pb.UploadContentResponse:
+        """Append the streamed content to a dataset: the first message carries the metadata, the
+        others the bytes (role editor)."""
         def run() -> pb.UploadContentResponse:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("data") != "metadata":
@@ -176,6 +187,7 @@ class DatasetService(rpc.DatasetServiceServicer):
 
     def DownloadContent(self, request: pb.DownloadContentRequest, context: grpc.ServicerContext  # noqa: N802 - gRPC's method name
                         ) -> Iterator[pb.DownloadContentResponse]:
+        """Stream the bytes ``[offset, offset + length)`` of a version's content (role reader)."""
         try:
             name, version = self._version_of(context, request.dataset_id, request.version_id or "latest")
             v = _find_version(self.store, name, version)
@@ -195,6 +207,7 @@ class DatasetService(rpc.DatasetServiceServicer):
             _abort(context, exc)
 
     def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext) -> pb.GetChunkResponse:  # noqa: N802 - gRPC's method name
+        """One chunk (datarange) of a version, by index or by hash."""
         def run() -> pb.GetChunkResponse:
             name, version = self._version_of(context, "", request.version_id)
             ranges = _find_version(self.store, name, version).dataranges
@@ -215,6 +228,7 @@ class DatasetService(rpc.DatasetServiceServicer):
         return _answer(context, run)
 
     def ListChunks(self, request: pb.ListChunksRequest, context: grpc.ServicerContext) -> pb.ListChunksResponse:  # noqa: N802 - gRPC's method name
+        """The chunks (dataranges) of a version: index, hash, size."""
         def run() -> pb.ListChunksResponse:
             name, version = self._version_of(context, "", request.version_id)
             ranges = _find_version(self.store, name, version).dataranges

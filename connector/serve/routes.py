@@ -63,6 +63,7 @@ class Datas3tApi:
         self.store, self.limits = store, limits
 
     def routes(self) -> list[web.RouteDef]:
+        """The REST routes under ``/api/v1/datas3t``."""
         return [
             web.get(PREFIX, self.list_datasets),
             web.put(PREFIX + "/{id}", self.create_dataset),
@@ -81,12 +82,14 @@ class Datas3tApi:
     # -- datasets --------------------------------------------------------------------------------
 
     async def list_datasets(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/datas3t``: the datasets the caller may read."""
         principal = principal_of(request)
         found = await self._run(self.store.list_datasets, limit=1 << 62)
         return web.json_response({"datasets": [_dataset_json(d) for d in found
                                                if principal.may(d.name, topic_of(d.metadata), "reader")]})
 
     async def create_dataset(self, request: web.Request) -> web.Response:
+        """``PUT .../{id}``: create a dataset from the JSON fields given; 201 (role editor)."""
         principal, name = principal_of(request), valid_name(request)
         fields = await json_fields(request, {"description": str, "tags": list, "metadata": dict, "status": str})
         topic = new_topic(fields.get("metadata", {}))
@@ -96,11 +99,13 @@ class Datas3tApi:
         return web.json_response(_dataset_json(created), status=201)
 
     async def get_dataset(self, request: web.Request) -> web.Response:
+        """``GET .../{id}``: the dataset with its stats (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         dataset, stats = await self._run(_with_stats, self.store, name)
         return web.json_response({**_dataset_json(dataset), "stats": stats})
 
     async def delete_dataset(self, request: web.Request) -> web.Response:
+        """``DELETE .../{id}``: delete the dataset and its objects (role owner)."""
         name = await authorized(request, self.store, "owner", "delete")
         await self._run(self.store.delete_dataset, name, wait=self.limits.lock_wait)
         return web.json_response({"deleted": name})
@@ -108,6 +113,8 @@ class Datas3tApi:
     # -- dataranges ------------------------------------------------------------------------------
 
     async def upload(self, request: web.Request) -> web.Response:
+        """``POST .../{id}``: append the body (JSON Lines of records, or a tar of files), streamed into
+        a writer (role editor)."""
         name = await authorized(request, self.store, "editor", "upload")
         write = _uploader(request.content_type)
         if request.content_length is not None and request.content_length > self.limits.max_upload_bytes:
@@ -123,11 +130,14 @@ class Datas3tApi:
         return web.json_response({"dataset": name, **self._datarange_json(datarange)}, status=201)
 
     async def list_dataranges(self, request: web.Request) -> web.Response:
+        """``GET .../{id}/dataranges``: the dataset's dataranges (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         ranges = await self._run(self.store.dataranges, name)
         return web.json_response({"dataset": name, "dataranges": [self._datarange_json(d) for d in ranges]})
 
     async def download(self, request: web.Request) -> web.StreamResponse:
+        """``GET .../{id}/datarange/{start}/{end}``: datapoints ``start..end`` in the asked
+        ``format`` (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         first, last = _key(request, "start"), _key(request, "end")
         ranges = await self._run(downloads.covering, self.store, name, first, last)
@@ -163,12 +173,15 @@ class Datas3tApi:
             raise ApiError(404, "missing", str(exc)) from None
 
     async def aggregate(self, request: web.Request) -> web.Response:
+        """``POST .../{id}/aggregate/{start}/{end}``: merge the dataranges inside the range (role
+        editor)."""
         name = await authorized(request, self.store, "editor", "aggregate")
         first, last = _key(request, "start"), _key(request, "end")
         merged = await self._run(self.store.aggregate, name, first, last, wait=self.limits.lock_wait)
         return web.json_response({"dataset": name, "datarange": self._datarange_json(merged)})
 
     async def missing_ranges(self, request: web.Request) -> web.Response:
+        """``GET .../{id}/missing-ranges``: the next key and the gaps of the key space (role reader)."""
         name = await authorized(request, self.store, "reader", "read")
         dataset, gaps = await self._run(_with_gaps, self.store, name)
         return web.json_response({"dataset": name, "next_key": dataset.next_key,
@@ -293,6 +306,7 @@ def _dataset_json(d: Dataset) -> dict[str, Any]:
 
 
 def iso(seconds: float | None) -> str | None:
+    """``seconds`` since the epoch as ISO 8601 UTC with microseconds (None stays None)."""
     if seconds is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"

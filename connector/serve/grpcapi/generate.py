@@ -37,6 +37,7 @@ def generate() -> dict[str, str]:
 
 
 def main() -> int:
+    """Write the generated modules into this package; returns the exit code."""
     for name, text in generate().items():
         (PACKAGE_DIR / name).write_text(text)
         print(f"wrote {PACKAGE_DIR / name}")
