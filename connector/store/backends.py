@@ -36,20 +36,30 @@ class Cursor(Protocol):
 
     rowcount: int
 
-    def fetchone(self) -> Any: ...
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
 
-    def fetchall(self) -> list[Any]: ...
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        ...
 
 
 class Connection(Protocol):
     """One connection to the catalog's database, as :class:`Catalog` uses it (``?`` placeholders)."""
 
     @property
-    def in_transaction(self) -> bool: ...
+    def in_transaction(self) -> bool:
+        """True inside a transaction."""
+        ...
 
-    def execute(self, sql: str, args: Any = ..., /) -> Any: ...
+    def execute(self, sql: str, args: Any = ..., /) -> Any:
+        """Run one statement with its arguments; a :class:`Cursor`."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the connection."""
+        ...
 
 
 def is_catalog_url(location: str | os.PathLike[str]) -> bool:
@@ -89,6 +99,7 @@ class Backend:
         return redacted(self.location)
 
     def connect(self) -> Connection:
+        """A new connection to the catalog's database, set up for the catalog."""
         raise NotImplementedError
 
     def begin(self, db: Connection) -> None:
@@ -96,6 +107,7 @@ class Backend:
         raise NotImplementedError
 
     def table_exists(self, db: Connection, table: str) -> bool:
+        """True if the database has ``table``."""
         raise NotImplementedError
 
     def ddl(self, statement: str) -> list[str]:
@@ -241,6 +253,7 @@ class Row(tuple):
         return tuple.__getitem__(self, key)
 
     def keys(self) -> list[str]:
+        """The column names, in order."""
         return list(self._names)
 
 
