@@ -118,6 +118,7 @@ def s3_options(access: S3Access) -> dict[str, Any]:
 
 
 def is_s3_url(url: str) -> bool:
+    """True for an ``s3://`` or ``s3a://`` URL."""
     return url.startswith(("s3://", "s3a://"))
 
 
