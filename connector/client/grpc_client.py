@@ -44,6 +44,7 @@ class DatasetServiceClient:
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
 
     def close(self) -> None:
+        """Close the channel."""
         self._channel.close()
 
     def __enter__(self) -> DatasetServiceClient:
@@ -56,11 +57,13 @@ class DatasetServiceClient:
 
     def create_dataset(self, name: str, topic_id: str = "", description: str = "", tags: Iterable[str] = (),
                        metadata: Mapping[str, str] | None = None) -> pb.Dataset:
+        """``CreateDataset``: a new dataset (in ``topic_id``, which the caller must edit); the created one."""
         request = pb.CreateDatasetRequest(topic_id=topic_id, name=name, description=description, tags=list(tags),
                                           metadata=dict(metadata or {}))
         return self._call(self._stub.CreateDataset, request).dataset
 
     def get_dataset(self, dataset_id: str, include_versions: bool = False) -> pb.GetDatasetResponse:
+        """``GetDataset``: the dataset (with its versions when ``include_versions``)."""
         return self._call(self._stub.GetDataset, pb.GetDatasetRequest(id=dataset_id, include_versions=include_versions))
 
     def list_datasets(self, topic_id: str = "", status: str = "", tags: Iterable[str] = (),
@@ -74,24 +77,29 @@ class DatasetServiceClient:
 
     def update_dataset(self, dataset_id: str, description: str = "", tags: Iterable[str] = (),
                        metadata: Mapping[str, str] | None = None) -> pb.Dataset:
+        """``UpdateDataset``: new description, tags and metadata; the updated dataset."""
         request = pb.UpdateDatasetRequest(id=dataset_id, description=description, tags=list(tags),
                                           metadata=dict(metadata or {}))
         return self._call(self._stub.UpdateDataset, request).dataset
 
     def delete_dataset(self, dataset_id: str) -> str:
+        """``DeleteDataset``: delete it with its data; its id."""
         return self._call(self._stub.DeleteDataset, pb.DeleteDatasetRequest(id=dataset_id)).id
 
     # -- versions --------------------------------------------------------------------------------
 
     def create_version(self, dataset_id: str, version: str, message: str = "") -> pb.DatasetVersion:
+        """``CreateVersion``: keep the dataset's current data as ``version`` (semver)."""
         request = pb.CreateVersionRequest(dataset_id=dataset_id, version=version, message=message)
         return self._call(self._stub.CreateVersion, request).version
 
     def get_version(self, dataset_id: str, version_id: str = "latest") -> pb.DatasetVersion:
+        """``GetVersion``: one version of the dataset (``latest`` by default)."""
         request = pb.GetVersionRequest(dataset_id=dataset_id, version_id=version_id)
         return self._call(self._stub.GetVersion, request).version
 
     def list_versions(self, dataset_id: str, page_size: int = 100) -> list[pb.DatasetVersion]:
+        """``ListVersions``: every version of the dataset (all pages)."""
         def page(token: str) -> pb.ListVersionsResponse:
             return self._call(self._stub.ListVersions, pb.ListVersionsRequest(
                 dataset_id=dataset_id, page=pb.PageRequest(page_size=page_size, page_token=token)))
@@ -147,9 +155,11 @@ class DatasetServiceClient:
             raise GrpcError("DATA_LOSS", f"{meta.version_id}: its chunks do not make the version's hash")
 
     def list_chunks(self, version_id: str) -> list[pb.ChunkInfo]:
+        """``ListChunks``: the chunks of a version, in order."""
         return list(self._call(self._stub.ListChunks, pb.ListChunksRequest(version_id=version_id)).chunks)
 
     def get_chunk(self, version_id: str, index: int = 0, chunk_hash: str = "") -> pb.Chunk:
+        """``GetChunk``: one chunk of a version, by ``index``, or by its SHA-256 when ``chunk_hash`` is given."""
         request = pb.GetChunkRequest(version_id=version_id, chunk_index=index, chunk_hash=chunk_hash)
         return self._call(self._stub.GetChunk, request).chunk
 

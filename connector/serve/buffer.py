@@ -70,6 +70,7 @@ class BufferApi:
         return web.json_response({"log": await in_worker(self.store.log_entries, name)})
 
     async def send_file(self, request: web.Request) -> web.Response:
+        """``POST .../sendF``: store one JSON document as a record; 201 with its key (role editor)."""
         name = await authorized(request, self.store, "editor", "send data")
         document = await _bounded_body(request, self.max_document_bytes)
         record = check_records(name, [document], 0)[0]  # one JSON object, however laid out

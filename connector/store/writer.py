@@ -575,6 +575,7 @@ class EncodedRecords:
 
     @property
     def num_rows(self) -> int:
+        """How many records (as ``pa.RecordBatch.num_rows``)."""
         return len(self.lengths)
 
     def slice(self, start: int) -> EncodedRecords:
