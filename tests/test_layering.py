@@ -21,10 +21,13 @@ FORBIDDEN = [
     ("connector.store", ("connector.source",)),
     ("connector.source", ("connector.store",)),
     ("connector.des", ("connector.store", "connector.source")),
-    # the server is a shell over the store; its client stands alone (standard library HTTP)
+    # the server is a shell over the store; its clients stand alone (standard library HTTP, and the
+    # generated gRPC code in connector.grpcapi, the contract both sides share)
     ("connector.store", ("connector.serve", "connector.client")),
     ("connector.serve", ("connector.source", "connector.client")),
     ("connector.client", ("connector.store", "connector.serve", "connector.des", "connector.source")),
+    ("connector.grpcapi", ("connector.store", "connector.serve", "connector.client", "connector.des",
+                           "connector.source")),
 ]
 
 

@@ -1,6 +1,6 @@
 """A thin Python client for DatasetService over gRPC (``des serve --grpc``).
 
-It wraps the generated stub (:mod:`connector.serve.grpcapi`): it sends the bearer token with
+It wraps the generated stub (:mod:`connector.grpcapi`): it sends the bearer token with
 every call, pages through lists, frames an upload (metadata first, then chunks, with its SHA-256
 and size so the server checks them before committing) and joins a download, and turns a failed
 call into :class:`GrpcError` (the status code's name and the server's message). Results are the
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped]
 
 from connector.errors import ConnectorError
-from connector.serve.grpcapi import dataset_service_pb2 as pb
-from connector.serve.grpcapi import dataset_service_pb2_grpc as rpc
+from connector.grpcapi import dataset_service_pb2 as pb
+from connector.grpcapi import dataset_service_pb2_grpc as rpc
 
 PIECE = 256 * 1024  # bytes per UploadContent chunk message
 T = TypeVar("T")

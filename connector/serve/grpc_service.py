@@ -25,8 +25,8 @@ from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyp
 from connector.serve import uploads
 from connector.serve.auth import ANONYMOUS_ADMIN, Principal, Tokens, bearer_token, topic_of
 from connector.serve.errors import ApiError, api_error
-from connector.serve.grpcapi import dataset_service_pb2 as pb
-from connector.serve.grpcapi import dataset_service_pb2_grpc as rpc
+from connector.grpcapi import dataset_service_pb2 as pb
+from connector.grpcapi import dataset_service_pb2_grpc as rpc
 from connector.serve.routes import dataset_topic, new_topic
 from connector.store import Dataset, Store, Version, VersionError
 from connector.store.layout import validate_dataset_name

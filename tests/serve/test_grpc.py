@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from connector.client import datapoints_tar
-from connector.serve.grpcapi import dataset_service_pb2 as pb
-from connector.serve.grpcapi import dataset_service_pb2_grpc as rpc
+from connector.grpcapi import dataset_service_pb2 as pb
+from connector.grpcapi import dataset_service_pb2_grpc as rpc
 
 from .conftest import Principals, Server, start_server, unique
 
@@ -170,10 +170,10 @@ def test_list_pages_and_visibility(channel, principals: Principals):
 def test_generated_modules_match_the_proto():
     from pathlib import Path
 
-    from connector.serve.grpcapi.generate import PACKAGE_DIR, generate
+    from connector.grpcapi.generate import PACKAGE_DIR, generate
 
     for name, text in generate().items():
-        assert (Path(PACKAGE_DIR) / name).read_text() == text, f"{name} is stale: python -m connector.serve.grpcapi.generate"
+        assert (Path(PACKAGE_DIR) / name).read_text() == text, f"{name} is stale: python -m connector.grpcapi.generate"
 
 
 

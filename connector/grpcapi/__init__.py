@@ -1,2 +1,2 @@
 """DatasetService's protobuf messages and gRPC stubs, generated from connector/spec/dataset_service.proto
-(see :mod:`connector.serve.grpcapi.generate`)."""
+(see :mod:`connector.grpcapi.generate`)."""
