@@ -12,8 +12,6 @@ rules to either accept it, ignore it (a message type the destination does not st
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import select
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +22,7 @@ import msgspec
 import orjson
 
 from connector.errors import ConnectorError
+from connector.jsontext import duplicate_key, tables_cleanly
 
 BLOCK_BYTES = 1 << 20
 
@@ -166,14 +165,6 @@ def _fileno(source: Any) -> int | None:
     return fileno if isinstance(fileno, int) else None
 
 
-def valid_utf8(lines: list[bytes]) -> bool:
-    """True if every line is UTF-8 (checked per block at C speed: msgspec.Raw does not check it)."""
-    try:
-        b"\n".join(lines).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
 
 #: A block's duplicate-key check runs in this many pieces: piece i is checked (in another thread,
 #: without the GIL) while piece i+1 is decoded, so all but the last piece's check is hidden.
@@ -201,53 +192,6 @@ def decode_checked(block: list[bytes], checker: Executor) -> tuple[list[Message 
         results = [c.result() for c in checks]  # every piece waited for, also on an error
     return msgs, all(results)
 
-
-def tables_cleanly(raw: bytes) -> bool:
-    """True if pyarrow parses the block: then no object in it holds a key twice (pyarrow refuses
-    that, at C speed and without the GIL, so it runs beside the decoding). False says nothing yet
-    (a field that is a number in one line and text in another fails too): see :func:`first_duplicate`."""
-    import pyarrow as pa
-    import pyarrow.json as pajson
-
-    if not raw.strip():
-        return True
-    options = pajson.ReadOptions(use_threads=False, block_size=max(len(raw) + 1, 1 << 20))
-    try:
-        pajson.read_json(io.BytesIO(raw), read_options=options)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
-
-
-class _Duplicate(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-def _first_repeated(keys: Iterable[str]) -> str:
-    """The first key seen a second time (called once a repeat is known to be there)."""
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            return key
-        seen.add(key)
-    raise ValueError("no key repeats")
-
-
-def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _Duplicate(_first_repeated(k for k, _ in pairs))
-    return out
-
-
-def duplicate_key(data: bytes) -> str | None:
-    """The first key that some object of the JSON ``data`` holds twice, or None."""
-    try:
-        json.loads(data, object_pairs_hook=_object_without_duplicates)
-    except _Duplicate as dup:
-        return dup.key
-    return None
 
 
 def first_duplicate(msgs: list[Message | None]) -> tuple[int, str] | None:

@@ -43,7 +43,8 @@ from connector.destination.config import DestinationConfig, StreamPlan
 from connector.destination.files import file_item, file_meta, file_ref, identity, open_staged, parse_item
 from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
                                             decode_checked, decode_line, first_duplicate, has_meta, state_scope,
-                                            tables_cleanly, valid_utf8, with_destination_count)
+                                            with_destination_count)
+from connector.jsontext import tables_cleanly, valid_utf8
 from connector.errors import ConnectorError
 from connector.store import Store
 from connector.store.columns import Constant

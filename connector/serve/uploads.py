@@ -21,7 +21,7 @@ from typing import IO
 
 import msgspec
 
-from connector.destination.messages import duplicate_key, tables_cleanly, valid_utf8
+from connector.jsontext import duplicate_key, tables_cleanly, valid_utf8
 from connector.serve.errors import ApiError
 from connector.store import Datarange, Store, StoreError
 

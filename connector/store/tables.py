@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from connector.jsontext import first_repeated
 from connector.scalars import rows_without_columns
 from connector.store.errors import StoreError
 
@@ -227,21 +228,12 @@ def _unmergeable(tables: list[pa.Table]) -> set[str]:
     return out
 
 
-def _first_repeated(keys: Iterable[str]) -> str:
-    """The first key seen a second time (called once a repeat is known to be there)."""
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            return key
-        seen.add(key)
-    raise ValueError("no key repeats")
-
 
 def _no_duplicates(first: int, line: int):
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)
         if len(out) != len(pairs):
-            dup = _first_repeated(k for k, _ in pairs)
+            dup = first_repeated(k for k, _ in pairs)
             raise StoreError(f"datapoint {first + line} holds key {dup!r} twice: it has no exact table form "
                              "(read it with Store.read)")
         return out
