@@ -6,8 +6,8 @@ Starts moto's S3 server (with a request counter) on 127.0.0.1, loads seeded data
 ``--repeat`` times (at least 3), and writes ``bench/RESULTS.md``: ratios and targets first,
 absolute figures (median and min-max spread) second. Nothing here is run by CI's test command.
 Cases (one module each in bench/cases/): source_read, discover, incremental, destination, sync, random_read,
-batch_read, pack, duckdb, scale, serve, source_formats, discover_declared, dask. bench/core.py holds what they share, bench/report.py
-writes the report.
+batch_read, pack, duckdb, scale, serve, source_formats, discover_declared, dask, catalog. bench/core.py holds what they
+share, bench/report.py writes the report.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="run each of our commands once more under cProfile; top lines go into the report")
     p.add_argument("--dask-rows", type=int, help="records of the dask case (default 1,000,000; quick 100,000)")
+    p.add_argument("--catalog-rows", help="datarange counts the catalog case grows through (default 5000,10000,20000,40000; quick 2000,4000)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="Markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-airbyte", action="store_true", help="skip installing/running airbyte-source-s3")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args.rows = args.rows or (20_000 if args.quick else 1_000_000)
     args.files = args.files or (400 if args.quick else 10_000)
     args.dask_rows = args.dask_rows or (100_000 if args.quick else 1_000_000)
+    args.catalog_rows = args.catalog_rows or ("2000,4000" if args.quick else "5000,10000,20000,40000")
     args.scale_rows = args.scale_rows or ("10000,100000" if args.quick else "100000,1000000,10000000")
     args.scale_files = args.scale_files or ("100,1000" if args.quick else "1000,10000,100000")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

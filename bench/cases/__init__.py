@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cases.batch_read import case_batch_read
+from cases.catalog_scale import case_catalog
 from cases.dask_scale import case_dask
 from cases.destination import case_destination
 from cases.discover import case_discover
@@ -24,4 +25,5 @@ CASES: dict[str, Callable[[Ctx], None]] = {
     "destination": case_destination, "sync": case_sync, "random_read": case_random_read, "batch_read": case_batch_read,
     "pack": case_pack, "duckdb": case_duckdb, "scale": case_scale, "serve": case_serve,
     "source_formats": case_source_formats, "discover_declared": case_discover_declared, "dask": case_dask,
+    "catalog": case_catalog,
 }
