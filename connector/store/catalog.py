@@ -276,9 +276,11 @@ class Catalog:
 
     def datarange_at(self, dataset: str, key: int) -> Any | None:
         """The datarange row holding ``key``, or None."""
-        rows = self.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ?",
-                          (dataset, key, key))
-        return rows[0] if rows else None
+        # Dataranges never overlap, so the one holding ``key`` is the last starting at or before it:
+        # one step down the (dataset, first) key, not a scan of every datarange below ``key``.
+        rows = self.query("SELECT * FROM dataranges WHERE dataset = ? AND first <= ? ORDER BY first DESC LIMIT 1",
+                          (dataset, key))
+        return rows[0] if rows and rows[0]["last"] >= key else None
 
     def delete_dataranges_within(self, db: Connection, dataset: str, first: int, last: int) -> None:
         """Delete the dataranges lying inside ``[first, last]`` (inside ``db``'s transaction)."""
@@ -287,9 +289,17 @@ class Catalog:
     def insert_datarange(self, db: Connection, dataset: str, first: int, last: int, path: str,
                          size: int, sha256: str, count: int, kind: str, data_length: int | None = None) -> None:
         """Insert one datarange, refusing any overlap with an existing one (same transaction)."""
+        # Dataranges never overlap, so the lowest one [first, last] could overlap is the last starting
+        # at or before ``first``, else the next one after it: two steps down the (dataset, first) key,
+        # not a scan of every datarange below ``last``.
         clash = db.execute(
-            "SELECT first, last FROM dataranges WHERE dataset = ? AND first <= ? AND last >= ? LIMIT 1",
-            (dataset, last, first)).fetchone()
+            "SELECT first, last FROM dataranges WHERE dataset = ? AND first <= ? ORDER BY first DESC LIMIT 1",
+            (dataset, first)).fetchone()
+        if not clash or clash["last"] < first:
+            clash = db.execute(
+                "SELECT first, last FROM dataranges WHERE dataset = ? AND first > ? ORDER BY first LIMIT 1",
+                (dataset, first)).fetchone()
+            clash = clash if clash and clash["first"] <= last else None
         if clash:
             raise RangeError(f"dataset {dataset!r}: datarange [{first}, {last}] overlaps "
                              f"[{clash['first']}, {clash['last']}]")
