@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable
 
 
@@ -17,15 +18,28 @@ def valid_utf8(lines: list[bytes]) -> bool:
     return True
 
 
+#: The first byte that is not JSON whitespace.
+_FIRST_TOKEN = re.compile(rb"[ \t\r\n]*")
+
+
 def tables_cleanly(raw: bytes) -> bool:
     """True if pyarrow parses the block: then no object in it holds a key twice (pyarrow refuses
     that, at C speed and without the GIL, so it can run beside other work). False says nothing yet
-    (a field that is a number in one line and text in another fails too): see :func:`duplicate_key`."""
+    (a field that is a number in one line and text in another fails too): see :func:`duplicate_key`.
+
+    ``raw`` must be lines that a recursion-limited parser (msgspec, Python's json) has already
+    accepted: pyarrow's parser overflows the C stack on nesting some ten thousand levels deep, and
+    crashes on a block whose first value is ``null`` (pyarrow 26), which is why only a block that
+    starts with an object is handed to it.
+    """
     import pyarrow as pa
     import pyarrow.json as pajson
 
     if not raw.strip():
         return True
+    start = _FIRST_TOKEN.match(raw).end()  # type: ignore[union-attr]  # matches the empty string anywhere
+    if raw[start:start + 1] != b"{":
+        return False
     options = pajson.ReadOptions(use_threads=False, block_size=max(len(raw) + 1, 1 << 20))
     try:
         pajson.read_json(io.BytesIO(raw), read_options=options)

@@ -137,7 +137,7 @@ def check_records(dataset: str, lines: list[bytes], before: int) -> list[bytes]:
     for i, line in enumerate(lines):
         try:
             compact = msgspec.json.format(line, indent=-1)  # whitespace dropped; values as written
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested 1,000 deep or more
             raise bad(i, f"is not JSON ({exc})") from None
         if not compact.startswith(b"{"):
             raise bad(i, "is not a JSON object")

@@ -48,6 +48,18 @@ def test_good_lines_of_a_block_with_a_bad_utf8_line_keep_their_bytes(tmp_path):
         assert b"".join(store.read_lines("rows")) == b"".join(d + b"\n" for d in datas)
 
 
+@pytest.mark.parametrize(("body", "why"), [
+    # pyarrow's JSON reader (the duplicate-key check) crashed the process on a block of RECORD data
+    # whose first value is null, and on nesting some ten thousand levels deep.
+    (_record(b"null") + _record(b'{"a":1}'), "stdin line 1"),
+    (_record(b'{"a":1}') + _record(b'{"d":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "stdin line 2: not JSON"),
+])
+def test_input_that_crashed_the_duplicate_check_is_a_named_error(tmp_path, body, why):
+    out = subprocess.run(CMD + _setup(tmp_path), input=body, capture_output=True, timeout=60)
+    assert out.returncode == 1, (out.returncode, out.stderr[-300:])
+    assert any(why in t for t in _traces(out.stdout)), out.stdout
+
+
 def test_duplicate_key_is_refused_by_line_and_the_rest_reads_back(tmp_path):
     """A duplicate key (at any depth) is refused with a TRACE naming its line; records before it
     are committed, and the dataset still reads as a table."""

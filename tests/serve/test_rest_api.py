@@ -123,6 +123,7 @@ def test_json_lines_upload_keeps_values_exactly(admin: Datas3tClient):
     ([b'{"a": "\xff"}'], "line 1 is not UTF-8"),
     ([b'{"a": NaN}'], "line 1 is not JSON"),
     ([b'{"a": 1}', b''], "line 2 is not JSON"),
+    ([b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"], "line 1 is not JSON"),  # nested past the parser's limit
 ])
 def test_bad_json_lines_write_nothing(admin: Datas3tClient, lines, why):
     name = unique()
