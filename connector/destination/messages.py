@@ -167,16 +167,19 @@ def _fileno(source: Any) -> int | None:
 
 
 #: A block's duplicate-key check runs in this many pieces: piece i is checked (in another thread,
-#: without the GIL) while piece i+1 is decoded, so all but the last piece's check is hidden.
+#: without the GIL) while piece i+1 is decoded, and the last piece while the caller works on
+#: something else (the writer decodes the next block before it waits for this one's verdict).
 CHECK_PIECES = 4
 
 
-def decode_checked(block: list[bytes], checker: Executor) -> tuple[list[Message | None], bool]:
-    """Every line of ``block`` decoded, and :func:`tables_cleanly` of the RECORD data in it.
+def decode_starting_checks(block: list[bytes], checker: Executor) -> tuple[list[Message | None], list[Future[bool]]]:
+    """Every line of ``block`` decoded, and :func:`tables_cleanly` of the RECORD data in it started
+    in ``checker``, piece by piece: the block is clean when every future gives True.
 
     Only the ``data`` of RECORDs is given to pyarrow (a duplicate key anywhere else is not refused),
     which costs about 60% of parsing the whole messages; the pieces overlap with the decoding.
-    Raises one of ``DECODE_ERRORS`` if a line fails the typed decoder (then take the slow path).
+    Raises one of ``DECODE_ERRORS`` if a line fails the typed decoder (then take the slow path),
+    after the checks it started have ended.
     """
     step = max(1, -(-len(block) // CHECK_PIECES))
     msgs: list[Message | None] = []
@@ -188,10 +191,19 @@ def decode_checked(block: list[bytes], checker: Executor) -> tuple[list[Message 
             # bytes.join takes the msgspec.Raw buffers as they are: no copy per record.
             datas = b"\n".join([m.record.data for m in piece if m.record is not None])
             checks.append(checker.submit(tables_cleanly, datas))
-    finally:
-        results = [c.result() for c in checks]  # every piece waited for, also on an error
-    return msgs, all(results)
+    except BaseException:
+        for check in checks:  # none outlives the block's error
+            check.result()
+        raise
+    return msgs, checks
 
+
+def decode_checked(block: list[bytes], checker: Executor) -> tuple[list[Message | None], bool]:
+    """:func:`decode_starting_checks`, waiting for the verdict: True if no RECORD data holds a
+    key twice (False says nothing yet: see :func:`first_duplicate`)."""
+    msgs, checks = decode_starting_checks(block, checker)
+    verdicts = [check.result() for check in checks]  # every piece waited for
+    return msgs, all(verdicts)
 
 
 def first_duplicate(msgs: list[Message | None]) -> tuple[int, str] | None:

@@ -31,8 +31,8 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Union
 
 import msgspec
@@ -42,7 +42,7 @@ from connector.des.names import safe_member_name
 from connector.destination.config import DestinationConfig, StreamPlan
 from connector.destination.files import file_item, file_meta, file_ref, identity, open_staged, parse_item
 from connector.destination.messages import (DECODE_ERRORS, NO_META, InputError, Message, Record, blocks, classify,
-                                            decode_checked, decode_line, first_duplicate, has_meta, state_scope,
+                                            decode_line, decode_starting_checks, first_duplicate, has_meta, state_scope,
                                             with_destination_count)
 from connector.jsontext import valid_utf8
 from connector.errors import ConnectorError
@@ -513,25 +513,36 @@ class _Block:
     loose: bool  # whitespace somewhere: record data is compacted (else its bytes are kept)
     metas: bool  # some RECORD may carry a meta: checked record by record
     files: bool  # some RECORD may carry a file (file_reference or file)
+    #: The duplicate-key check of its RECORD data, running (None: the slow path, checked exactly).
+    checks: list[Future[bool]] | None
+
+    def settled(self) -> _Block:
+        """The block once its duplicate-key check has ended: its messages up to the first RECORD
+        whose data holds a key twice, with that error (see :func:`_refuse_duplicates`)."""
+        verdicts = [check.result() for check in self.checks] if self.checks is not None else [False]
+        if all(verdicts):
+            return replace(self, checks=[])
+        msgs, error = _refuse_duplicates(self.msgs, self.error, self.base)
+        return replace(self, msgs=msgs, error=error, checks=[])
 
 
 def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
-    """Decode a block (the duplicate-key check of its RECORDs' data runs in ``checker`` meanwhile, without the GIL)."""
+    """Decode a block; the duplicate-key check of its RECORDs' data is left running in
+    ``checker`` (without the GIL) until :meth:`_Block.settled`."""
     raw = b"\n".join(lines)
     msgs: list[Message | None]
+    checks: list[Future[bool]] | None
     try:
         raw.decode("utf-8")  # msgspec.Raw does not check UTF-8 (orjson, on the slow path, does)
-        msgs, clean = decode_checked(lines, checker)  # the common case: all good
+        msgs, checks = decode_starting_checks(lines, checker)  # the common case: all good
         error = None
     except (*DECODE_ERRORS, UnicodeError):
         msgs, error = _decode_block(lines, base)
         # A line the decoder refused may nest deeper than pyarrow's parser survives (a crash, not an
-        # error): the exact check below looks only at the records that decoded.
-        clean = False
-    if not clean:
-        msgs, error = _refuse_duplicates(msgs, error, base)
+        # error): the exact check of settled() looks only at the records that decoded.
+        checks = None
     loose = b" " in raw or b"\t" in raw or b"\r" in raw
-    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw, b'"file' in raw)
+    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw, b'"file' in raw, checks)
 
 
 def _runs(msgs: list[Message | None]) -> list[tuple[int, int]]:
@@ -571,17 +582,30 @@ class _Session:
                  clock: Callable[[], float]) -> None:
         self.sinks = _Sinks(config, catalog)
         self.states = _States(emit, clock, config.flush_seconds)
-        self.lineno = 0
+        #: The decoded block whose duplicate-key check may still run (one block of look-ahead).
+        self.waiting: _Block | None = None
 
     def run(self, source: IO[bytes] | Iterable[bytes]) -> dict[str, int]:
         checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
+        # One block of look-ahead: block n+1 is decoded (its check started) before block n's
+        # check is waited for, so the check of n's last piece runs while n+1 is decoded. Only
+        # input already there is looked ahead at: with a block waiting, stdin is polled, not
+        # waited on, and a silent stdin takes the waiting block at once.
+        lines_before = 0
         try:
             self.sinks.open()
-            for lines in blocks(source, idle=self.states.idle):
-                if lines is None:  # stdin silent for flush_seconds while a state waits
-                    self._flush()
+            for lines in blocks(source, idle=self._idle):
+                if lines is None:
+                    if self.waiting is not None:  # nothing more at hand: take the block that waits
+                        self._take_waiting()
+                    else:  # stdin silent for flush_seconds while a state waits
+                        self._flush()
                     continue
-                self._take(_decode(lines, self.lineno, checker))
+                block = _decode(lines, lines_before, checker)
+                lines_before += len(lines)
+                self._take_waiting()
+                self.waiting = block
+            self._take_waiting()
             written = self.sinks.finish()
             self.states.release(self.sinks.committed)
             return written
@@ -595,6 +619,16 @@ class _Session:
         finally:
             checker.shutdown(wait=True)
             self.sinks.close_store()
+
+    def _idle(self) -> float | None:
+        """How long stdin may stay silent: not at all while a block waits (poll), else until the
+        oldest held state is due (None: wait for input)."""
+        return 0.0 if self.waiting is not None else self.states.idle()
+
+    def _take_waiting(self) -> None:
+        block, self.waiting = self.waiting, None
+        if block is not None:
+            self._take(block.settled())
 
     def _flush(self) -> None:
         self.sinks.flush()
@@ -613,7 +647,6 @@ class _Session:
             elif msg is not None and msg.type == "RECORD":  # without a record object
                 classify(block.lines[start], block.base + start + 1)  # raises the precise InputError
             # Other message types (LOG, TRACE, ...) are not for the destination to store.
-        self.lineno = block.base + len(block.lines)
         if block.error is not None:
             raise block.error
         if self.states:
