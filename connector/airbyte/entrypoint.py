@@ -95,6 +95,17 @@ class ArgParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` once stdout and stderr are flushed, skipping the interpreter's
+    teardown: Arrow's C++ threads (the read-ahead of a CSV that a schema sample or a bad row stopped
+    reading) may still be running then, and tearing the runtime down under them aborts the process
+    (``terminate called without an active exception``, exit -6) after its output was complete."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def run(args: argparse.Namespace, commands: Mapping[str, Callable[[Output, argparse.Namespace], int]]) -> int:
     """Run ``commands[args.command]`` with stdout reserved for protocol messages.
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connector.airbyte import messages
-from connector.airbyte.entrypoint import EXIT_FAILURE, EXIT_OK, ArgParser, Output, run
+from connector.airbyte.entrypoint import EXIT_FAILURE, EXIT_OK, ArgParser, Output, exit_now, run
 from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
 
@@ -230,5 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser().parse_args(argv), COMMANDS)
 
 
+def entry() -> None:
+    """The ``des-source`` command: :func:`main`, then :func:`~connector.airbyte.entrypoint.exit_now`
+    (the output is complete; Arrow's threads must not see the interpreter torn down)."""
+    exit_now(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

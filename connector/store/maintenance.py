@@ -209,13 +209,16 @@ class Maintenance:
         while a live writer holds a lock. ``only_if_empty`` (used on open) does nothing if another
         process filled the catalog meanwhile.
         """
+        nothing = {"datasets": 0, "dataranges": 0, "versions": 0}
         for _ in range(RESTORE_ATTEMPTS):
+            if only_if_empty and self._filled_elsewhere():
+                return nothing
             self._refuse_live_locks()
             seen = self.catalog.data_version()
             plan = [self._restore_plan(name) for name in self.storage.dataset_names()]
             with self.catalog.transaction() as db:
-                if only_if_empty and not self.catalog.is_empty():
-                    return {"datasets": 0, "dataranges": 0, "versions": 0}
+                if only_if_empty and self._filled_elsewhere():
+                    return nothing
                 self._refuse_live_locks()
                 if self.catalog.data_version() != seen:
                     continue  # something was committed while storage was read: read it again
@@ -224,6 +227,12 @@ class Maintenance:
                     "versions": sum(len(p[6]) for p in plan)}
         raise DatasetLocked(f"cannot restore: the catalog changed while storage was read, {RESTORE_ATTEMPTS} times "
                             "in a row (writers at work); restore again when they are idle")
+
+    def _filled_elsewhere(self) -> bool:
+        """On open: another process has filled the catalog, or holds a writer lock in it (it opened
+        the store, so restored it first, and is writing its first dataset: a shared catalog seen
+        between its lock and its first row)."""
+        return not self.catalog.is_empty() or bool(self.catalog.live_locks())
 
     def _refuse_live_locks(self) -> None:
         live = self.catalog.live_locks()  # inside the caller's transaction, if any
