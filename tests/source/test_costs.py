@@ -121,4 +121,6 @@ def test_big_files_are_read_two_at_a_time_whatever_max_threads(tmp_path):
     spans = list(Counting.spans.values())
     assert len(spans) == 5
     most = max(sum(a <= t <= b for a, b in spans) for t, _ in spans)
-    assert most == BIG_IN_FLIGHT, spans
+    # At most BIG_IN_FLIGHT (without the limit max_threads opens all five at once); fewer when a
+    # file is read before the next one's open (a CI run read each in 2 ms, one at a time).
+    assert most <= BIG_IN_FLIGHT, spans
