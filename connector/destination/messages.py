@@ -39,8 +39,11 @@ def has_meta(meta: msgspec.Raw) -> bool:
     return len(meta) > 0 and bytes(meta) != b"null"
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, gc=False):
     """``record`` of a RECORD message; ``data`` stays the input's bytes."""
+
+    # gc=False (here and in Message): a block decodes thousands of these, and tracking them made the
+    # collector run every few hundred lines; their fields (str, numbers, Raw) cannot form a cycle.
 
     stream: str
     data: msgspec.Raw
@@ -60,7 +63,7 @@ class Record(msgspec.Struct):
         return has_meta(self.file_reference) or has_meta(self.file)
 
 
-class Message(msgspec.Struct):
+class Message(msgspec.Struct, gc=False):
     """One stdin message: only what the destination acts on is decoded."""
 
     type: str

@@ -59,6 +59,10 @@ RAW_ID, EXTRACTED_AT, GENERATION_ID, META = ("_airbyte_raw_id", "_airbyte_extrac
 
 __all__ = ["InputError", "write_messages"]
 
+#: Decoded blocks (of messages.BLOCK_BYTES of input each) held before the oldest is taken: enough
+#: for the checker thread to fall behind by a few blocks without stopping the decoding.
+LOOK_AHEAD = 4
+
 StreamKey = tuple[Union[str, None], str]  # (namespace, name)  # noqa: UP007 - a runtime alias
 
 
@@ -582,29 +586,31 @@ class _Session:
                  clock: Callable[[], float]) -> None:
         self.sinks = _Sinks(config, catalog)
         self.states = _States(emit, clock, config.flush_seconds)
-        #: The decoded block whose duplicate-key check may still run (one block of look-ahead).
-        self.waiting: _Block | None = None
+        #: Decoded blocks whose duplicate-key checks may still run, oldest first (the look-ahead).
+        self.waiting: deque[_Block] = deque()
 
     def run(self, source: IO[bytes] | Iterable[bytes]) -> dict[str, int]:
         checker = ThreadPoolExecutor(1, thread_name_prefix="des-destination-check")
-        # One block of look-ahead: block n+1 is decoded (its check started) before block n's
-        # check is waited for, so the check of n's last piece runs while n+1 is decoded. Only
-        # input already there is looked ahead at: with a block waiting, stdin is polled, not
-        # waited on, and a silent stdin takes the waiting block at once.
+        # Look-ahead of up to LOOK_AHEAD blocks: later blocks are decoded (their checks queued)
+        # before an earlier block's check is waited for, so the main thread keeps decoding while
+        # the checker thread catches up, instead of the two taking turns. Only input already
+        # there is looked ahead at: with a block waiting, stdin is polled, not waited on, and a
+        # silent stdin takes the waiting blocks at once. Blocks are taken in input order.
         lines_before = 0
         try:
             self.sinks.open()
             for lines in blocks(source, idle=self._idle):
                 if lines is None:
-                    if self.waiting is not None:  # nothing more at hand: take the block that waits
+                    if self.waiting:  # nothing more at hand: take the blocks that wait
                         self._take_waiting()
                     else:  # stdin silent for flush_seconds while a state waits
                         self._flush()
                     continue
                 block = _decode(lines, lines_before, checker)
                 lines_before += len(lines)
-                self._take_waiting()
-                self.waiting = block
+                self.waiting.append(block)
+                if len(self.waiting) > LOOK_AHEAD:
+                    self._take_oldest()
             self._take_waiting()
             written = self.sinks.finish()
             self.states.release(self.sinks.committed)
@@ -623,12 +629,14 @@ class _Session:
     def _idle(self) -> float | None:
         """How long stdin may stay silent: not at all while a block waits (poll), else until the
         oldest held state is due (None: wait for input)."""
-        return 0.0 if self.waiting is not None else self.states.idle()
+        return 0.0 if self.waiting else self.states.idle()
+
+    def _take_oldest(self) -> None:
+        self._take(self.waiting.popleft().settled())
 
     def _take_waiting(self) -> None:
-        block, self.waiting = self.waiting, None
-        if block is not None:
-            self._take(block.settled())
+        while self.waiting:
+            self._take_oldest()
 
     def _flush(self) -> None:
         self.sinks.flush()
