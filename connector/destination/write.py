@@ -63,6 +63,8 @@ __all__ = ["InputError", "write_messages"]
 #: for the checker thread to fall behind by a few blocks without stopping the decoding.
 LOOK_AHEAD = 4
 
+#: A record's data: its bytes, or a msgspec.Raw view of the input line holding them (bytes-like).
+RecordData = Union[bytes, msgspec.Raw]  # noqa: UP007 - a runtime alias
 StreamKey = tuple[Union[str, None], str]  # (namespace, name)  # noqa: UP007 - a runtime alias
 
 
@@ -71,19 +73,19 @@ class _Pending:
     """Records received but not yet handed to the writer, each with its emitted_at and its RECORD
     meta (raw JSON; ``NO_META`` when the RECORD has none)."""
 
-    datas: list[bytes] = field(default_factory=list)
+    datas: list[RecordData] = field(default_factory=list)
     ats: list[int | float | None] = field(default_factory=list)
     metas: list[msgspec.Raw] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.datas)
 
-    def append(self, data: bytes, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
+    def append(self, data: RecordData, emitted_at: int | float | None, meta: msgspec.Raw) -> None:
         self.datas.append(data)
         self.ats.append(emitted_at)
         self.metas.append(meta)
 
-    def extend(self, datas: list[bytes], ats: list[int | float | None], metas: list[msgspec.Raw]) -> None:
+    def extend(self, datas: list[RecordData], ats: list[int | float | None], metas: list[msgspec.Raw]) -> None:
         self.datas.extend(datas)
         self.ats.extend(ats)
         self.metas.extend(metas)
@@ -209,11 +211,11 @@ class _StreamSink:
             return
         self._take(data, emitted_at, meta)
 
-    def extend(self, datas: list[bytes], ats: list[int | float | None], metas: list[msgspec.Raw] | None) -> None:
+    def extend(self, datas: list[RecordData], ats: list[int | float | None], metas: list[msgspec.Raw] | None) -> None:
         """Take a run of this stream's RECORDs at once (``metas`` None: none has a meta)."""
         if not self.plain:
             for data, at, meta in zip(datas, ats, metas or [NO_META] * len(datas)):
-                self.add(data, at, meta)
+                self.add(bytes(data), at, meta)
             return
         self._pending.extend(datas, ats, metas if metas is not None else [NO_META] * len(datas))
         if len(self._pending) >= self.chunk:
@@ -286,11 +288,12 @@ class _StreamSink:
             room = limit - self.writer.pending
             end = start + (room if room > 0 else limit)
             piece = batch[start:end]
-            self._hash.update(b"\n".join(piece) + b"\n")
+            text = b"\n".join([*piece, b""])  # hashed and stored: joined once
+            self._hash.update(text)
             self._fed += len(piece)
             self.written += len(piece)
             self.writer.write_json_lines(piece, checkpoint=self._checkpoint(),
-                                         columns=self._columns(ats[start:end], metas[start:end]))
+                                         columns=self._columns(ats[start:end], metas[start:end]), text=text)
             start = end
 
     def _feed_files(self, pending: _Pending) -> None:
@@ -515,25 +518,24 @@ class _Block:
     msgs: list[Message | None]  # up to the first bad line (None: a line to skip)
     error: InputError | None  # the bad line's error, raised once the lines before it are taken
     loose: bool  # whitespace somewhere: record data is compacted (else its bytes are kept)
-    metas: bool  # some RECORD may carry a meta: checked record by record
-    files: bool  # some RECORD may carry a file (file_reference or file)
     #: The duplicate-key check of its RECORD data, running (None: the slow path, checked exactly).
     checks: list[Future[bool]] | None
+    #: Set by :meth:`settled`: every RECORD's data is known to be an object (the check proved it).
+    objects: bool = False
 
     def settled(self) -> _Block:
         """The block once its duplicate-key check has ended: its messages up to the first RECORD
         whose data holds a key twice, with that error (see :func:`_refuse_duplicates`)."""
         verdicts = [check.result() for check in self.checks] if self.checks is not None else [False]
         if all(verdicts):
-            return replace(self, checks=[])
+            return replace(self, checks=[], objects=True)
         msgs, error = _refuse_duplicates(self.msgs, self.error, self.base)
         return replace(self, msgs=msgs, error=error, checks=[])
 
 
-def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
-    """Decode a block; the duplicate-key check of its RECORDs' data is left running in
-    ``checker`` (without the GIL) until :meth:`_Block.settled`."""
-    raw = b"\n".join(lines)
+def _decode(raw: bytes, lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Block:
+    """Decode a block (``raw``: its ``lines`` joined); the duplicate-key check of its RECORDs' data
+    is left running in ``checker`` (without the GIL) until :meth:`_Block.settled`."""
     msgs: list[Message | None]
     checks: list[Future[bool]] | None
     try:
@@ -546,16 +548,15 @@ def _decode(lines: list[bytes], base: int, checker: ThreadPoolExecutor) -> _Bloc
         # error): the exact check of settled() looks only at the records that decoded.
         checks = None
     loose = b" " in raw or b"\t" in raw or b"\r" in raw
-    return _Block(lines, base, msgs, error, loose, b'"meta"' in raw, b'"file' in raw, checks)
+    return _Block(lines, base, msgs, error, loose, checks)
 
 
 def _runs(msgs: list[Message | None]) -> list[tuple[int, int]]:
     """``(start, stop)`` of each run of consecutive RECORDs of one stream, and ``(i, i)`` for each
     other message (whose index is ``i``), in order. Whole-list passes: per message only C work."""
-    if None not in msgs:
+    if msgs and None not in msgs:
         records = [m.record for m in msgs]  # type: ignore[union-attr]
-        if (None not in records and len({m.type for m in msgs}) == 1 and msgs[0].type == "RECORD"  # type: ignore[union-attr]
-                and len({r.stream for r in records}) == 1 and len({r.namespace for r in records}) == 1):  # type: ignore[union-attr]
+        if None not in records and _one_stream(records) and _all_equal([m.type for m in msgs], "RECORD"):  # type: ignore[union-attr,arg-type]
             return [(0, len(msgs))]  # the common block: only RECORDs of one stream
     others = [i for i, m in enumerate(msgs) if m is None or m.type != "RECORD" or m.record is None]
     out: list[tuple[int, int]] = []
@@ -569,10 +570,23 @@ def _runs(msgs: list[Message | None]) -> list[tuple[int, int]]:
     return out
 
 
+def _all_equal(values: list[Any], value: Any) -> bool:
+    """True if every item equals ``value``. list.count compares without hashing: each decoded
+    string is a new object whose hash would be computed just for a set."""
+    return values.count(value) == len(values)
+
+
+def _one_stream(records: list[Record]) -> bool:
+    """True if every record (at least one) is of the first one's stream and namespace."""
+    first = records[0]
+    return (_all_equal([r.stream for r in records], first.stream)
+            and _all_equal([r.namespace for r in records], first.namespace))
+
+
 def _stream_runs(msgs: list[Message | None], start: int, stop: int) -> list[tuple[int, int]]:
     """RECORDs ``start:stop`` cut where the stream changes."""
     records = [m.record for m in msgs[start:stop]]  # type: ignore[union-attr]
-    if len({r.stream for r in records}) == 1 and len({r.namespace for r in records}) == 1:  # type: ignore[union-attr]
+    if _one_stream(records):  # type: ignore[arg-type]
         return [(start, stop)]
     keys = [(r.namespace, r.stream) for r in records]  # type: ignore[union-attr]
     cuts = [start + i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
@@ -599,14 +613,15 @@ class _Session:
         lines_before = 0
         try:
             self.sinks.open()
-            for lines in blocks(source, idle=self._idle):
-                if lines is None:
+            for read in blocks(source, idle=self._idle):
+                if read is None:
                     if self.waiting:  # nothing more at hand: take the blocks that wait
                         self._take_waiting()
                     else:  # stdin silent for flush_seconds while a state waits
                         self._flush()
                     continue
-                block = _decode(lines, lines_before, checker)
+                text, lines = read
+                block = _decode(text, lines, lines_before, checker)
                 lines_before += len(lines)
                 self.waiting.append(block)
                 if len(self.waiting) > LOOK_AHEAD:
@@ -666,30 +681,33 @@ class _Session:
         """RECORDs ``start:stop`` of ``block``, all of one stream: checked and taken in whole-list
         passes; at a bad one, those before it are taken and its error raised."""
         records: list[Record] = [m.record for m in block.msgs[start:stop]]  # type: ignore[union-attr,misc]
-        compact = msgspec.json.format
-        datas = ([compact(r.data, indent=-1) for r in records] if block.loose
-                 else [bytes(r.data) for r in records])
-        bad = _first_bad(datas, records, block.metas)
+        # The data stay msgspec.Raw views of the input lines (no copy per record): joins, CRC-32
+        # and SHA-256 take any bytes-like object, and every other use converts its one record.
+        datas: list[RecordData] = ([msgspec.json.format(r.data, indent=-1) for r in records] if block.loose
+                                   else [r.data for r in records])
+        # Whole-list passes (list.count compares by identity first): absent fields are NO_META.
+        metas = [r.meta for r in records]
+        with_meta = metas.count(NO_META) != len(metas)
+        bad = _first_bad(datas, records, with_meta, objects=block.objects)
         if bad is not None:
-            datas, records = datas[:bad], records[:bad]
+            datas, records, metas = datas[:bad], records[:bad], metas[:bad]
         if records:
-            if block.files and any(r.has_file for r in records):
+            if _carry_files(records):
                 self._files(block, start, records, datas)
             else:
                 first = records[0]
                 sink = self.sinks.get(first.namespace, first.stream, block.base + start + 1, "records")
-                metas = [r.meta for r in records] if block.metas else None
-                sink.extend(datas, list(map(_EMITTED_AT, records)), metas)
+                sink.extend(datas, list(map(_EMITTED_AT, records)), metas if with_meta else None)
         if bad is not None:
             lineno = block.base + start + bad + 1
             classify(block.lines[start + bad], lineno)  # raises the precise InputError
             raise InputError(f"stdin line {lineno}: RECORD data is not an object")
 
-
-    def _files(self, block: _Block, start: int, records: list[Record], datas: list[bytes]) -> None:
+    def _files(self, block: _Block, start: int, records: list[Record], datas: list[RecordData]) -> None:
         """RECORDs of one stream from ``start`` of which some carry a file, one by one."""
-        for i, (record, data) in enumerate(zip(records, datas)):
+        for i, (record, raw) in enumerate(zip(records, datas)):
             lineno = block.base + start + i + 1
+            data = bytes(raw)
             if record.has_file:
                 sink = self.sinks.get(record.namespace, record.stream, lineno, "files")
                 data = file_item(data, file_ref(record, lineno))
@@ -698,9 +716,17 @@ class _Session:
             sink.add(data, record.emitted_at, record.meta)
 
 
-def _first_bad(datas: list[bytes], records: list[Record], metas: bool) -> int | None:
-    """Index of the first record whose data is not an object or whose meta is not one."""
-    bad = next((i for i, d in enumerate(datas) if d[0] != 123), None)  # b"{"
+def _carry_files(records: list[Record]) -> bool:
+    """True if some record carries a file (``file_reference`` or ``file``)."""
+    n = len(records)
+    return ([r.file_reference for r in records].count(NO_META) != n
+            or [r.file for r in records].count(NO_META) != n) and any(r.has_file for r in records)
+
+
+def _first_bad(datas: list[RecordData], records: list[Record], metas: bool, *, objects: bool) -> int | None:
+    """Index of the first record whose data is not an object (``objects``: known to be objects)
+    or whose meta is not one."""
+    bad = None if objects else next((i for i, d in enumerate(datas) if memoryview(d)[0] != 123), None)  # b"{"
     if metas:
         meta_bad = next((i for i, r in enumerate(records)
                          if has_meta(r.meta) and bytes(r.meta).lstrip()[:1] != b"{"), None)

@@ -242,20 +242,23 @@ class DatasetWriter:
                 self._cut()
 
     def write_json_lines(self, lines: Sequence[bytes], checkpoint: Any = None,
-                         columns: Mapping[str, Sequence[Any] | Constant] | None = None) -> None:
+                         columns: Mapping[str, Sequence[Any] | Constant] | None = None, *,
+                         text: bytes | None = None) -> None:
         """Append records given as compact JSON objects (no trailing newline), all in one container.
+        Each may be any bytes-like object (e.g. a ``msgspec.Raw``): only joined and checksummed here.
 
         ``columns`` are metadata of these records (one value each, or a :class:`Constant`) kept in the
-        container beside them (see :mod:`connector.store.columns`); the record bytes stay as given."""
+        container beside them (see :mod:`connector.store.columns`); the record bytes stay as given.
+        ``text``: the lines joined, each ending with ``\\n``, when the caller has it already."""
         self._need("records")
         if not lines:
             return
-        data = b"\n".join(lines) + b"\n"
+        data = b"\n".join([*lines, b""]) if text is None else text
         # Member boundaries are the newlines: found by one vectorised scan, which also proves that
         # no line holds a raw newline of its own (it would split a record in two).
         ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
         if len(ends) != len(lines):
-            bad = next(i for i, line in enumerate(lines) if b"\n" in line)
+            bad = next(i for i, line in enumerate(lines) if b"\n" in bytes(line))
             raise StoreError(f"dataset {self.dataset!r}: record {bad} of this call contains a raw newline; "
                              "records must be compact JSON on one line")
         lengths = np.diff(ends, prepend=-1)
