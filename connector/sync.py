@@ -16,7 +16,9 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +31,12 @@ from connector.source.read import FILE_COLUMNS, check_vanished
 from connector.source.state import StreamState
 from connector.storage import describe, is_s3fs
 from connector.store import Store
+from connector.store.writer import EncodedRecords, encode_records
 from connector.sync_dask import EncodedBatch, read_on_dask
 
 FETCH_BATCH_FILES = 256
+#: Batches encoded ahead of the one being written (each holds its rows twice: Arrow and JSON).
+ENCODE_AHEAD = 2
 FETCH_BATCH_BYTES = 64 * 1024 * 1024
 
 
@@ -231,7 +236,11 @@ class Sync:
     def _records(self, stream: str, state: Any, partial: dict | None, writer, summary: StreamSummary) -> None:
         """Containers may be cut inside a file, so the checkpoint stored with each commit holds the
         state after the last whole file plus how many rows of the file in progress are committed;
-        a resumed sync drops those rows when it reads that same file (same key, time and size)."""
+        a resumed sync drops those rows when it reads that same file (same key, time and size).
+
+        Batches are encoded in a thread (Arrow's kernels run without the GIL) up to
+        ``ENCODE_AHEAD`` batches ahead of the one being written; everything that touches the
+        writer or the checkpoint happens here, in event order."""
         progress = _FileProgress(state, partial)
         writer.set_checkpoint(lambda next_key: progress.checkpoint(next_key))
         events: Iterator[FileBatch | EncodedBatch | FileDone]
@@ -239,23 +248,40 @@ class Sync:
             events = read_on_dask(self.source, stream, state, self._client)
         else:
             events = self.source.read(stream, state)
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="des-sync-encode") if self.dask is None else None
+        ahead: deque[tuple[FileBatch | EncodedBatch | FileDone, Future[EncodedRecords] | None]] = deque()
+
+        def take(event: FileBatch | EncodedBatch | FileDone, encoded: Future[EncodedRecords] | None) -> None:
+            if isinstance(event, (FileBatch, EncodedBatch)):
+                batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
+                if batch.num_rows and isinstance(event, EncodedBatch):
+                    writer.write_encoded(batch)  # encoded by a Dask worker: keys, INDEX and commit here
+                elif batch.num_rows and encoded is not None and batch is event.batch:
+                    writer.write_encoded(encoded.result())  # the same bytes write_batch would make
+                elif batch.num_rows:  # rows dropped on resume: the rest encoded here
+                    writer.write_batch(batch, FILE_COLUMNS)
+                summary.records += batch.num_rows
+                self.progress(stream, batch.num_rows)
+            elif isinstance(event, FileDone):
+                summary.files += 1
+                progress.done(event.file, event.stream_state)
+
         try:
             for event in events:
-                if isinstance(event, (FileBatch, EncodedBatch)):
-                    batch = progress.batch(event.file, event.batch, writer.next_key + writer.pending)
-                    if batch.num_rows and isinstance(event, EncodedBatch):
-                        writer.write_encoded(batch)  # encoded by a Dask worker: keys, INDEX and commit here
-                    elif batch.num_rows:
-                        writer.write_batch(batch, FILE_COLUMNS)
-                    summary.records += batch.num_rows
-                    self.progress(stream, batch.num_rows)
-                elif isinstance(event, FileDone):
-                    summary.files += 1
-                    progress.done(event.file, event.stream_state)
+                encoded = None
+                if encoder is not None and isinstance(event, FileBatch) and event.batch.num_rows:
+                    encoded = encoder.submit(encode_records, event.batch, FILE_COLUMNS)
+                ahead.append((event, encoded))
+                if len(ahead) > ENCODE_AHEAD:
+                    take(*ahead.popleft())
+            while ahead:
+                take(*ahead.popleft())
         finally:
             # On an error too: the reader threads stop (one blocked on a full read-ahead queue
             # would otherwise keep the process from exiting while the traceback holds the generator).
             getattr(events, "close", lambda: None)()
+            if encoder is not None:
+                encoder.shutdown(wait=True, cancel_futures=True)
 
     def _files(self, stream: str, state: Any, writer, summary: StreamSummary) -> None:
         progress = _FilesProgress(self.source.state(state))
