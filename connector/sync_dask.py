@@ -4,7 +4,9 @@ The coordinator (the ``des sync`` process) lists the pending files as the single
 does and submits one task per file; a worker reads and parses its file into Arrow batches (with
 the same retries, the same file columns) and encodes each batch into record datapoints
 (:func:`~connector.store.writer.encode_records`: the JSON lines, their lengths and CRC-32s),
-without keys. The coordinator takes the results in file order and hands them to the same writer
+without keys. The coordinator takes the results in file order, straight from the workers (not
+relayed by the scheduler; the record bytes travel out of band, see
+:class:`~connector.store.writer.EncodedRecords`), and hands them to the same writer
 as the single-process sync (:meth:`~connector.store.writer.DatasetWriter.write_encoded`), which
 assigns keys in that order (member names live only in a container's INDEX), writes META and
 INDEX and commits: the dataset is the one a single-process sync writes (same bytes, same keys,
@@ -65,6 +67,10 @@ def read_on_dask(source: Source, stream: str, state: Mapping[str, Any] | None, c
     retries, retry_base = source.config.retry_count, source._retry_base
     if in_flight is None:
         in_flight = max(2, 2 * sum(client.nthreads().values()))
+    # A result is fetched straight from the worker that holds it: relayed by the scheduler (a
+    # Client's default outside a worker), every record byte would cross the network twice and
+    # keep the scheduler's process busy. A client made with direct_to_workers=False keeps the relay.
+    direct = getattr(client, "direct_to_workers", None) is not False
     files = iter(pending)
     futures: deque = deque()
 
@@ -79,7 +85,7 @@ def read_on_dask(source: Source, stream: str, state: Mapping[str, Any] | None, c
             submit()
         while futures:
             ref, future = futures.popleft()
-            kind, payload, stats = future.result()
+            kind, payload, stats = client.gather(future, direct=direct)
             future.release()
             submit()
             if kind == "vanished":

@@ -29,6 +29,7 @@ import json
 import logging
 import mimetypes
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -219,7 +220,7 @@ class DatasetWriter:
         _check_unique_names(records.schema, self.dataset)
         self._write_records(records.data, records.lengths, records.crcs)
 
-    def _write_records(self, data: bytes, lengths: np.ndarray, crcs: np.ndarray | None) -> None:
+    def _write_records(self, data: bytes | memoryview, lengths: np.ndarray, crcs: np.ndarray | None) -> None:
         """Fill containers to the limits with the back-to-back records of ``data`` (a batch may be
         split); ``crcs`` their CRC-32s, or ``None`` to compute them."""
         view, start, done = memoryview(data), 0, 0
@@ -569,9 +570,11 @@ class EncodedRecords:
     """Rows of a batch encoded as record datapoints, without keys (member names live only in a
     container's INDEX, so keys are given when :meth:`DatasetWriter.write_encoded` writes them):
     the compact JSON lines back to back, each line's length and CRC-32, and the batch's schema
-    (for the writer's column-name check). Small to pickle: one bytes object and two arrays."""
+    (for the writer's column-name check). Pickled with protocol 5 (Dask's), the record bytes and
+    both arrays travel out of band (see :meth:`__reduce_ex__`); ``data`` is then a read-only
+    ``memoryview`` of the received buffer, which the writer takes as it takes ``bytes``."""
 
-    data: bytes
+    data: bytes | memoryview
     lengths: np.ndarray  # int64, bytes of each line (its newline included)
     crcs: np.ndarray  # int64, zlib CRC-32 of each line, as DesWriter.add_many stores it
     schema: pa.Schema
@@ -585,6 +588,19 @@ class EncodedRecords:
         """The records from ``start`` on (those of a file already committed are dropped on resume)."""
         skip = int(self.lengths[:start].sum())
         return EncodedRecords(self.data[skip:], self.lengths[start:], self.crcs[start:], self.schema)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # In band, pickle copies the record bytes into its stream, and distributed's pickle then
+        # scans that whole stream for b"__main__"; out of band they are a frame of their own,
+        # sent and received without a copy (numpy already sends the two arrays that way).
+        if isinstance(protocol, int) and protocol >= 5:
+            return _encoded_records, (pickle.PickleBuffer(self.data), self.lengths, self.crcs, self.schema)
+        return _encoded_records, (bytes(self.data), self.lengths, self.crcs, self.schema)
+
+
+def _encoded_records(data: Any, lengths: np.ndarray, crcs: np.ndarray, schema: pa.Schema) -> EncodedRecords:
+    """Unpickle :class:`EncodedRecords`: ``data`` is bytes (in band) or the buffer it travelled in."""
+    return EncodedRecords(data if isinstance(data, bytes) else memoryview(data).cast("B"), lengths, crcs, schema)
 
 
 def encode_records(batch: pa.RecordBatch | pa.Table, constant: Collection[str] = ()) -> EncodedRecords:
