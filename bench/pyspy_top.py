@@ -4,8 +4,10 @@ process's top lines by own samples (the innermost Python frame, with its line nu
 
     python bench/pyspy_top.py PROFILE.txt [--rate 100] [--top 12]
 
-py-spy samples only threads that are running (not waiting) unless ``--idle`` was given, so a
-process's samples / rate are about its CPU seconds. Processes are named by their command line:
+py-spy samples only threads it sees running (not waiting) unless ``--idle`` was given; a thread
+inside a C call that released the GIL counts as running, so samples / rate is thread time, above
+the process's CPU seconds when several threads run at once (``bench/sync_dask_cpu.py`` prints
+those); the shares within a process are what to read. Processes are named by their command line:
 ``spawn_main`` = a Dask worker (or a LocalCluster's), ``s3server.py`` = the bench's S3 server,
 the cluster script of ``bench/sync_dask_cpu.py`` = the scheduler, anything else = the coordinator.
 Command lines must be one line each (``bench/sync_dask_cpu.py`` runs its cluster from a file).
@@ -72,11 +74,11 @@ def main() -> int:
     with open(args.profile, encoding="utf-8", errors="replace") as f:
         by_process, waits = parse(f.read())
     total = sum(sum(c.values()) for c in by_process.values())
-    print(f"{total} samples = {total / args.rate:.1f} CPU s in all; set apart as waiting: "
+    print(f"{total} samples = {total / args.rate:.1f} s of thread time in all; set apart as waiting: "
           + ", ".join(f"{name} {n / args.rate:.1f} s" for name, n in waits.most_common()))
     for (name, pid), frames in sorted(by_process.items(), key=lambda kv: -sum(kv[1].values())):
         n = sum(frames.values())
-        print(f"\n{name} (pid {pid}): {n} samples = {n / args.rate:.1f} CPU s, {100 * n / total:.0f}% of all")
+        print(f"\n{name} (pid {pid}): {n} samples = {n / args.rate:.1f} s, {100 * n / total:.0f}% of all")
         for frame, count in frames.most_common(args.top):
             print(f"  {100 * count / n:5.1f}%  {frame}")
     return 0
