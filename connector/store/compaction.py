@@ -11,8 +11,6 @@ leaves the old data. Containers that a version still references stay in storage.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -171,18 +169,12 @@ def _write(store: Store, dataset: str, lines: list[bytes], meta: dict[str, Any],
 
 def _container(store: Store, dataset: str, path: str, data: bytes, first: int,
                first_meta: dict[str, Any]) -> tuple[DesWriter, int]:
-    fd, spool = tempfile.mkstemp(suffix=".des", dir=store.storage.spool_dir(dataset), prefix=store.storage.spool_prefix(dataset))
-    os.close(fd)
-    try:
-        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-        lengths = np.diff(ends, prepend=-1)
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    lengths = np.diff(ends, prepend=-1)
+    with store.storage.spooled(dataset, path) as spool:
         with DesWriter(spool, overwrite=True, big_file_threshold=None) as des:
             des.add_many(record_names(first, len(lengths)), data, lengths, check_names=False)
             data_length = des.data_length  # (once closed, the length of everything written)
             if first_meta:
                 des.set_first_meta(first_meta)
-        store.storage.publish(spool, path)
-    finally:
-        if os.path.exists(spool):
-            os.unlink(spool)
     return des, data_length

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 from connector.des import DesReader, DesWriter
@@ -88,9 +86,7 @@ class Maintenance:
         """Write the members of ``ranges`` in order into one container published under ``path``;
         returns the (closed) writer and the length of its DATA region."""
         newest = self._newest_keys(ranges)
-        fd, spool = tempfile.mkstemp(suffix=".des", dir=self.storage.spool_dir(dataset), prefix=self.storage.spool_prefix(dataset))
-        os.close(fd)
-        try:
+        with self.storage.spooled(dataset, path) as spool:
             with DesWriter(spool, overwrite=True, big_file_threshold=None) as out:
                 kept = [(d.count, self.reads.columns_meta(d)) for d in ranges if d.kind == "records"]
                 # Per-record columns of the parts (connector.store.columns), concatenated in key order.
@@ -112,10 +108,6 @@ class Maintenance:
                 data_length = out.data_length
                 if out_meta:
                     out.set_first_meta(out_meta)
-            self.storage.publish(spool, path)
-        finally:
-            if os.path.exists(spool):
-                os.unlink(spool)
         return out, data_length
 
     def _newest_keys(self, ranges: list[Datarange]) -> dict[str, int]:

@@ -7,10 +7,12 @@ backend needs to read and write a root's objects.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -86,6 +88,24 @@ class Storage:
         """Spool files are named ``<sha256(dataset)[:16]>.<pid>.<random>.des`` so stale ones can
         be recognised."""
         return f"{_spool_id(dataset)}.{os.getpid()}."
+
+    def new_spool(self, dataset: str) -> str:
+        """A new, empty spool file for a container of ``dataset`` (the caller removes it)."""
+        fd, path = tempfile.mkstemp(prefix=self.spool_prefix(dataset), suffix=".des", dir=self.spool_dir(dataset))
+        os.close(fd)
+        return path
+
+    @contextlib.contextmanager
+    def spooled(self, dataset: str, path: str) -> Iterator[str]:
+        """A spool file for one container of ``dataset``: the body writes it, and on a clean exit
+        it is published under ``path``; the spool is gone afterwards either way."""
+        spool = self.new_spool(dataset)
+        try:
+            yield spool
+            self.publish(spool, path)
+        finally:
+            if os.path.exists(spool):
+                os.unlink(spool)
 
     def remove_stale_spools(self, dataset: str) -> None:
         """Delete spool files of ``dataset`` left by processes that died (a crash mid-container)."""

@@ -30,7 +30,6 @@ import logging
 import mimetypes
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -485,10 +484,7 @@ class DatasetWriter:
 
     def _open(self) -> DesWriter:
         if self._des is None:
-            spool_dir = self.storage.spool_dir(self.dataset)
-            fd, self._spool = tempfile.mkstemp(prefix=self.storage.spool_prefix(self.dataset), suffix=".des",
-                                               dir=spool_dir)
-            os.close(fd)
+            self._spool = self.storage.new_spool(self.dataset)
             self._des = DesWriter(self._spool, overwrite=True, big_file_threshold=None,
                                   compression=self.limits.compression)
         return self._des
