@@ -13,7 +13,7 @@ the vectorised texts of their leaves.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 import numpy as np
 import orjson
@@ -213,8 +213,42 @@ def record_lines(stream: str, batch: pa.RecordBatch, emitted_at: int, constant: 
     """
     if batch.num_rows == 0:
         return b""
-    head = f'{{"type":"RECORD","record":{{"stream":{orjson.dumps(stream).decode()},"emitted_at":{emitted_at},"data":{{'
-    return _lines(batch, head, "}}}\n", constant)[0]
+    return bytes(_lines(batch, _record_head(stream, emitted_at), "}}}\n", constant)[0])
+
+
+#: Bytes of RECORD lines :func:`record_chunks` encodes at a time: what one piece of a batch costs
+#: in memory, however many rows the batch has (a batch of 65,536 rows of the bench is ~14 MiB).
+CHUNK_BYTES = 4 << 20
+
+
+def record_chunks(stream: str, batch: pa.RecordBatch, emitted_at: int, constant: Collection[str] = (),
+                  budget: int = CHUNK_BYTES) -> Iterator[memoryview]:
+    """The bytes of :func:`record_lines` (same arguments) in consecutive pieces of whole lines, each
+    about ``budget`` bytes (a line longer than that is a piece alone), as views of the Arrow
+    buffers they were joined in: nothing is copied, and each piece is freed once dropped.
+
+    The rows per piece follow the bytes per line of the piece before (the first guess: the batch's
+    Arrow size per row, at least :data:`_LINE_GUESS`), so wide rows make short pieces."""
+    n = batch.num_rows
+    if n == 0:
+        return
+    head = _record_head(stream, emitted_at)
+    per_row = max(_LINE_GUESS, batch.nbytes / n)
+    start = 0
+    while start < n:
+        rows = min(n - start, max(1, int(budget / per_row)))
+        view = _lines(batch.slice(start, rows), head, "}}}\n", constant)[0]
+        per_row = max(1.0, view.nbytes / rows)
+        start += rows
+        yield view
+
+
+#: Bytes per RECORD line assumed before one is encoded (the envelope alone is ~70).
+_LINE_GUESS = 128
+
+
+def _record_head(stream: str, emitted_at: int) -> str:
+    return f'{{"type":"RECORD","record":{{"stream":{orjson.dumps(stream).decode()},"emitted_at":{emitted_at},"data":{{'
 
 
 def object_lines(batch: pa.RecordBatch | pa.Table, constant: Collection[str] = ()) -> tuple[bytes, np.ndarray]:
@@ -223,13 +257,14 @@ def object_lines(batch: pa.RecordBatch | pa.Table, constant: Collection[str] = (
     if batch.num_rows == 0:
         return b"", np.zeros(0, dtype=np.int64)
     data, bounds = _lines(batch, "{", "}\n", constant)
-    return data, np.diff(bounds.astype(np.int64))
+    return bytes(data), np.diff(bounds.astype(np.int64))
 
 
-def _lines(batch: pa.RecordBatch | pa.Table, head: str, tail: str, constant: Collection[str]) -> tuple[bytes, np.ndarray]:
+def _lines(batch: pa.RecordBatch | pa.Table, head: str, tail: str, constant: Collection[str]) -> tuple[memoryview, np.ndarray]:
     """``head`` + each row's fields + ``tail`` for every row, in one element-wise join whose
     literal pieces (keys, quotes, constant values) are merged between the per-row arrays.
-    Returns the lines back to back and their ``n + 1`` boundaries (row i is ``[b[i], b[i+1])``)."""
+    Returns the lines back to back (a view of the joined array's buffer) and their ``n + 1``
+    boundaries (row i is ``[b[i], b[i+1])``)."""
     n = batch.num_rows
     pieces: list[str | pa.Array] = [head]
     for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
@@ -249,11 +284,11 @@ def _lines(batch: pa.RecordBatch | pa.Table, head: str, tail: str, constant: Col
             parts.append(piece)
     if len(parts) == 1:  # no per-row text (no column, e.g. rows of {}, or only constant ones)
         line = parts[0].encode()
-        return line * n, np.arange(n + 1, dtype=np.int64) * len(line)
+        return memoryview(line * n), np.arange(n + 1, dtype=np.int64) * len(line)
     lines = pc.binary_join_element_wise(*(string_scalar(p) if isinstance(p, str) else p for p in parts), _EMPTY)
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
     # No nulls: the data buffer between the first and last offsets is exactly the joined lines.
     _, offsets, data = lines.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[lines.offset: lines.offset + n + 1]
-    return memoryview(data)[int(bounds[0]):int(bounds[-1])].tobytes(), bounds
+    return memoryview(data)[int(bounds[0]):int(bounds[-1])], bounds

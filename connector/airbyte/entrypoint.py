@@ -7,10 +7,10 @@ import argparse
 import contextlib
 import logging
 import os
-import queue
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import IO, Any, NoReturn
 
@@ -23,17 +23,23 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 class Output:
     """Thread-safe writer of message lines to the real stdout (worker threads log too).
 
-    The writes happen in a writer thread fed by a short queue: a write to a pipe blocks until the
-    reader has drained it, and meanwhile the caller can encode its next batch of records. Lines
-    come out in the order of the calls; :meth:`flush` returns once everything handed over is
-    written. A failed write (the reader went away) is raised by the next call.
+    The writes happen in a writer thread: a write to a pipe blocks until the reader has drained
+    it, and meanwhile the caller can encode its next records. What waits for the writer is
+    bounded in bytes (:attr:`BUDGET`), whatever the size of each piece: a caller blocks while more
+    is waiting, except that one piece is always taken (a piece larger than the budget waits
+    alone). Lines come out in the order of the calls; :meth:`flush` returns once everything
+    handed over is written. A failed write (the reader went away) is raised by the next call.
     """
 
-    DEPTH = 2  # buffers waiting for the pipe; each is one encoded batch (tens of MiB at most)
+    #: Bytes of encoded lines that may wait for the pipe (one piece more at most).
+    BUDGET = 8 << 20
 
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=self.DEPTH)
+        self._pieces: deque[bytes | memoryview] = deque()
+        self._waiting = 0  # bytes in _pieces
+        self._busy = False  # the writer holds a piece taken off _pieces
+        self._cond = threading.Condition()
         self._error: BaseException | None = None
         threading.Thread(target=self._write, name="stdout-writer", daemon=True).start()
 
@@ -41,27 +47,45 @@ class Output:
         """Write one protocol message (a JSON line)."""
         self.raw(messages.dumps(msg))
 
-    def raw(self, data: bytes) -> None:
-        """Hand already encoded JSON lines to the writer thread; raises an earlier write's error."""
-        self._raise_error()
-        self._queue.put(data)
+    def raw(self, data: bytes | memoryview) -> None:
+        """Hand already encoded JSON lines (any bytes-like object, not changed until written) to
+        the writer thread; raises an earlier write's error."""
+        size = memoryview(data).nbytes
+        with self._cond:
+            while self._pieces and self._waiting + size > self.BUDGET and self._error is None:
+                self._cond.wait()
+            self._raise_error()
+            self._pieces.append(data)
+            self._waiting += size
+            self._cond.notify_all()
 
     def flush(self) -> None:
         """Return once everything handed over is written and flushed; raises a failed write's error."""
-        self._queue.join()
-        self._raise_error()
+        with self._cond:
+            while (self._pieces or self._busy) and self._error is None:
+                self._cond.wait()
+            self._raise_error()
         self._out.flush()
 
     def _write(self) -> None:
         while True:
-            data = self._queue.get()
+            with self._cond:
+                while not self._pieces:
+                    self._cond.wait()
+                data = self._pieces.popleft()
+                self._waiting -= memoryview(data).nbytes
+                self._busy = True
+                self._cond.notify_all()
             try:
                 if self._error is None:
                     self._out.write(data)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 self._error = exc
             finally:
-                self._queue.task_done()
+                del data  # written: its memory (an Arrow buffer) goes back now, not at the next piece
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
     def _raise_error(self) -> None:
         if self._error is not None:

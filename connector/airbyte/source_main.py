@@ -141,7 +141,7 @@ def _lean_memory_pool() -> None:
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     """Emit the RECORD messages of the configured streams, a STATE after the files read (per
     stream, resuming from ``--state``) and stream status traces; exit code 1 if a stream failed."""
-    from connector.records import record_lines
+    from connector.records import record_chunks
     from connector.source import FileBatch, FileDone, Source, TransientError
     from connector.source.read import FILE_COLUMNS
     from connector.source.state import parse_input_state
@@ -199,7 +199,9 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                         if not running:
                             out.message(messages.trace_stream_status(name, "RUNNING"))
                             running = True
-                        out.raw(record_lines(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS))
+                        # In pieces of about CHUNK_BYTES: a batch's lines are never all in memory at once.
+                        for piece in record_chunks(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS):
+                            out.raw(piece)
                         checkpoints.records += event.batch.num_rows
                     elif incremental:
                         checkpoints.file_done(event.stream_state)

@@ -203,6 +203,50 @@ def test_output_raises_a_failed_write_on_the_next_call():
         out.raw(b"more\n")
 
 
+class _HeldSink(io.RawIOBase):
+    """A pipe that takes nothing until released: what waits for it is what Output holds."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.release = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.release.wait()
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+def test_output_holds_at_most_its_budget_in_bytes_and_takes_any_bytes_like_piece():
+    sink = _HeldSink()
+    out = Output(sink)
+    out.BUDGET = 1000
+    piece = memoryview(bytearray(b"x" * 199 + b"\n"))
+    handed = []
+
+    def producer():
+        for i in range(8):
+            out.raw(piece)
+            handed.append(i)
+        out.raw(b"y" * 5000 + b"\n")  # larger than the budget: waits until nothing else does
+        handed.append("big")
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    try:
+        # One piece in the (stalled) write, five waiting (1000 bytes): the seventh call blocks.
+        assert handed == [0, 1, 2, 3, 4, 5]
+    finally:
+        sink.release.set()
+        thread.join(timeout=10)
+    out.flush()
+    assert handed == [0, 1, 2, 3, 4, 5, 6, 7, "big"]
+    assert b"".join(sink.chunks) == bytes(piece) * 8 + b"y" * 5000 + b"\n"
+
+
 def test_read_into_a_pipe_closed_early_ends_quietly(tmp_path):
     root = tmp_path / "data" / "s"
     root.mkdir(parents=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.source.read import FILE_COLUMNS
-from connector.records import object_lines, record_lines
+from connector.records import object_lines, record_chunks, record_lines
 
 
 def decode(data: bytes) -> list[dict]:
@@ -132,3 +132,33 @@ print("ok")
     (tmp_path / "s" / "b.jsonl").write_text('{"i": 1, "f": 2.5, "s": "a\\nb", "n": {"x": 1}}\n')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.text(max_size=300)), st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))),
+                min_size=1, max_size=60),
+       st.integers(1, 4096))
+def test_record_chunks_are_record_lines_cut_at_line_ends(rows, budget):
+    """The pieces des-source writes are the bytes of record_lines, in order, cut only after a line
+    end, each about ``budget`` bytes (one line alone when a line is longer)."""
+    batch = pa.RecordBatch.from_pydict({
+        "s": pa.array([r[0] for r in rows], pa.string()),
+        "i": pa.array([r[1] for r in rows], pa.int64()),
+        "_file": pa.array(["k.csv"] * len(rows)),
+    })
+    pieces = [bytes(p) for p in record_chunks('s"1', batch, 7, FILE_COLUMNS, budget=budget)]
+    assert b"".join(pieces) == record_lines('s"1', batch, 7, FILE_COLUMNS)
+    assert all(p.endswith(b"\n") for p in pieces)
+    # After the first piece (a guess) each holds as many rows as the bytes per line of the piece
+    # before allow: lines of one length make pieces of at most the budget, or one line.
+    sizes = [len(line) + 1 for line in record_lines('s"1', batch, 7, FILE_COLUMNS).split(b"\n")[:-1]]
+    assert all(len(p) <= max(max(sizes), budget * max(sizes) / min(sizes)) for p in pieces[1:])
+
+
+def test_record_chunks_of_a_large_batch_stay_near_the_budget():
+    n = 50_000
+    batch = pa.RecordBatch.from_pydict({"id": pa.array(range(n), pa.int64()), "name": pa.array([f"name-{i}" for i in range(n)])})
+    pieces = list(record_chunks("s", batch, 7, budget=64 << 10))
+    assert b"".join(pieces) == record_lines("s", batch, 7)
+    assert len(pieces) > 10 and max(p.nbytes for p in pieces[1:]) <= (64 << 10) * 1.1
+    assert list(record_chunks("s", batch.slice(0, 0), 7)) == []

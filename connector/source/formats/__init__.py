@@ -32,14 +32,17 @@ from connector.source.errors import BadDataError, FileChangedError, FileVanished
 from connector.source.listing import FileRef
 from connector.storage import is_transient, one_line
 
-#: Bytes of (decoded) text parsed per CSV/JSON block; bounds memory per file being read.
-BLOCK_SIZE = 4 << 20
+#: Bytes of (decoded) text parsed per JSON block (CSV: at most this, see csv.CSV_BLOCK), one batch
+#: per block; a JSON file being read holds about one. 4 MiB cost 40-70 MiB more peak RSS on the
+#: bench's JSON Lines than 1 MiB, for no CPU that a shared machine could measure (issue 17).
+BLOCK_SIZE = 1 << 20
 #: Raw bytes fetched per request while sampling a CSV/JSON file for its schema: the sample, not the
 #: object (s3fs's default block, 50 MiB, would download whole files at discover).
 SAMPLE_BLOCK = BLOCK_SIZE + (64 << 10)
-#: Raw bytes fetched per request while reading CSV/JSON data: the first batch does not wait for a
-#: whole object, and each file being read holds at most one block.
-READ_BLOCK = 8 << 20
+#: Raw bytes fetched per request beyond the block being read, while reading CSV/JSON data (s3fs's
+#: read-ahead: a request fetches the block asked for plus this, 4 MiB in all): the first batch does
+#: not wait for a whole object, and each file being read holds one such fetch.
+READ_BLOCK = 3 << 20
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,11 @@ class Prefixed(io.RawIOBase):
         try:
             if self.closed:
                 raise ValueError("stream closed")
+            if not self._head.nbytes and size is not None and size >= 0:
+                # The rest's own bytes, as they are: RawIOBase.read would fill a fresh bytearray
+                # and copy it into bytes again, two more blocks of memory per block read.
+                data = self._rest.read(size)
+                return data if isinstance(data, bytes) else bytes(data)
             return super().read(size)
         finally:
             self._reading -= 1

@@ -40,6 +40,12 @@ DEFAULT_CSV = CsvOptions()
 HEADER_LIMIT = 1 << 20
 #: The longest row read (a block grows to hold it; see _text_batches).
 MAX_ROW = 256 << 20
+#: The largest block Arrow's CSV reader parses at a time (one batch per block). Its streaming
+#: reader reads up to 32 blocks ahead on an I/O thread of its own (pyarrow has no setting for
+#: that): with 4 MiB blocks a whole 16 MiB bench file was in memory before its first batch, so CSV
+#: blocks are smaller than JSON's (issue 17: 1M bench rows in 4 objects on S3, peak RSS 214 MiB
+#: with 512 KiB blocks against 228-237 MiB with 1 MiB, CPU within the noise of a shared machine).
+CSV_BLOCK = 512 << 10
 #: How Arrow says a row is longer than its block.
 _STRADDLE = "straddling object"
 #: The UTF-8 byte order mark some tools (Excel) write first: not part of the first column's name.
@@ -274,7 +280,7 @@ def _text_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, options: FormatOp
     held back until then and checked (:func:`_closed_rows`); a sample yields each batch at once. A row longer than a block (Arrow cannot parse it: "straddling
     object") re-opens the file with blocks 4x larger, up to :data:`MAX_ROW`, and skips the rows
     already yielded, so long values are read whole rather than failing the file."""
-    block, done = options.block_size, 0
+    block, done = min(options.block_size, CSV_BLOCK), 0
     attempt = FileStats()
     try:
         while True:
