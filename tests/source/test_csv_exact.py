@@ -40,14 +40,15 @@ def _quoted_rows(size: int) -> tuple[bytes, int, float]:
     return data, i, inside / len(data)
 
 
-@pytest.mark.parametrize("size", [BLOCK_SIZE + (1 << 20), READ_BLOCK + (1 << 20)], ids=["5MiB", "9MiB"])
+@pytest.mark.parametrize("size", [BLOCK_SIZE + (1 << 20), READ_BLOCK + (1 << 20)], ids=["block+1MiB", "readahead+1MiB"])
 @pytest.mark.parametrize("where", ["local", "s3"])
 @pytest.mark.parametrize("on_bad_record", ["fail", "skip"])
 def test_quoted_line_breaks_across_blocks_are_read_whole(size, where, on_bad_record, tmp_path, s3_endpoint,
                                                           s3_bucket):
     data, n, inside = _quoted_rows(size)
-    # Every block boundary (4 MiB blocks, 8 MiB reads) falls inside a quoted multi-line value
-    # unless it hits one of the few bytes outside them; the old chunker cut there.
+    # Every block boundary (CSV blocks of csv.CSV_BLOCK, S3 requests of BLOCK_SIZE + READ_BLOCK)
+    # falls inside a quoted multi-line value unless it hits one of the few bytes outside them; the
+    # old chunker cut there.
     assert inside > 0.98 and len(data) > size
     if where == "local":
         write_local(tmp_path, {"s/big.csv": data})

@@ -207,3 +207,25 @@ def test_every_format_is_a_format_reader(name):
     for method in ("infer", "batches"):
         wanted = list(inspect.signature(getattr(formats.FormatReader, method)).parameters)[1:]  # without self
         assert list(inspect.signature(getattr(reader, method)).parameters) == wanted, (name, method)
+
+
+def test_prefixed_hands_on_the_streams_own_bytes_once_the_head_is_read():
+    """Arrow reads CSV blocks through Prefixed: past the head, a read is the rest's own bytes object
+    (no bytearray and copy per block), and the bytes are those of head + rest whatever the sizes."""
+    from connector.source.formats import Prefixed
+
+    class Rest(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data, self.given = data, []
+
+        def read(self, size: int = -1) -> bytes:
+            out = self.data[:size] if size >= 0 else self.data
+            self.data = self.data[len(out):]
+            self.given.append(out)
+            return out
+
+    rest = Rest(b"cdefghij")
+    stream = Prefixed(b"ab", rest)
+    got = [stream.read(1), stream.read(5), stream.read(3)]
+    assert got[:2] == [b"a", b"b"] and got[2] is rest.given[-1] and got[2] == b"cde"
+    assert stream.read() + stream.read(4) == b"fghij"

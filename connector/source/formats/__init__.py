@@ -7,7 +7,8 @@ A format module is a :class:`FormatReader` (a ``typing.Protocol``; mypy checks e
 - ``infer(fs, ref, options, max_rows) -> pa.Schema``: the file's columns from a sample (CSV/JSON)
   or from the footer alone (Parquet).
 - ``batches(fs, ref, schema, options, stats) -> Iterator[pa.RecordBatch]``: the whole file, in
-  order, in batches of at most ``options.batch_size`` rows, memory bounded by the block size.
+  order, in batches of at most ``options.batch_size`` rows, memory bounded by a few blocks (CSV:
+  the 32 that Arrow's reader reads ahead, see ``csv.CSV_BLOCK``), not by the file.
 
 Malformed content raises :class:`BadDataError` naming the file and line/row/row group (or, with
 ``on_bad_record="skip"``, is dropped and counted in ``stats``).
@@ -33,15 +34,16 @@ from connector.source.listing import FileRef
 from connector.storage import is_transient, one_line
 
 #: Bytes of (decoded) text parsed per JSON block (CSV: at most this, see csv.CSV_BLOCK), one batch
-#: per block; a JSON file being read holds about one. 4 MiB cost 40-70 MiB more peak RSS on the
-#: bench's JSON Lines than 1 MiB, for no CPU that a shared machine could measure (issue 17).
-BLOCK_SIZE = 1 << 20
+#: per block; a JSON file being read holds about one. Each block costs a parse call and a few
+#: kernels of fixed cost: on the bench's JSON Lines 1 MiB blocks took ~12% more CPU than 4 MiB,
+#: while 4 MiB held 40-70 MiB more at the peak (issue 17); 2 MiB is between the two.
+BLOCK_SIZE = 2 << 20
 #: Raw bytes fetched per request while sampling a CSV/JSON file for its schema: the sample, not the
 #: object (s3fs's default block, 50 MiB, would download whole files at discover).
 SAMPLE_BLOCK = BLOCK_SIZE + (64 << 10)
 #: Raw bytes fetched per request beyond the block being read, while reading CSV/JSON data (s3fs's
-#: read-ahead: a request fetches the block asked for plus this, 4 MiB in all): the first batch does
-#: not wait for a whole object, and each file being read holds one such fetch.
+#: read-ahead: a request fetches the block asked for plus this, 3.5-5 MiB in all; it was 12): the
+#: first batch does not wait for a whole object, and each file being read holds one such fetch.
 READ_BLOCK = 3 << 20
 
 
