@@ -307,3 +307,28 @@ def test_plan_refuses_what_it_cannot_decode():
         own = avro.file_schema(fastavro.parse_schema(schema))[0]
         assert avro_columns.plan(fastavro.parse_schema(schema), own) is None, t
     assert avro_columns.plan("long", pa.schema([pa.field("value", pa.int64())])) is None
+
+
+def test_column_path_does_not_import_pandas(tmp_path):
+    """pyarrow imports pandas on its first conversion of Python objects (0.3-0.6 s, most of a small
+    file's read): the column path builds every array from buffers, so a fresh process reading a
+    flat file (enums and nullable strings included) never imports it."""
+    import subprocess
+    import sys
+
+    schema = {**FLAT, "fields": [*FLAT["fields"], {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["a", "b"]}}]}
+    ref = write(tmp_path / "x.avro", schema, [{**row, "e": "ab"[i % 2]} for i, row in enumerate(flat_rows(500))])
+    script = f"""
+import sys, fsspec
+from connector.source.formats import FileStats, FormatOptions, avro
+from tests.source.test_avro_columns import file_ref
+from pathlib import Path
+ref = file_ref(Path({ref.path!r}))
+fs = fsspec.filesystem("file")
+rows = sum(b.num_rows for b in avro.batches(fs, ref, avro.infer(fs, ref, FormatOptions(), 10), FormatOptions(), FileStats()))
+print(rows, "pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["500", "False"]
