@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run each of our commands once more under cProfile; top lines go into the report")
     p.add_argument("--dask-rows", type=int, help="records of the dask case (default 1,000,000; quick 100,000)")
     p.add_argument("--catalog-rows", help="datarange counts the catalog case grows through (default 5000,10000,20000,40000; quick 2000,4000)")
+    p.add_argument("--source-formats", default="avro,zip",
+                   help="formats of the source_formats case (default avro,zip; airbyte-source-s3 reads zipped CSV at "
+                        "~500 rec/s, so a large --rows run is usually avro only)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="Markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-airbyte", action="store_true", help="skip installing/running airbyte-source-s3")

@@ -51,8 +51,9 @@ def zip_csv_bytes(table, member: str) -> bytes:
     return sink.getvalue()
 
 
-def _objects(cache: Path, rows: int, seed: int) -> dict[str, dict[str, Path]]:
-    """{"avro"|"zip": {key: local path}}: ``rows`` rows in parts of <= PART_ROWS, cached on disk."""
+def _objects(cache: Path, rows: int, seed: int, kinds: set[str]) -> dict[str, dict[str, Path]]:
+    """{"avro"|"zip": {key: local path}} of the ``kinds`` asked for: ``rows`` rows in parts of
+    <= PART_ROWS, cached on disk."""
     base = cache / f"srcfmt2-{rows}-s{seed}"
     base.mkdir(parents=True, exist_ok=True)
     parts = max(1, -(-rows // PART_ROWS))
@@ -62,6 +63,8 @@ def _objects(cache: Path, rows: int, seed: int) -> dict[str, dict[str, Path]]:
         n = min(per, rows - p * per)
         table = None
         for kind, key in (("avro", f"srcfmt-avro/rows/part-{p:03d}.avro"), ("zip", f"srcfmt-zip/rows/part-{p:03d}.zip")):
+            if kind not in kinds:
+                continue
             path = base / key.replace("/", "__")
             if not path.exists():
                 if table is None:
@@ -93,10 +96,13 @@ def case_source_formats(ctx: Ctx) -> None:
     """Avro and zipped CSV, the same objects for both tools: full-refresh read, records/s."""
     r = ctx.results
     rows = ctx.args.rows
-    objects = _objects(ctx.data, rows, ctx.args.seed)
+    objects = _objects(ctx.data, rows, ctx.args.seed, set(ctx.args.source_formats.split(",")))
     ctx.put_many({k: v for files in objects.values() for k, v in files.items()}, threads=4)
     # airbyte-source-s3 matches its globs against `archive.zip#member.csv` for a zip's members.
+    wanted = set(ctx.args.source_formats.split(","))
     for kind, filetype, glob in (("avro", "avro", "*.avro"), ("zip", "csv", "*.zip#*.csv")):
+        if kind not in wanted:
+            continue
         case = f"source read {'Avro' if kind == 'avro' else 'zipped CSV'} {rows:,} rows"
         prefix = f"srcfmt-{kind}"
         ours_cfg = ctx.write_json(f"srcfmt-{kind}.json", ctx.our_source_config(prefix, "auto"))
