@@ -1,12 +1,9 @@
 """Regenerate the bundled sample files (deterministic). Run from anywhere: python testdata/generate.py
 
-Streams (folders at depth 1):
+Streams (folders at depth 1; the main job, examples/local/run.sh, syncs every one):
   users/   CSV: plain, .csv.gz, .csv.xz  - ints, floats, bools, timestamps, empty cells (nulls)
   orders/  JSON: JSON Lines, a top-level array, a single object, .jsonl.zst, .jsonl.bz2 - nested objects, lists
   events/  Parquet: two files, several row groups, timestamps, decimals, lists, structs
-
-Other formats live under a root of their own, ../testdata-formats/ (streams there would change the
-stream list and row counts of testdata/, which tests and the README rely on):
   avro/    Avro: two files (deflate, several blocks; then an evolved schema) - logical types,
            unions with null, nested records, arrays, maps, enums, fixed, a multi-type union
   excel/   .xlsx: a workbook whose first sheet has numbers, text, booleans, dates, date-times, blanks
@@ -33,7 +30,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-FORMATS = HERE.parent / "testdata-formats"
 BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
@@ -317,8 +313,8 @@ def main() -> None:
 
     rng = random.Random(7)  # its own seed: the files above stay as they were
     for key, data in {**avro_files(rng), **excel_files(rng), **zip_files(rng)}.items():
-        (FORMATS / key).parent.mkdir(parents=True, exist_ok=True)
-        (FORMATS / key).write_bytes(data)
+        (HERE / key).parent.mkdir(parents=True, exist_ok=True)
+        (HERE / key).write_bytes(data)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,23 @@ from connector.records import record_lines
 from tests.source.helpers import put, s3_config
 
 ROOT = Path(__file__).resolve().parents[2]
-FORMATS = ROOT / "testdata-formats"
+#: The bundled testdata, whose avro/, excel/ and zipped/ streams are the fixtures of these tests.
+FORMATS = ROOT / "testdata"
+#: Every stream of the bundled testdata, in the order discover lists them.
+STREAMS = ["avro", "events", "excel", "orders", "users", "zipped"]
 #: Every format check but "time": a time of day has no offset (airbyte_type time_without_timezone),
 #: which RFC 3339's full-time, and so jsonschema's check, would want.
 CHECKER = jsonschema.FormatChecker([f for f in jsonschema.Draft7Validator.FORMAT_CHECKER.checkers if f != "time"])
 
 
 def upload_formats(endpoint, bucket: str, prefix: str = "") -> None:
-    """Every fixture under testdata-formats/ to ``bucket`` (same keys under ``prefix``)."""
+    """Every data file of testdata/ to ``bucket`` (same keys under ``prefix``)."""
     put(endpoint, bucket, {prefix + p.relative_to(FORMATS).as_posix(): p.read_bytes()
-                           for p in sorted(FORMATS.rglob("*")) if p.is_file()})
+                           for p in sorted(FORMATS.glob("*/*")) if p.is_file() and p.parent.name != "__pycache__"})
 
 
 def source_for(where: str, endpoint=None, bucket: str | None = None, **extra) -> Source:
-    """The fixture root read locally (``where == "local"``) or from the S3 test server."""
+    """The bundled testdata read locally (``where == "local"``) or from the S3 test server."""
     if where == "local":
         return Source({"root_url": str(FORMATS), **extra})
     upload_formats(endpoint, bucket)

@@ -155,7 +155,7 @@ def test_check_on_empty_root_fails(tmp_path):
 
 def test_examples_local_config_reads_testdata():
     code, messages, _ = run("discover", "--config", "examples/local/source.json")
-    assert code == 0 and [s["name"] for s in messages[0]["catalog"]["streams"]] == ["events", "orders", "users"]
+    assert code == 0 and [s["name"] for s in messages[0]["catalog"]["streams"]] == ["avro", "events", "excel", "orders", "users", "zipped"]
 
 
 class _SlowSink(io.RawIOBase):

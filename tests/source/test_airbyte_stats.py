@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import jsonschema
 
-from tests.source.formats_helpers import CHECKER, FORMATS
+from tests.source.formats_helpers import CHECKER, FORMATS, STREAMS
 from tests.source.helpers import write_local
 from tests.source.test_airbyte_source import catalog_for, run, write
 
@@ -79,7 +79,7 @@ def _discovered(config: str) -> list[dict]:
 def test_formats_fixtures_end_to_end(tmp_path):
     config = write(tmp_path, "config.json", {"root_url": str(FORMATS)})
     streams = _discovered(config)
-    assert [s["name"] for s in streams] == ["avro", "excel", "zipped"]
+    assert [s["name"] for s in streams] == STREAMS  # every stream of the bundled testdata
     catalog = write(tmp_path, "catalog.json", catalog_for(streams))
     code, messages, _ = run("read", "--config", config, "--catalog", catalog)
     assert code == 0
@@ -91,7 +91,7 @@ def test_formats_fixtures_end_to_end(tmp_path):
             errors = list(validators[record["stream"]].iter_errors(record["data"]))
             assert not errors, (record, errors[0].message)
             counts[record["stream"]] = counts.get(record["stream"], 0) + 1
-    assert counts == {"avro": 50, "excel": 25, "zipped": 40}
+    assert counts == {"avro": 50, "events": 250, "excel": 25, "orders": 100, "users": 90, "zipped": 40}
     for name, total in counts.items():
         states = [m["state"] for m in stream_messages(messages, name) if m["type"] == "STATE"]
         assert sum(s["sourceStats"]["recordCount"] for s in states) == total

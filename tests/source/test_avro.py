@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from connector.source import BadDataError, Source
 from connector.source.formats.avro import file_schema
-from tests.source.formats_helpers import FORMATS, source_for, validated_records
+from tests.source.formats_helpers import FORMATS, STREAMS, source_for, validated_records
 from tests.source.helpers import drain, put, s3_config
 from tests.support.s3proxy import CountingProxy
 
@@ -39,7 +39,7 @@ def fixture_rows() -> list[dict]:
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_fixture_records_are_exact_and_match_the_schema(where, s3_endpoint, s3_bucket):
     src = source_for(where, s3_endpoint, s3_bucket)
-    assert src.streams() == ["avro", "excel", "zipped"]
+    assert src.streams() == STREAMS
     props = src.airbyte_stream("avro")["json_schema"]["properties"]
     # Every column admits the text a value of another type in a later file is kept as.
     assert props["price"] == {"type": ["null", "number", "string"]} and props["huge"] == props["price"]

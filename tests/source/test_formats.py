@@ -167,9 +167,9 @@ def test_explicit_streams_and_depth_two(tmp_path):
 
 def test_bundled_testdata_reads():
     src = Source({"root_url": "testdata"})
-    assert src.streams() == ["events", "orders", "users"]
+    assert src.streams() == ["avro", "events", "excel", "orders", "users", "zipped"]
     counts = {s: sum(d.records for d in drain(src, s)[1]) for s in src.streams()}
-    assert counts == {"events": 250, "orders": 100, "users": 90}
+    assert counts == {"avro": 50, "events": 250, "excel": 25, "orders": 100, "users": 90, "zipped": 40}
 
 
 def test_a_parquet_file_outside_the_sample_with_other_types_is_kept_as_text(tmp_path, caplog):

@@ -85,7 +85,7 @@ def test_des_discover_cli(capsys):
     out = capsys.readouterr().out
     assert "users  (3 files" in out and "signup_at" in out and "date-time" in out
     assert main(["discover", "--json", "testdata"]) == 0
-    assert [s["name"] for s in orjson.loads(capsys.readouterr().out)] == ["events", "orders", "users"]
+    assert [s["name"] for s in orjson.loads(capsys.readouterr().out)] == ["avro", "events", "excel", "orders", "users", "zipped"]
 
 
 def test_string_columns_take_the_right_path_in_slices():

@@ -37,18 +37,18 @@ def test_destination_section(workdir):
     out = _bash(block, workdir)
     assert '"status":"SUCCEEDED"' in out
     assert out.count('"type":"STATE"') >= 3  # echoed once committed
-    listing = out.splitlines()[-3:]
-    assert [line.split()[0] for line in listing] == ["events", "orders", "users"]
-    assert [n in line.split() for line, n in zip(listing, ["250", "100", "90"])] == [True] * 3
+    listing = out.splitlines()[-6:]
+    assert [line.split()[0] for line in listing] == ["avro", "events", "excel", "orders", "users", "zipped"]
+    assert [n in line.split() for line, n in zip(listing, ["50", "250", "25", "100", "90", "40"])] == [True] * 6
 
 
 def test_sync_section(workdir):
     [block] = _blocks("sync")
     out = _bash(block, workdir).splitlines()
-    assert out[:3] == [line for line in out[:3] if " 0 files" not in line]  # the first run writes every stream
-    assert all(" 0 files, 0 datapoints" in line for line in out[3:6])  # the second finds nothing new
-    assert out[6].startswith("users -> users_files: 3 files, 3 datapoints")
-    assert out[7].startswith("orders -> orders_files: 5 files, 5 datapoints")
+    assert out[:6] == [line for line in out[:6] if " 0 files" not in line]  # the first run writes every stream
+    assert all(" 0 files, 0 datapoints" in line for line in out[6:12])  # the second finds nothing new
+    assert out[12].startswith("users -> users_files: 3 files, 3 datapoints")
+    assert out[13].startswith("orders -> orders_files: 5 files, 5 datapoints")
     assert (workdir / "out" / "state.json").exists() and (workdir / "out" / "files-state.json").exists()
 
 
