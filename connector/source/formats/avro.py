@@ -20,8 +20,9 @@ above but local timestamps and fixed uuids) is decoded column by column from run
 (:mod:`connector.source.formats.avro_columns`; on the bench's rows about an eighth of the CPU of
 fastavro's dicts turned into Arrow). Anything else, and any run of blocks that decoder does not
 vouch for, is decoded by fastavro record by record, with the same values and errors. Either way
-memory is bounded by a run of blocks (a batch of ``batch_size`` rows, at least :data:`RUN_ROWS`
-records) and the read-ahead block, not by the file.
+memory is bounded by a batch, a run of blocks (:data:`RUN_ROWS` records or :data:`RUN_BYTES`
+decompressed bytes, whichever comes first, or one bigger block) and the read-ahead block, not by
+the file.
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ from connector.source.listing import FileRef
 HEADER_BLOCK = 64 << 10
 #: Read-ahead while reading data blocks.
 DATA_BLOCK = 8 << 20
-#: Records decoded together by the column decoder (at least a batch): its per-run cost walks
-#: the longest block once, so a longer run spreads it over more records.
+#: Records decoded together by the column decoder: its per-run cost walks the longest block
+#: once, so a longer run spreads it over more records...
 RUN_ROWS = 1 << 17
+#: ...but no more decompressed bytes than this in a run (plus the block that passes it): the
+#: decoder peaks at ~13 bytes per byte on the bench's rows (wide records reach it before RUN_ROWS).
+RUN_BYTES = 16 << 20
 #: Column name for the values of a file whose top-level schema is not a record.
 VALUE_COLUMN = "value"
 
@@ -230,15 +234,15 @@ def batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Schema, opti
 
 def _column_batches(blocks: Iterator[Any], columns: list[avro_columns.Column], own: pa.Schema,
                     batch_size: int) -> Generator[pa.RecordBatch, None, int | None]:
-    """Batches of exactly ``batch_size`` rows (the last one shorter) decoded from runs of blocks of
-    at least that many records; returns None at the end of the file, or the number of records
-    yielded when fastavro must decode the rest (it also names any error there as before)."""
+    """Batches of exactly ``batch_size`` rows (the last one shorter) cut from the runs of blocks
+    decoded by columns; returns None at the end of the file, or the number of records yielded
+    when fastavro must decode the rest (it also names any error there as before)."""
     yielded = 0
     pending: list[pa.RecordBatch] = []
     held = 0
     chunks: list[memoryview] = []
     counts: list[int] = []
-    rows = 0
+    rows = size = 0
     while True:
         try:
             block = next(blocks, None)
@@ -251,7 +255,8 @@ def _column_batches(blocks: Iterator[Any], columns: list[avro_columns.Column], o
                 chunks.append(block.bytes_.getbuffer())
                 counts.append(block.num_records)
                 rows += block.num_records
-            if rows < max(batch_size, RUN_ROWS):
+                size += len(chunks[-1])
+            if rows < RUN_ROWS and size < RUN_BYTES:
                 continue
         if chunks:
             try:
@@ -259,7 +264,7 @@ def _column_batches(blocks: Iterator[Any], columns: list[avro_columns.Column], o
             except avro_columns.Fallback:
                 return yielded
             held += pending[-1].num_rows
-            chunks, counts, rows = [], [], 0
+            chunks, counts, rows, size = [], [], 0, 0
         while held >= batch_size or (block is None and held):
             if pending[0].num_rows >= batch_size or len(pending) == 1:
                 out = pending[0].slice(0, batch_size)  # no copy: a view of the decoded run
