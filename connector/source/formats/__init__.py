@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import io
 import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import fsspec
 import pyarrow as pa
@@ -96,13 +97,22 @@ class FormatReader(Protocol):
         ...
 
 
-def get(name: str) -> FormatReader:
-    """The reader of format ``name`` (csv, json, parquet, avro, excel)."""
-    # Imported here, not at the top: each of them imports this module.
+#: The format modules of this package, by format name.
+READERS = ("csv", "json", "parquet", "avro", "excel")
+
+if TYPE_CHECKING:  # mypy checks every module :func:`get` hands out against the protocol
     from connector.source.formats import avro, csv, excel, json, parquet
 
-    readers: dict[str, FormatReader] = {"csv": csv, "json": json, "parquet": parquet, "avro": avro, "excel": excel}
-    return readers[name]
+    _CHECKED: tuple[FormatReader, ...] = (csv, json, parquet, avro, excel)
+
+
+def get(name: str) -> FormatReader:
+    """The reader of format ``name`` (csv, json, parquet, avro, excel)."""
+    if name not in READERS:
+        raise KeyError(name)
+    # Only the module asked for, on first use (each imports this module): pyarrow.csv and
+    # python-calamine take ~0.1 s each to import, a good part of a small Avro read's start-up.
+    return cast(FormatReader, importlib.import_module(f"connector.source.formats.{name}"))
 
 
 def open_raw(fs: fsspec.AbstractFileSystem, ref: FileRef, **kwargs) -> IO[bytes]:
