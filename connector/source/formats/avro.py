@@ -289,7 +289,8 @@ def _record_batches(fs: fsspec.AbstractFileSystem, ref: FileRef, schema: pa.Sche
         records = iter(reader)
         start = skip
         if skip:
-            # Read before by the column decoder, but not re-checked there: an error still names its record.
+            # Yielded already by the column decoder; should fastavro fail on them all the same, the
+            # error names them.
             with data_errors(ref, f"records 1-{skip}"), _Reading():
                 for _ in itertools.islice(records, skip):
                     pass
