@@ -9,6 +9,7 @@ from typing import Any
 
 from connector.config import load_json_file
 from connector.errors import ConfigError, ConnectorError
+from connector.source.infer import declared_column
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
         files = source.files(stream["name"])
         print(f"{stream['name']}  ({len(files)} files, {sum(f.size for f in files)} bytes)")
         for column, schema in stream["json_schema"]["properties"].items():
-            types = [t for t in schema.get("type", []) if t != "null"] if isinstance(schema.get("type"), list) else [schema.get("type")]
-            kind = "/".join(types) + (f" ({schema['format']})" if "format" in schema else "")
+            declared = declared_column(schema)
+            types = declared.get("type", [])
+            types = [t for t in types if t != "null"] if isinstance(types, list) else [types]
+            kind = "/".join(types) + (f" ({declared['format']})" if "format" in declared else "")
+            if declared is not schema:  # a string with a format, or any text
+                kind += " or text"
             print(f"  {column:<28} {kind}")
     return 0

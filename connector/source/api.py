@@ -232,7 +232,10 @@ class Source:
             return {**json_schema(pa.schema([])), "properties": {**properties, **meta}}
         # Every format's types come from a sample of the files (even Parquet's: a later file may type
         # a column otherwise), so a column admits the text a value that does not fit is kept as.
-        return json_schema(self.schema(stream, refs), text_fallback=keeps_text)
+        # Ours (_file, _last_modified_time, _row) always fit: they keep their exact types.
+        inferred = json_schema(self.schema(stream, refs), text_fallback=keeps_text)
+        inferred["properties"].update({k: v for k, v in meta.items() if k in inferred["properties"]})
+        return inferred
 
     def _meta_fields(self) -> pa.Schema:
         """The columns every record gets besides its data (``_row`` first, with ``row_column``)."""

@@ -328,9 +328,23 @@ def json_schema(schema: pa.Schema, text_fallback: bool = False) -> dict:
     }
 
 
+#: Keywords that narrow which strings a string column admits (a date, base64, a time).
+STRING_ANNOTATIONS = ("format", "contentEncoding", "airbyte_type")
+
+
 def or_text(declared: dict) -> dict:
-    """``declared`` widened to admit a string value too."""
+    """``declared`` widened to admit any string value too: a string column with a ``format`` (a
+    date column whose later value is not a date is kept as that text) becomes ``anyOf`` the
+    declared column and a plain string."""
     types = declared.get("type")
     if isinstance(types, list) and "string" not in types:
         return {**declared, "type": types + ["string"]}
+    if any(k in declared for k in STRING_ANNOTATIONS):
+        return {"anyOf": [declared, {"type": "string"}]}
     return declared
+
+
+def declared_column(prop: dict) -> dict:
+    """The column a property declares, through :func:`or_text`'s ``anyOf`` (its first branch)."""
+    any_of = prop.get("anyOf")
+    return any_of[0] if isinstance(any_of, list) and any_of and isinstance(any_of[0], dict) else prop

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from connector.source import BadDataError, Source
 from connector.source.formats.avro import file_schema
+from connector.source.infer import declared_column
 from tests.source.formats_helpers import FORMATS, STREAMS, source_for, validated_records
 from tests.source.helpers import drain, put, s3_config
 from tests.support.s3proxy import CountingProxy
@@ -43,8 +44,11 @@ def test_fixture_records_are_exact_and_match_the_schema(where, s3_endpoint, s3_b
     props = src.airbyte_stream("avro")["json_schema"]["properties"]
     # Every column admits the text a value of another type in a later file is kept as.
     assert props["price"] == {"type": ["null", "number", "string"]} and props["huge"] == props["price"]
-    assert props["day"]["format"] == "date" and props["at"]["format"] == "date-time"
-    assert props["time_ms"]["format"] == "time" and props["raw"]["contentEncoding"] == "base64"
+    # ... and a string column with a format admits any text: anyOf the column and a plain string.
+    assert props["day"]["anyOf"][1] == {"type": "string"}
+    col = {name: declared_column(prop) for name, prop in props.items()}
+    assert col["day"]["format"] == "date" and col["at"]["format"] == "date-time"
+    assert col["time_ms"]["format"] == "time" and col["raw"]["contentEncoding"] == "base64"
     assert props["attrs"]["additionalProperties"] == {"type": ["null", "integer"]}
     assert set(props["home"]["properties"]) == {"city", "zip", "country"}  # the evolved record's field too
     assert props["note"] == {"type": ["null", "string"]}

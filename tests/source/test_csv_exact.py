@@ -18,6 +18,8 @@ import pytest
 
 from connector.source import BadDataError, Source
 from connector.source.formats import BLOCK_SIZE, READ_BLOCK
+from connector.source.infer import declared_column
+from tests.source.formats_helpers import validated_records
 from tests.source.helpers import drain, put, s3_config, write_local
 
 
@@ -217,9 +219,21 @@ def test_row_longer_than_a_block_is_read_whole(tmp_path):
     assert rows[0]["b"] == plain and rows[1]["b"] == spanning and rows[2]["b"] == "z"
 
 
+def test_a_late_value_that_is_not_a_date_validates_as_text(tmp_path):
+    # The sample sees only dates; the last row, outside it, is kept as its text (with a WARN), and
+    # the declared column must admit that text: a date format alone refused it.
+    text = "d,t\n" + "".join(f"2024-01-{i % 28 + 1:02d},2024-01-01T00:00:{i % 60:02d}Z\n" for i in range(3000))
+    src, props = _discovered(tmp_path, {"s/a.csv": (text + "not-a-date,also-not\n").encode()})
+    assert declared_column(props["d"])["format"] == "date"  # typed from the sample
+    assert declared_column(props["t"])["format"] == "date-time"
+    records = validated_records(src, "s")  # each validated with the format checker
+    assert (records[-1]["d"], records[-1]["t"]) == ("not-a-date", "also-not")
+    assert [r["d"] for r in records[:2]] == ["2024-01-01", "2024-01-02"]
+
+
 def test_dates_stay_dates(tmp_path):
     src, props = _discovered(tmp_path, {"s/a.csv": b"d,t\n2024-01-31,2024-01-31\n0001-01-01,2024-01-31T10:00:00\n"})
-    assert props["d"]["format"] == "date" and props["t"]["type"][:2] == ["null", "string"]  # mixed: text
+    assert declared_column(props["d"])["format"] == "date" and props["t"]["type"][:2] == ["null", "string"]  # mixed: text
     rows, _ = drain(src, "s")
     assert [r["d"].isoformat() for r in rows] == ["2024-01-31", "0001-01-01"]
     assert [r["t"] for r in rows] == ["2024-01-31", "2024-01-31T10:00:00"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from connector.errors import ConfigError
 from connector.source import BadDataError, Source
 from connector.source.config import SourceConfig
+from connector.source.infer import declared_column
 from tests.source.formats_helpers import source_for, validated_records
 from tests.source.helpers import drain
 
@@ -24,11 +25,11 @@ import generate  # testdata/generate.py: the fixture writer
 def test_first_sheet_typed_cells(where, s3_endpoint, s3_bucket):
     src = source_for(where, s3_endpoint, s3_bucket)
     props = src.airbyte_stream("excel")["json_schema"]["properties"]
-    assert {k: v["type"][1] for k, v in props.items()} == {
+    assert {k: declared_column(v)["type"][1] for k, v in props.items()} == {
         "id": "integer", "name": "string", "amount": "number", "qty": "integer", "paid": "boolean",
         "day": "string", "at": "string", "mixed": "string", "column_9": "string", "name_2": "string",
         "_last_modified_time": "string", "_file": "string"}
-    assert props["day"]["format"] == "date" and props["at"]["format"] == "date-time"
+    assert declared_column(props["day"])["format"] == "date" and declared_column(props["at"])["format"] == "date-time"
     records = validated_records(src, "excel")
     assert len(records) == 25 and [r["id"] for r in records] == list(range(1, 26))
     first = records[0]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from connector.source import FileBatch, Source
 from connector.source.read import FILE_COLUMNS
+from connector.source.infer import declared_column
 from connector.records import record_lines
 
 _TRUE, _FALSE = {"true", "t", "yes", "y"}, {"false", "f", "no", "n"}
@@ -118,4 +119,4 @@ def test_csv_records_validate_and_values_are_exact(table, sample_rows, batch_siz
         assert not errors, (index, record, errors)
         assert list(record) == names + ["_last_modified_time", "_file"]
         for name, written in zip(names, row):
-            assert_exact(written, record[name], schema["properties"][name], f"row {index} {name}: {written!r} -> {record[name]!r}")
+            assert_exact(written, record[name], declared_column(schema["properties"][name]), f"row {index} {name}: {written!r} -> {record[name]!r}")
