@@ -150,7 +150,7 @@ def blocks(source: IO[bytes] | Iterable[bytes], *,
             if not ready:
                 yield None
                 continue
-        block = os.read(fileno, BLOCK_BYTES)
+        block, ended = _read_block(fileno)
         if not block:
             break
         text = rest + block if rest else block
@@ -160,8 +160,26 @@ def blocks(source: IO[bytes] | Iterable[bytes], *,
             continue
         text, rest = text[:cut], text[cut + 1:]
         yield text, text.split(b"\n")
+        if ended:
+            break
     if rest:
         yield rest, [rest]
+
+
+def _read_block(fileno: int) -> tuple[bytes, bool]:
+    """Up to BLOCK_BYTES of input, and whether the input ended after it. A pipe gives what it holds
+    (64 KiB at most on Linux), so what else is ready at once is gathered too: a fast producer's
+    input goes on in blocks of BLOCK_BYTES, not in thousands of small ones (each costs a check
+    call and a pass), while a slow one's is taken as soon as it arrives."""
+    block = os.read(fileno, BLOCK_BYTES)
+    parts, size = [block], len(block)
+    while 0 < size < BLOCK_BYTES and select.select([fileno], [], [], 0)[0]:
+        more = os.read(fileno, BLOCK_BYTES - size)
+        if not more:
+            return b"".join(parts), True
+        parts.append(more)
+        size += len(more)
+    return (block if len(parts) == 1 else b"".join(parts)), False
 
 
 def _fileno(source: Any) -> int | None:
