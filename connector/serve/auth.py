@@ -146,8 +146,11 @@ def token_sha256(token: str) -> str:
 
 
 def new_token() -> tuple[str, str]:
-    """A fresh random token (256 bits, URL-safe) and its SHA-256 for the tokens file."""
+    """A fresh random token (256 bits, URL-safe) and its SHA-256 for the tokens file. It never
+    starts with ``-``: ``des --token <token>`` would take one that does for an option."""
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):  # 1 in 64 of them
+        token = secrets.token_urlsafe(32)
     return token, token_sha256(token)
 
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from connector.client import Datas3tClient, ServerError, datapoints_tar
+from connector.serve.auth import new_token
 
 from .conftest import Principals, Server, raw_request, unique
 
@@ -229,3 +230,11 @@ def test_a_topic_token_lists_only_its_topics(server: Server, principals: Princip
     assert in_alpha in alpha and not alpha & {in_beta, no_topic}
     assert in_beta in beta and not beta & {in_alpha, no_topic}  # its roles {'*': owner} stop at the boundary
     assert {d["metadata"].get("topic_id") for d in server.client(principals.alpha_member).list_datasets()} == {"alpha"}
+
+
+def test_new_tokens_can_be_passed_as_a_command_line_argument():
+    # secrets.token_urlsafe starts 1 in 64 tokens with "-", which `des --token <token>` took for an
+    # option ("expected one argument"); 2,000 draws meet one all but surely.
+    tokens = [new_token()[0] for _ in range(2000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert len(set(tokens)) == len(tokens) and all(len(t) == 43 for t in tokens)  # 256 bits each
