@@ -211,16 +211,40 @@ def add_without_startup(ctx: Ctx, case: str, tool: str, seconds: float) -> None:
                         higher_is_better=False)
 
 
-def profile(ctx: Ctx, case: str, module: str, *args: str, stdin_path: str | None = None, top: int = 12) -> None:
-    """With ``--profile``: run ``python -m module args`` once more under cProfile and keep the
-    ``top`` functions by own time for the report (cProfile sees the main thread only; work in
-    reader and writer threads shows as the main thread's waits)."""
+def _pyspy() -> str | None:
+    """py-spy's executable (beside this Python, or on PATH), None if it is not installed."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+#: py-spy's sampling rate for ``--profile`` (samples per second per thread).
+PYSPY_RATE = 200
+
+
+def profile(ctx: Ctx, case: str, module: str, *args: str, stdin_path: str | None = None, top: int = 12,
+            sort: str = "tottime") -> None:
+    """With ``--profile``: run ``python -m module args`` once more under a profiler and keep its top
+    lines for the report.
+
+    With py-spy installed (``pip install py-spy``): every thread of every process of the command,
+    sampled while running (a C call that released the GIL counts as running), top innermost frames
+    by samples: where the CPU goes, reader and writer threads included. Without it: cProfile, which
+    sees the main thread only (work in other threads shows as the main thread's waits); ``sort``
+    picks its order (own time; ``cumulative`` where imports and set-up are the question).
+    """
     if not ctx.args.profile:
+        return
+    name = case.replace(" ", "_").replace("/", "_").replace(",", "").replace(":", "")
+    spy = _pyspy()
+    if spy is not None:
+        _pyspy_profile(ctx, case, spy, WORK / "profiles" / f"{name}.pyspy.txt", module, args, stdin_path, top)
         return
     import io
     import pstats
 
-    out = WORK / "profiles" / (case.replace(" ", "_").replace("/", "_").replace(",", "") + ".prof")
+    out = WORK / "profiles" / f"{name}.prof"
     out.parent.mkdir(parents=True, exist_ok=True)
     run = run_connector([sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args], cwd=REPO,
                         env=ctx.our_env, stdin_path=stdin_path)
@@ -228,10 +252,35 @@ def profile(ctx: Ctx, case: str, module: str, *args: str, stdin_path: str | None
         ctx.results.notes.append(f"profile of {case} failed: {run.error()}")
         return
     text = io.StringIO()
-    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(top)
+    pstats.Stats(str(out), stream=text).sort_stats(sort).print_stats(top)
     lines = text.getvalue().splitlines()
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
-    ctx.results.extra.setdefault("profiles", {})[case] = [line for line in lines[start:] if line.strip()]
+    title = f"{case} (cProfile, main thread, by {'own' if sort == 'tottime' else sort} time)"
+    ctx.results.extra.setdefault("profiles", {})[title] = [line for line in lines[start:] if line.strip()]
+
+
+def _pyspy_profile(ctx: Ctx, case: str, spy: str, out: Path, module: str, args: tuple[str, ...],
+                   stdin_path: str | None, top: int) -> None:
+    import pyspy_top
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    run = run_connector([spy, "record", "--rate", str(PYSPY_RATE), "--subprocesses", "--format", "raw",
+                         "--output", str(out), "--", sys.executable, "-m", module, *args], cwd=REPO,
+                        env=ctx.our_env, stdin_path=stdin_path)
+    if run.rc != 0 or not out.exists():
+        ctx.results.notes.append(f"profile of {case} failed: {run.error()}")
+        return
+    by_process, waits = pyspy_top.parse(out.read_text(encoding="utf-8", errors="replace"))
+    total = sum(sum(c.values()) for c in by_process.values())
+    lines = [f"{run.seconds:.2f} s wall under py-spy; {total / PYSPY_RATE:.2f} s of running thread time in all"
+             + (", waits set apart: " + ", ".join(f"{who} {n / PYSPY_RATE:.2f} s" for who, n in waits.most_common())
+                if waits else "")]
+    for (_role, pid), frames in sorted(by_process.items(), key=lambda kv: -sum(kv[1].values())):
+        n = sum(frames.values())
+        lines.append(f"process {pid}: {n / PYSPY_RATE:.2f} s, {100 * n / max(total, 1):.0f}% of all")
+        lines += [f"  {100 * count / n:5.1f}%  {frame}" for frame, count in frames.most_common(top)]
+    ctx.results.extra.setdefault("profiles", {})[f"{case} (py-spy, every thread, innermost frames)"] = lines
 
 
 def configured_catalog(catalog: dict, mode: str) -> dict:

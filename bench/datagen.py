@@ -77,11 +77,11 @@ def parquet_bytes(table: pa.Table) -> bytes:
 ENCODERS = {"csv": csv_bytes, "jsonl": jsonl_bytes, "parquet": parquet_bytes}
 
 
-def row_files(cache: Path, rows: int, seed: int) -> dict[str, dict[str, Path]]:
-    """{format: {object_key: local_path}} for ``rows`` rows split into parts of <= 250,000."""
-    parts = max(1, (rows + 249_999) // 250_000)
+def row_files(cache: Path, rows: int, seed: int, part_rows: int = 250_000) -> dict[str, dict[str, Path]]:
+    """{format: {object_key: local_path}} for ``rows`` rows split into parts of <= ``part_rows``."""
+    parts = max(1, (rows + part_rows - 1) // part_rows)
     out: dict[str, dict[str, Path]] = {f: {} for f in ENCODERS}
-    base = cache / f"rows-{rows}-s{seed}"
+    base = cache / (f"rows-{rows}-s{seed}" if part_rows == 250_000 else f"rows-{rows}-p{part_rows}-s{seed}")
     base.mkdir(parents=True, exist_ok=True)
     per = (rows + parts - 1) // parts
     for p in range(parts):

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def machine() -> dict[str, str]:
             **versions}
 
 
-def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: tuple[tuple, tuple]) -> None:
+def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: tuple[tuple, tuple],
+                 cases: Sequence[str], pending: Sequence[str] = ()) -> None:
+    """Write the report of ``cases`` (those run so far); ``pending``: cases still to run, so a run
+    stopped part-way leaves the report of what it measured, marked partial."""
     r = ctx.results
     m = machine()
     a = ctx.args
@@ -67,6 +71,8 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
         f"- Peer: {peers.airbyte_version(WORK) if ctx.airbyte else 'airbyte-source-s3 not installed: ' + ctx.airbyte_error}"
         + (f"; {peers.INSTALL_NOTE}" if ctx.airbyte else ""),
         f"- des-connector commit {m['commit']}",
+        f"- Cases, in the order run: {', '.join(cases)}"
+        + (f". **Partial report**, written after the last of them; not run yet: {', '.join(pending)}" if pending else ""),
         (f"- Data (seed {a.seed}): {a.rows:,} rows × 7 columns (int, float with 5% nulls, string with 3% nulls, bool, int, "
         f"timestamp, string) as CSV, JSONL and Parquet (split into parts of ≤ 250,000 rows); {a.files:,} small files of 1–20 KiB. "
         f"Each case repeated {a.repeat}×: median, spread = min – max."),
@@ -107,7 +113,7 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
         lines += ["", "Archive sizes for the member-read cases: " + ", ".join(
             f"{k.upper()} {v / 1024 / 1024:.1f} MiB" for k, v in sizes.items()) + "."]
     if r.extra.get("profiles"):
-        lines += ["", "## Profiles (`--profile`: cProfile, main thread, top functions by own time)", ""]
+        lines += ["", "## Profiles (`--profile`; each title names its profiler)", ""]
         for case, rows in r.extra["profiles"].items():
             lines += [f"### {case}", "", "```", *rows, "```", ""]
     if r.notes:

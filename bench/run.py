@@ -5,7 +5,7 @@
 Starts moto's S3 server (with a request counter) on 127.0.0.1, loads seeded data, runs every case
 ``--repeat`` times (at least 3), and writes ``bench/RESULTS.md``: ratios and targets first,
 absolute figures (median and min-max spread) second. Nothing here is run by CI's test command.
-Cases (one module each in bench/cases/): source_read, discover, incremental, destination, sync, random_read,
+Cases (one module each in bench/cases/): source_read, small_input, discover, incremental, destination, sync, random_read,
 batch_read, pack, duckdb, scale, serve, source_formats, discover_declared, dask, catalog. bench/core.py holds what they
 share, bench/report.py writes the report.
 """
@@ -13,6 +13,7 @@ share, bench/report.py writes the report.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import sys
 import time
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-files", help="object counts of the scale case (default 1000,10000,100000; quick 100,1000)")
     p.add_argument("--scale-timeout", type=float, default=900.0, help="seconds one scale run may take (default 900)")
     p.add_argument("--profile", action="store_true",
-                   help="run each of our commands once more under cProfile; top lines go into the report")
+                   help="run each of our main commands once more under py-spy (every thread and process; "
+                        "pip install py-spy) or, without it, cProfile (main thread only); top lines go into the report")
     p.add_argument("--dask-rows", type=int, help="records of the dask case (default 1,000,000; quick 100,000)")
     p.add_argument("--catalog-rows", help="datarange counts the catalog case grows through (default 5000,10000,20000,40000; quick 2000,4000)")
     p.add_argument("--source-formats", default="avro,zip",
@@ -66,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         p.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    # Our commands run from this checkout, the peer from a pip-installed virtualenv whose modules pip
+    # compiled at install. Compile ours too, so neither pays bytecode compilation on every start-up
+    # (PYTHONDONTWRITEBYTECODE, set on some machines, would otherwise make ours pay it each time).
+    compileall.compile_dir(str(BENCH.parent / "connector"), quiet=1)
     started = datetime.now(timezone.utc)
     load0 = os.getloadavg()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(exist_ok=True)
 
     ctx = Ctx(args=args, server=S3Server(), results=Results(), data=data)
-    if not args.no_airbyte and {"source_read", "discover", "incremental", "scale", "source_formats"} & set(cases):
+    if not args.no_airbyte and {"source_read", "small_input", "discover", "incremental", "scale", "source_formats"} & set(cases):
         try:
             ctx.airbyte = peers.airbyte_venv(WORK, log)
         except Exception as exc:  # noqa: BLE001
@@ -93,17 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         if ctx.small:
             ctx.put_many(ctx.small)
         log("data loaded")
-        for name in cases:
+        for i, name in enumerate(cases):
             log(f"case {name}")
             try:
                 CASES[name](ctx)
             except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
                 ctx.results.skip(name, "all", f"case crashed: {type(exc).__name__}: {exc}")
+            # After every case: a long run stopped part-way still leaves what it measured.
+            write_report(ctx, Path(args.out), started, time.time() - T0, (load0, os.getloadavg()),
+                         cases[:i + 1], cases[i + 1:])
     finally:
         ctx.server.stop()
     elapsed = time.time() - T0
-    write_report(ctx, Path(args.out), started, elapsed, (load0, os.getloadavg()))
+    write_report(ctx, Path(args.out), started, elapsed, (load0, os.getloadavg()), cases)
     log(f"wrote {args.out} in {elapsed / 60:.1f} min")
     return 0
 

@@ -73,7 +73,7 @@ def case_destination(ctx: Ctx) -> None:
             r.add(case, tool, "S3 requests", counts.get("total", 0), "", higher_is_better=False)
             r.add(case, tool, "peak RSS", run.max_rss_mb, "MiB", higher_is_better=False)
             log(f"  {case} {tool}: {rows / run.seconds:,.0f} rec/s, {objects} objects, {counts.get('total', 0)} requests")
-    ratio(r, case, "records/s", "des-destination", "s3fs JSONL writer")
+    ratio(r, case, "records/s", "des-destination", "s3fs JSONL writer", target=1.0, target_text=">= 1.0x the plain writer")
     ctx.delete_prefix("dest-ours")
     reset_catalog(ctx)
     profile(ctx, case, "connector.airbyte.destination_main", "write", "--config", dest_cfg, "--catalog", catalog,

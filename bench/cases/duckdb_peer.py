@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from core import FORMATS, WORK, Ctx, configured_catalog, label, log, ratio
+from core import FORMATS, WORK, Ctx, configured_catalog, label, log, profile, ratio
 from procs import run_connector
 
 #: DuckDB's reader for each bench format.
@@ -79,3 +79,4 @@ def case_duckdb(ctx: Ctx) -> None:
                 log(f"  {case} {tool}: {rows} rows in {run.seconds:.2f}s, peak RSS {run.max_rss_mb:.0f} MiB")
         ratio(r, case, "seconds", "des-source", "DuckDB", lower_is_better=True,
               target=1 / 1.2, target_text="within 1.2x of DuckDB")
+        profile(ctx, case, "connector.airbyte.source_main", "read", "--config", cfg, "--catalog", cat)

@@ -52,7 +52,8 @@ def case_sync(ctx: Ctx) -> None:
                       note="" if tool == "des sync" else "the larger of the two processes")
                 r.add(case, tool, "S3 requests", counts.get("total", 0), "", higher_is_better=False)
                 log(f"  {case} {tool}: {rows / run.seconds:,.0f} rec/s, {counts.get('total', 0)} requests")
-        ratio(r, case, "records/s", "des sync", "des-source piped to des-destination")
+        ratio(r, case, "records/s", "des sync", "des-source piped to des-destination", target=2.0,
+              target_text=">= 2x the pipe")
         ctx.delete_prefix("sync-des")
         reset_catalog(ctx)
         state.unlink(missing_ok=True)
