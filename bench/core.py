@@ -360,7 +360,9 @@ def reset_catalog(ctx: Ctx) -> None:
 
 
 def ratio(r: Results, case: str, metric: str, ours: str, peer: str, *, lower_is_better: bool = False,
-          target: float | None = None, target_text: str = "") -> None:
+          target: float | None = None, target_text: str = "", words: tuple[str, str] = ("faster", "slower")) -> None:
+    """``ours`` against ``peer`` on ``metric`` into the ratio table; with ``lower_is_better`` the
+    ratio reads "<x> <words[0]>" (or "<1/x> <words[1]>"), e.g. faster / slower, lower / higher."""
     a, b = r.get(case, ours, metric), r.get(case, peer, metric)
     entry: dict[str, Any] = {"case": case, "what": f"{ours} vs {peer}: {metric}", "target": target_text or "-",
                              "met": None}
@@ -371,7 +373,7 @@ def ratio(r: Results, case: str, metric: str, ours: str, peer: str, *, lower_is_
     else:
         x = (b.median / a.median) if lower_is_better else (a.median / b.median)
         if lower_is_better:
-            entry["value"] = f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x slower"
+            entry["value"] = f"{x:.2f}x {words[0]}" if x >= 1 else f"{1 / x:.2f}x {words[1]}"
         else:
             entry["value"] = f"{x:.2f}x"
         entry["ratio"] = x

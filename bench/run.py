@@ -35,8 +35,10 @@ from s3server import S3Server  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 400 files) for a quick look, not for the published "
-                        "table; the peer's virtualenv is created on the first run (about 1.5 minutes)")
+    p.add_argument("--quick", action="store_true", help="small sizes (20,000 rows, 400 files) for a first look, not for the published "
+                        "table: every case in about 25 minutes on 2 cores (most of it airbyte-source-s3's fixed cost per run and "
+                        "its zipped-CSV read; --cases picks fewer), plus about 3 minutes on the first run to create the peer's "
+                        "virtualenv")
     p.add_argument("--rows", type=int, help="rows in the read/write dataset (default 1,000,000; quick 20,000)")
     p.add_argument("--files", type=int, help="small files to pack/read (default 10,000; quick 400)")
     p.add_argument("--repeat", type=int, default=3, help="repeats per case (at least 3 for the published table)")

@@ -23,13 +23,18 @@ def local_root(ctx: Ctx, file_format: str) -> str:
     """``<WORK>/local/<fmt>/rows/part-*``: the bench's cached files, linked into a stream folder."""
     import datagen
 
-    root = WORK / "local" / file_format
+    root = WORK / "local" / f"{ctx.args.rows}-s{ctx.args.seed}" / file_format
     stream = root / "rows"
     stream.mkdir(parents=True, exist_ok=True)
-    for key, path in datagen.row_files(ctx.data, ctx.args.rows, ctx.args.seed)[file_format].items():
-        link = stream / key.rsplit("/", 1)[1]
-        if not link.exists():
-            link.symlink_to(path)
+    files = datagen.row_files(ctx.data, ctx.args.rows, ctx.args.seed)[file_format]
+    wanted = {key.rsplit("/", 1)[1]: path for key, path in files.items()}
+    # Links of another run's files (other sizes) must not stay: both tools would read them.
+    for link in stream.iterdir():
+        if link.name not in wanted or link.resolve() != wanted[link.name].resolve():
+            link.unlink()
+    for name, path in wanted.items():
+        if not (stream / name).exists():
+            (stream / name).symlink_to(path)
     return str(root)
 
 
