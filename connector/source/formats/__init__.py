@@ -148,11 +148,16 @@ def _open_s3_as_listed(fs: fsspec.AbstractFileSystem, ref: FileRef, kwargs: dict
     answers 412 (:class:`FileChangedError`, through :func:`data_errors`), never another version's
     bytes. Version-aware filesystems keep s3fs's own open (it asks for the VersionId)."""
     s3fs = sys.modules.get("s3fs")
-    if (s3fs is None or not isinstance(fs, s3fs.S3FileSystem) or fs.version_aware or fs.local_expiry_check
-            or not ref.etag or "size" in kwargs):
+    if (s3fs is None or not isinstance(fs, s3fs.S3FileSystem) or getattr(fs, "version_aware", True)
+            or getattr(fs, "local_expiry_check", False) or not ref.etag or "size" in kwargs):
         return None
     etag = f'"{ref.etag}"'
     raw = fs.open(ref.path, "rb", size=ref.size, **kwargs)
+    if not isinstance(getattr(raw, "read_kw", None), dict):
+        # An s3fs older than its If-Match reads (the range pyproject allows): its HEAD is then
+        # the only check of the version, so keep it.
+        raw.close()
+        return None
     # The state s3fs's S3File.__init__ sets from its HEAD: ``details`` (fsspec's public setter;
     # read lazily, it would send the HEAD after all) and the If-Match of every ranged GET.
     raw.details = {"name": ref.path, "size": ref.size, "ETag": etag, "type": "file"}
