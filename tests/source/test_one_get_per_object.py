@@ -5,6 +5,8 @@ Counted at a proxy in front of the test server (tests/support/s3proxy.py)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from connector.source import FileBatch, FileDone, Source
@@ -61,3 +63,29 @@ def test_the_listed_version_is_read_whole_when_nothing_changes(s3_endpoint, s3_b
         assert raw.size == len(body) and raw.read() == body
     rows, done = drain(source, "s")
     assert [r["id"] for r in rows] == list(range(5000)) and len(done) == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_object_replaced_mid_read_is_skipped_as_changed_through_the_whole_read(fmt, s3_endpoint, s3_bucket, caplog):
+    """Through the format readers (Arrow reads the file object on its own threads): the rows
+    already read stay, the file is not counted as synced, and its new version is read next time;
+    with on_bad_record=skip the old code dropped the rest of the file as bad data instead."""
+    # Past what is read ahead by the time the first batch is out (for CSV, Arrow's 32 blocks of
+    # 512 KiB plus the queued batches), so ranges are still to be fetched after it.
+    if fmt == "csv":
+        body = b"id\n" + b"".join(b"%d\n" % i for i in range(6_000_000))
+    else:
+        body = b"".join(b'{"id": %d}\n' % i for i in range(400_000))
+    key = f"midread-{fmt}/s/a.{fmt}"
+    put(s3_endpoint, s3_bucket, {key: body})
+    source = Source(s3_config(s3_endpoint, s3_bucket, path_prefix=f"midread-{fmt}", max_threads=1,
+                              on_bad_record="skip", batch_size=1000))
+    files = source.listing()["s"]
+    events = source.read("s", files=files)
+    first = next(events)
+    assert isinstance(first, FileBatch)
+    put(s3_endpoint, s3_bucket, {key: body.replace(b"1", b"7")})
+    with caplog.at_level(logging.WARNING, logger="connector.source"):
+        rest = list(events)
+    assert not [e for e in rest if isinstance(e, FileDone)]  # not synced: read again next time
+    assert any("replaced since it was listed" in m for m in caplog.messages), caplog.messages
