@@ -33,7 +33,7 @@ import pyarrow as pa
 from connector.source.config import AvroOptions, CsvOptions, ExcelOptions
 from connector.source.errors import BadDataError, FileChangedError, FileVanishedError, TransientError
 from connector.source.listing import FileRef
-from connector.storage import is_transient, one_line
+from connector.storage import is_s3fs, is_transient, one_line
 
 #: Bytes of (decoded) text parsed per JSON block (CSV: at most this, see csv.CSV_BLOCK), one batch
 #: per block; a JSON file being read holds about one. Each block costs a parse call and a few
@@ -147,9 +147,8 @@ def _open_s3_as_listed(fs: fsspec.AbstractFileSystem, ref: FileRef, kwargs: dict
     ranged GET carries ``If-Match`` with the listed ETag, so an object replaced since the listing
     answers 412 (:class:`FileChangedError`, through :func:`data_errors`), never another version's
     bytes. Version-aware filesystems keep s3fs's own open (it asks for the VersionId)."""
-    s3fs = sys.modules.get("s3fs")
-    if (s3fs is None or not isinstance(fs, s3fs.S3FileSystem) or getattr(fs, "version_aware", True)
-            or getattr(fs, "local_expiry_check", False) or not ref.etag or "size" in kwargs):
+    if (not is_s3fs(fs) or getattr(fs, "version_aware", True) or getattr(fs, "local_expiry_check", False)
+            or not ref.etag or "size" in kwargs):
         return None
     etag = f'"{ref.etag}"'
     raw = fs.open(ref.path, "rb", size=ref.size, **kwargs)
