@@ -124,6 +124,13 @@ class Ctx:
     def ours(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "connector.airbyte.source_main", *args]
 
+    def write_lines(self, name: str, lines: list[str]) -> str:
+        """``lines`` into a file of the bench's work folder, one per line; returns its path."""
+        path = WORK / "cfg" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return str(path)
+
     def write_json(self, name: str, obj: Any) -> str:
         path = WORK / "cfg" / name
         path.parent.mkdir(parents=True, exist_ok=True)

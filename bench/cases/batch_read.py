@@ -6,7 +6,7 @@ import random
 import time
 
 from cases.archives import archive_fs, clear_des_cache, get_objects, upload_archives
-from core import BUCKET, Ctx, fmt, log, ratio
+from core import BUCKET, Ctx, fmt, log, profile, ratio
 
 
 def case_batch_read(ctx: Ctx) -> None:
@@ -62,4 +62,8 @@ def case_batch_read(ctx: Ctx) -> None:
                                         for t in list(tools)[1:] if r.get(case, t, "GET requests"))})
     for peer in list(tools)[1:]:
         ratio(r, case, "seconds", "DesReader.read_many", peer, lower_is_better=True)
-
+    if ctx.args.profile:
+        start = random.Random(ctx.args.seed + 100).randrange(0, len(names) - n)
+        profile(ctx, case + ", DesReader.read_many", "bench.member_reads", "batch", f"s3://{BUCKET}/pack/small.des",
+                ctx.write_json("member-reads-options.json", ctx.server.storage_options()),
+                ctx.write_lines("member-reads-batch.txt", names[start:start + n]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datagen
-from core import Ctx, add_without_startup, log, ratio
+from core import Ctx, add_without_startup, log, profile, ratio
 
 
 def _types(catalog: dict | None, stream: str) -> dict[str, str]:
@@ -62,6 +62,7 @@ def case_discover(ctx: Ctx) -> None:
             log(f"  {case} {tool}: {len(run.catalog['streams'])} streams in {run.seconds:.2f}s, {counts.get('total', 0)} requests")
     ratio(r, case, "seconds", "des-source", "airbyte-source-s3", lower_is_better=True)
     ratio(r, case, "seconds, start-up excluded", "des-source", "airbyte-source-s3", lower_is_better=True)
+    profile(ctx, case, "connector.airbyte.source_main", "discover", "--config", ours_cfg)
     ours_t, ab_t = _types(cats.get("des-source"), "s0"), _types(cats.get("airbyte-source-s3"), "s0")
     src = datagen.rows_table(1, seed=0).schema
     r.extra["discover_types"] = [(c, str(src.field(c).type) if c in src.names else "-", ours_t.get(c, "-"), ab_t.get(c, "-"))

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 import datagen
-from core import Ctx, add_without_startup, configured_catalog, log, ratio
+from core import Ctx, add_without_startup, configured_catalog, log, profile, ratio
 from procs import Run, last_states
 
 
@@ -62,4 +62,6 @@ def case_incremental(ctx: Ctx) -> None:
             log(f"  {case} {tool}: {run.records} records in {run.seconds:.2f}s, {counts.get('total', 0)} requests")
     ratio(r, case, "seconds", "des-source", "airbyte-source-s3", lower_is_better=True)
     ratio(r, case, "seconds, start-up excluded", "des-source", "airbyte-source-s3", lower_is_better=True)
-
+    if "des-source" in prepared:
+        cat, state = prepared["des-source"]
+        profile(ctx, case, "connector.airbyte.source_main", "read", "--config", ours_cfg, "--catalog", cat, "--state", state)

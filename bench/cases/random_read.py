@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import datagen
 from cases.archives import archive_fs, clear_des_cache, des_fs, des_reader, upload_archives
-from core import Ctx, fmt, log, ratio
+from core import BUCKET, Ctx, fmt, log, profile, ratio
 
 
 #: The file-object path (``with fs.open(member) as f: f.read()``), what pandas and pyarrow use.
@@ -92,6 +92,11 @@ def case_random_read(ctx: Ctx) -> None:
                "too small for both, so a cold open costs a second GET (INDEX+META) before the member's own."))
     except Exception:  # noqa: BLE001
         pass
+    if ctx.args.profile:
+        picks = random.Random(ctx.args.seed).sample(names, min(200, len(names)))
+        profile(ctx, "random member read, cold (200 members, each from nothing cached)", "bench.member_reads", "cold",
+                f"s3://{BUCKET}/pack/small.des", ctx.write_json("member-reads-options.json", ctx.server.storage_options()),
+                ctx.write_lines("member-reads-cold.txt", picks))
     r.notes.append("Warm ZIP and TAR reads can need fewer than one GET per member because s3fs keeps whole blocks of "
                    "the archive (several MiB, or for TAR the whole archive it scanned to build its index) in memory; "
                    "'KiB transferred per member' shows what each approach pulls over the network.")

@@ -9,7 +9,7 @@ reported as not finished rather than waited for.
 from __future__ import annotations
 
 import datagen
-from core import Ctx, configured_catalog, log
+from core import Ctx, configured_catalog, log, profile
 from procs import run_connector
 
 ROWS_PREFIX, FILES_PREFIX = "scale-rows", "scale-files"
@@ -35,8 +35,10 @@ def _load_files(ctx: Ctx, n: int) -> str:
     return prefix
 
 
-def _run_both(ctx: Ctx, case: str, size: int, path_prefix: str, stream: str, expected: int) -> None:
-    """des-source and the peer read stream ``stream`` under ``path_prefix`` once each."""
+def _run_both(ctx: Ctx, case: str, size: int, path_prefix: str, stream: str, expected: int,
+              profiled: bool = False) -> None:
+    """des-source and the peer read stream ``stream`` under ``path_prefix`` once each; ``profiled``:
+    with ``--profile``, des-source's read once more under the profiler."""
     r = ctx.results
     tag = path_prefix.replace("/", "_")
     tools = {"des-source": (ctx.run_ours, ctx.write_json(f"scale-ours-{tag}.json", ctx.our_source_config(path_prefix, "csv")))}
@@ -63,6 +65,8 @@ def _run_both(ctx: Ctx, case: str, size: int, path_prefix: str, stream: str, exp
         r.add(case, tool, f"seconds at {size:,}", run.seconds, "s", higher_is_better=False)
         r.add(case, tool, f"peak RSS at {size:,}", run.max_rss_mb, "MiB", higher_is_better=False)
         log(f"  {case} {tool} {size:,}: {run.seconds:.1f} s, {run.max_rss_mb:.0f} MiB")
+        if profiled and tool == "des-source":
+            profile(ctx, f"{case}, {size:,}", "connector.airbyte.source_main", *argv[3:])
 
 
 def _growth(ctx: Ctx, case: str, sizes: list[int]) -> None:
@@ -82,13 +86,19 @@ def _growth(ctx: Ctx, case: str, sizes: list[int]) -> None:
                              "met": time_x <= step * 1.1})
 
 
+def _middle(sizes: list[int]) -> int | None:
+    """The size whose run ``--profile`` profiles: the middle one, so the profile sees the work
+    grown without taking as long as the largest run."""
+    return sizes[len(sizes) // 2] if sizes else None
+
+
 def case_scale(ctx: Ctx) -> None:
     rows, files = _sizes(ctx.args.scale_rows), _sizes(ctx.args.scale_files)
     case = "scale: rows (CSV in objects of <= 250,000 rows)"
     for n in rows:
-        _run_both(ctx, case, n, _load_rows(ctx, n), "rows", n)
+        _run_both(ctx, case, n, _load_rows(ctx, n), "rows", n, profiled=n == _middle(rows))
     _growth(ctx, case, rows)
     case = "scale: objects (small CSV files of 10 rows)"
     for n in files:
-        _run_both(ctx, case, n, _load_files(ctx, n), "small", 10 * n)
+        _run_both(ctx, case, n, _load_files(ctx, n), "small", 10 * n, profiled=n == _middle(files))
     _growth(ctx, case, files)
