@@ -69,16 +69,36 @@ def cmd_discover(out: Output, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _selected(stream: dict[str, Any]) -> list[str] | None:
-    props = (stream.get("json_schema") or {}).get("properties")
-    return list(props) if isinstance(props, dict) and props else None
+class _Projection:
+    """The columns of a configured stream's ``json_schema``: what its records carry (Airbyte's
+    column selection). A column a file has and the catalog lacks is left out and said once per
+    stream: at INFO if discover declared it (``declared``, the catalog schema's names: the user
+    deselected it), else as a WARN naming the first file that has it (new since discover)."""
 
+    def __init__(self, stream: dict[str, Any], declared: pa.Schema | None) -> None:
+        props = (stream.get("json_schema") or {}).get("properties")
+        self.name = stream.get("name")
+        self.columns = set(props) if isinstance(props, dict) and props else None
+        self.declared = set(declared.names) if declared is not None else set()
+        self.said: set[str] = set()
 
-def _project(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch:
-    if columns is None:
-        return batch
-    keep = [name for name in batch.schema.names if name in columns]
-    return batch if len(keep) == batch.num_columns else batch.select(keep)
+    def __call__(self, batch: pa.RecordBatch, file: str) -> pa.RecordBatch:
+        if self.columns is None:
+            return batch
+        keep = [name for name in batch.schema.names if name in self.columns]
+        if len(keep) == batch.num_columns:
+            return batch
+        for name in batch.schema.names:
+            if name not in self.columns and name not in self.said:
+                self.said.add(name)
+                if name in self.declared:
+                    logging.getLogger("connector.source").info(
+                        "stream %r: column %r is not selected in the configured catalog; not emitted", self.name, name)
+                else:
+                    logging.getLogger("connector.source").warning(
+                        "stream %r: column %r (first in %s) is not in the configured catalog's json_schema, so its "
+                        "values are not emitted; run discover again to add it", self.name, name, file)
+        return batch.select(keep)
 
 
 def _estimate(out: Output, source: Any, stream: str, files: list[Any], state: dict[str, Any] | None) -> None:
@@ -173,17 +193,20 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                 out.message(messages.stream_state(name, source.state(states[name]).to_dict(), 0))
             out.message(messages.trace_stream_status(name, "COMPLETE"))
             continue
-        columns = _selected(stream)
         running = False
         checkpoints = _Checkpoints(out, name)
         try:
+            # The types discover declared in the catalog, not a new sample: a value read as
+            # another type would break the schema the destination was given.
+            declared = source.catalog_schema(name, stream.get("json_schema"))
+            project = _Projection(stream, declared)
             _estimate(out, source, name, available[name], states.get(name) if incremental else None)
             events: Iterator[FileBatch | FileDone | StagedFile]
             if source.config.file_transfer:
                 events = source.stage(name, states.get(name), sync_mode=mode,
                                       include_files=configured.get("include_files") is not False)
             else:
-                events = source.read(name, states.get(name), sync_mode=mode, files=available[name])
+                events = source.read(name, states.get(name), sync_mode=mode, files=available[name], schema=declared)
             # Closed on the way out, also on an error (stdout closed): its reader threads stop; left
             # open, a thread blocked on a full read-ahead queue kept the process from exiting.
             try:
@@ -200,7 +223,7 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                             out.message(messages.trace_stream_status(name, "RUNNING"))
                             running = True
                         # In pieces of about CHUNK_BYTES: a batch's lines are never all in memory at once.
-                        for piece in record_chunks(name, _project(event.batch, columns), messages.now_ms(), FILE_COLUMNS):
+                        for piece in record_chunks(name, project(event.batch, event.file.key), messages.now_ms(), FILE_COLUMNS):
                             out.raw(piece)
                         checkpoints.records += event.batch.num_rows
                     elif incremental:

@@ -11,7 +11,7 @@ import fsspec
 import pyarrow as pa
 
 from connector.errors import ConfigError
-from connector.source import declared, formats
+from connector.source import catalog_schema, declared, formats
 from connector.source.config import SourceConfig, StreamGlobs
 from connector.source.errors import (BadDataError, FileChangedError, FileVanishedError, RootNotFoundError, SourceError,
                                      TransientError)
@@ -140,7 +140,10 @@ class Source:
         """The stream's Arrow schema (inferred columns + ``_last_modified_time`` + ``_file``; a
         source column of one of those names is renamed, see :func:`reserved_renames`)."""
         refs = files if files is not None else self._stream_files(stream)
-        data = self._data_schema(stream, refs)
+        return self._full_schema(self._data_schema(stream, refs))
+
+    def _full_schema(self, data: pa.Schema) -> pa.Schema:
+        """``data`` with the source's own columns added (and a data column of one of their names renamed)."""
         renames = reserved_renames(data.names)
         data = pa.schema([f.with_name(renames.get(f.name, f.name)) for f in data])
         if self.config.row_column:
@@ -204,7 +207,9 @@ class Source:
 
     def airbyte_stream(self, name: str, files: list[FileRef] | None = None) -> dict[str, Any]:
         """The Airbyte stream object of ``name``: its JSON Schema (from ``files``, default: the
-        stream's files), sync modes and cursor field."""
+        stream's files), sync modes and cursor field. A schema inferred from the files carries the
+        Arrow schema they are read as (:mod:`connector.source.catalog_schema`), which
+        :meth:`catalog_schema` takes back from a configured catalog."""
         refs = files if files is not None else self._stream_files(name)
         stream = {
             "name": name,
@@ -230,12 +235,44 @@ class Source:
             renames = reserved_renames(list(own.input_schema))
             properties = {renames.get(k, k): (or_text(v) if keeps_text else v) for k, v in own.input_schema.items()}
             return {**json_schema(pa.schema([])), "properties": {**properties, **meta}}
+        data = self._data_schema(stream, refs)
+        return {**self._inferred_json_schema(stream, data), catalog_schema.KEYWORD: catalog_schema.encode(data)}
+
+    def _inferred_json_schema(self, stream: str, data: pa.Schema) -> dict[str, Any]:
+        """The ``json_schema`` of a stream whose files are read as ``data`` (inferred, not declared)."""
+        own = self._stream_config(stream)
+        keeps_text = own is None or own.validation_policy == "emit_record"
+        meta = json_schema(self._meta_fields())["properties"]
         # Every format's types come from a sample of the files (even Parquet's: a later file may type
         # a column otherwise), so a column admits the text a value that does not fit is kept as.
         # Ours (_file, _last_modified_time, _row) always fit: they keep their exact types.
-        inferred = json_schema(self.schema(stream, refs), text_fallback=keeps_text)
+        inferred = json_schema(self._full_schema(data), text_fallback=keeps_text)
         inferred["properties"].update({k: v for k, v in meta.items() if k in inferred["properties"]})
         return inferred
+
+    def catalog_schema(self, stream: str, stream_json_schema: Any) -> pa.Schema | None:
+        """The Arrow schema discover declared for ``stream`` in ``stream_json_schema`` (a configured
+        catalog's), for :meth:`read`'s ``schema``; None where there is none to take (a declared,
+        schemaless or file-transfer stream, a catalog written by another discover) or where the
+        catalog's columns are no longer the ones that schema declares (the catalog was edited, or
+        the config's ``validation_policy`` changed): the read then samples the files. A deselected
+        column is not a change. :class:`ConfigError` if the keyword holds no schema."""
+        own = self._stream_config(stream)
+        if self.config.file_transfer or (own is not None and (own.schemaless or own.input_schema is not None)):
+            return None
+        if not isinstance(stream_json_schema, Mapping) or catalog_schema.KEYWORD not in stream_json_schema:
+            return None
+        data = catalog_schema.decode(stream_json_schema[catalog_schema.KEYWORD], stream)
+        expected = self._inferred_json_schema(stream, data)["properties"]
+        given = stream_json_schema.get("properties")
+        changed = [name for name, spec in given.items() if expected.get(name) != spec] if isinstance(given, Mapping) else ["properties"]
+        if changed:
+            log.warning("stream %r: the configured catalog's columns %s are not what its %s declares; sampling the "
+                        "files for the schema instead (run discover again to keep the catalog and the read in step)",
+                        stream, ", ".join(map(repr, changed[:5])) + (" ..." if len(changed) > 5 else ""),
+                        catalog_schema.KEYWORD)
+            return None
+        return data
 
     def _meta_fields(self) -> pa.Schema:
         """The columns every record gets besides its data (``_row`` first, with ``row_column``)."""
@@ -287,13 +324,15 @@ class Source:
                 f"stream_depth={self.config.stream_depth})" + no_streams_hint(self._list_files(), self.config))
 
     def read(self, stream: str, state: Mapping[str, Any] | None = None, *, sync_mode: SyncMode = "incremental",
-             files: list[FileRef] | None = None) -> Iterator[FileBatch | FileDone]:
+             files: list[FileRef] | None = None, schema: pa.Schema | None = None) -> Iterator[FileBatch | FileDone]:
         """Batches of every pending file of ``stream``, a :class:`FileDone` after each file.
 
         ``incremental`` skips files already covered by ``state``; ``full_refresh`` reads every file
         (the returned states then start from scratch). Batches carry every inferred column plus
         ``_last_modified_time`` and ``_file``. ``files``: the stream's files from :meth:`listing`
-        (default: list them now).
+        (default: list them now). ``schema``: the data columns' types as discover declared them
+        (:meth:`catalog_schema`); default: inferred from a sample of the files. Ignored for a
+        stream whose config declares its schema or reads it schemaless.
         """
         if sync_mode not in ("incremental", "full_refresh"):
             raise ValueError(f"sync_mode must be 'incremental' or 'full_refresh', not {sync_mode!r}")
@@ -303,8 +342,9 @@ class Source:
         all_files = files if files is not None else self._stream_files(stream)
         current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
-        schema = self._data_schema(stream, all_files) if pending else pa.schema([])
         own = self._stream_config(stream)
+        if schema is None or own is not None and (own.schemaless or own.input_schema is not None):
+            schema = self._data_schema(stream, all_files) if pending else pa.schema([])
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
                           retry_base=self._retry_base, validation=self._rules(stream, schema) if pending else None,
