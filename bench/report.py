@@ -77,9 +77,13 @@ def write_report(ctx: Ctx, path: Path, started: datetime, elapsed: float, load: 
         f"timestamp, string) as CSV, JSONL and Parquet (split into parts of ≤ 250,000 rows); {a.files:,} small files of 1–20 KiB. "
         f"Each case repeated {a.repeat}×: median, spread = min – max."),
         "- Requests are counted at the S3 server (a counting middleware around moto's app), so every "
-        "HEAD/GET/PUT/LIST a client makes is included. moto's server (werkzeug's) answers every request "
-        "with `Connection: close`, so each request opens a TCP connection and a server thread, for every tool alike; "
-        "it adds no latency of its own (~3 ms of CPU per request on loopback)"
+        "HEAD/GET/PUT/LIST a client makes is included. "
+        + ("`--s3-keepalive`: moto's app is served by aiohttp's HTTP/1.1 server, which keeps connections open "
+           "between requests as S3 does; "
+           if getattr(a, "s3_keepalive", False) else
+           "moto's server (werkzeug's) answers every request with `Connection: close`, so each request opens a TCP "
+           "connection and a server thread, for every tool alike (`--s3-keepalive` serves it with keep-alive); ")
+        + "it adds no latency of its own (~3 ms of CPU per request on loopback)"
         + (f", except in the pack case's second run, where each request waits {a.latency_ms:g} ms at the server to model "
            "S3's latency (AWS's S3 performance guide: small requests' median latency is 'in the range of tens of "
            "milliseconds')." if a.latency_ms and "pack" in a.cases.split(",") else "."),

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="Markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-airbyte", action="store_true", help="skip installing/running airbyte-source-s3")
+    p.add_argument("--s3-keepalive", action="store_true",
+                   help="serve moto behind aiohttp's HTTP/1.1 server, which keeps connections open between requests "
+                        "as S3 does (default: werkzeug's, which closes each one, as `python -m moto.server` does)")
     args = p.parse_args(argv)
     args.rows = args.rows or (20_000 if args.quick else 1_000_000)
     args.files = args.files or (400 if args.quick else 10_000)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     data = WORK / "data"
     data.mkdir(exist_ok=True)
 
-    ctx = Ctx(args=args, server=S3Server(), results=Results(), data=data)
+    ctx = Ctx(args=args, server=S3Server(keepalive=args.s3_keepalive), results=Results(), data=data)
     if not args.no_airbyte and {"source_read", "small_input", "discover", "incremental", "scale", "source_formats"} & set(cases):
         try:
             ctx.airbyte = peers.airbyte_venv(WORK, log)

@@ -1,7 +1,9 @@
 """moto's S3 server on 127.0.0.1 with a request counter, run in its own process.
 
-``python bench/s3server.py PORT`` serves moto's WSGI app (the same app ``python -m moto.server``
-serves) wrapped in a middleware that counts every request by method, and range GETs apart.
+``python bench/s3server.py PORT [--keepalive]`` serves moto's WSGI app (the same app
+``python -m moto.server`` serves; with ``--keepalive`` behind aiohttp's HTTP/1.1 server, which
+keeps connections open as S3 does, instead of werkzeug's, which closes each one) wrapped in a
+middleware that counts every request by method, and range GETs apart.
 ``GET /__bench__/counts`` returns the counters as JSON and ``POST /__bench__/reset`` zeroes
 them; ``POST /__bench__/latency?ms=N`` makes every S3 request wait N ms before it is served (0:
 none). Those paths are not counted. Requests are counted at the server, so nothing a client
@@ -75,11 +77,79 @@ def _app():
     return app
 
 
-def serve(port: int) -> None:
+def serve(port: int, keepalive: bool = False) -> None:
+    """Serve the counting app on 127.0.0.1:``port``: by werkzeug (what ``python -m moto.server``
+    runs), or with ``keepalive`` by aiohttp's HTTP/1.1 server (:func:`_serve_keepalive`)."""
+    os.environ.setdefault("MOTO_PORT", str(port))
+    if keepalive:
+        _serve_keepalive(port, _app())
+        return
     from werkzeug.serving import run_simple
 
-    os.environ.setdefault("MOTO_PORT", str(port))
     run_simple("127.0.0.1", port, _app(), threaded=True, use_reloader=False)
+
+
+#: Response headers the HTTP server sets itself (framing), not copied from the WSGI app's.
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+def _serve_keepalive(port: int, app) -> None:
+    """The WSGI ``app`` behind aiohttp's HTTP/1.1 server, which keeps connections open between
+    requests as S3 does. werkzeug's server answers every request with ``Connection: close``, so a
+    client opens a TCP connection per request: on tiny objects that per-request cost is a large
+    part of what is measured, for every tool alike, and one S3 does not charge. Each request's body
+    is read whole, the app runs in a thread (moto is synchronous; the latency sleep waits there),
+    and its response is sent whole."""
+    import asyncio
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import unquote
+
+    from aiohttp import web
+
+    pool = ThreadPoolExecutor(64)
+
+    def call(environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        started: dict = {}
+
+        def start_response(status, headers, exc_info=None):
+            started["status"], started["headers"] = status, headers
+
+        body = b"".join(app(environ, start_response))
+        return started["status"], started["headers"], body
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        data = await request.read()
+        raw_path, _, query = request.raw_path.partition("?")
+        environ = {
+            "REQUEST_METHOD": request.method, "SCRIPT_NAME": "",
+            # WSGI's PATH_INFO: percent-decoded, its UTF-8 bytes as latin-1 text
+            "PATH_INFO": unquote(raw_path).encode("utf-8").decode("latin-1"), "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port), "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": request.remote or "127.0.0.1", "CONTENT_LENGTH": str(len(data)),
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(data),
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        }
+        for name, value in request.headers.items():
+            key = name.upper().replace("-", "_")
+            if key == "CONTENT_LENGTH" or key == "TRANSFER_ENCODING":  # the body is whole, its length above
+                continue
+            key = key if key == "CONTENT_TYPE" else f"HTTP_{key}"
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        status, headers, body = await asyncio.get_running_loop().run_in_executor(pool, call, environ)
+        response = web.Response(status=int(status.split(" ", 1)[0]), body=body)
+        for name, value in headers:
+            if name.lower() not in _FRAMING:
+                response.headers.add(name, value)
+        if request.method == "HEAD":  # no body, but the object's length, as the app gave it
+            length = next((v for k, v in headers if k.lower() == "content-length"), None)
+            if length is not None:
+                response.headers["Content-Length"] = length
+        return response
+
+    server = web.Application(client_max_size=1 << 40)
+    server.router.add_route("*", "/{tail:.*}", handle)
+    web.run_app(server, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def free_port() -> int:
@@ -95,12 +165,15 @@ class S3Server:
     key: str = "testing"
     secret: str = "testing"
     region: str = "us-east-1"
+    #: Serve with keep-alive connections (aiohttp) instead of werkzeug's one connection per request.
+    keepalive: bool = False
 
     def start(self) -> S3Server:
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port)], env=env,
+        argv = [sys.executable, os.path.abspath(__file__), str(self.port)] + (["--keepalive"] if self.keepalive else [])
+        self.proc = subprocess.Popen(argv, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -162,4 +235,4 @@ class S3Server:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), keepalive="--keepalive" in sys.argv[2:])
