@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connector.airbyte import messages
@@ -125,11 +125,64 @@ BIG_STATE = 100
 STATE_EVERY = 1.0
 
 
-class _Checkpoints:
-    """The STATE messages of one stream: after each file while the state is small."""
+#: Batches under both bounds (rows, Arrow bytes) are held and encoded together, up to the same
+#: bounds: encoding costs per batch and per column (Arrow compute calls) about as much for the 10
+#: rows of a tiny file as for thousands, and a backfill of tiny files paid it once per file.
+GATHER_ROWS = 8192
+GATHER_BYTES = 1 << 20
 
-    def __init__(self, out: Output, stream: str) -> None:
-        self.out, self.stream = out, stream
+
+class _Records:
+    """The RECORD lines of one stream, small batches (of consecutive files) encoded together. Held
+    rows are written by :meth:`flush`, which :class:`_Checkpoints` calls before every STATE."""
+
+    def __init__(self, out: Output, stream: str, *, rows: int = GATHER_ROWS, nbytes: int = GATHER_BYTES) -> None:
+        from connector.source.read import FILE_COLUMNS
+
+        self.out, self.stream, self.file_columns = out, stream, FILE_COLUMNS
+        self.max_rows, self.max_bytes = rows, nbytes
+        self.held: list[pa.RecordBatch] = []
+        self.rows = self.nbytes = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.held and not batch.schema.equals(self.held[0].schema):
+            self.flush()
+        if batch.num_rows >= self.max_rows or batch.nbytes >= self.max_bytes:
+            self.flush()
+            self._write(batch, self.file_columns)
+            return
+        self.held.append(batch)
+        self.rows += batch.num_rows
+        self.nbytes += batch.nbytes
+        if self.rows >= self.max_rows or self.nbytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.held) == 1:
+            self._write(self.held[0], self.file_columns)
+        elif self.held:
+            import pyarrow as pa
+
+            # Rows of several files: _file and _last_modified_time are not one value throughout.
+            self._write(pa.Table.from_batches(self.held).combine_chunks().to_batches()[0], ())
+        self.held, self.rows, self.nbytes = [], 0, 0
+
+    def _write(self, batch: pa.RecordBatch, constant: Collection[str]) -> None:
+        from connector.records import record_chunks
+
+        # In pieces of about CHUNK_BYTES: a batch's lines are never all in memory at once.
+        for piece in record_chunks(self.stream, batch, messages.now_ms(), constant):
+            self.out.raw(piece)
+
+
+class _Checkpoints:
+    """The STATE messages of one stream: after each file while the state is small, each after the
+    RECORDs of the files it covers (``records``, flushed first)."""
+
+    def __init__(self, out: Output, stream: str, records: _Records) -> None:
+        self.out, self.stream, self.pending = out, stream, records
         self.held: Any = None  # a StreamState not emitted yet
         self.last = time.monotonic()
         self.sent = False
@@ -141,6 +194,7 @@ class _Checkpoints:
             self.flush()
 
     def flush(self) -> None:
+        self.pending.flush()
         if self.held is not None:
             self.out.message(messages.stream_state(self.stream, self.held.to_dict(), self.records))
             self.held, self.last, self.sent, self.records = None, time.monotonic(), True, 0
@@ -161,9 +215,7 @@ def _lean_memory_pool() -> None:
 def cmd_read(out: Output, args: argparse.Namespace) -> int:
     """Emit the RECORD messages of the configured streams, a STATE after the files read (per
     stream, resuming from ``--state``) and stream status traces; exit code 1 if a stream failed."""
-    from connector.records import record_chunks
     from connector.source import FileBatch, FileDone, Source, TransientError
-    from connector.source.read import FILE_COLUMNS
     from connector.source.state import parse_input_state
     from connector.source.transfer import StagedFile
 
@@ -194,7 +246,8 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
             out.message(messages.trace_stream_status(name, "COMPLETE"))
             continue
         running = False
-        checkpoints = _Checkpoints(out, name)
+        records = _Records(out, name)
+        checkpoints = _Checkpoints(out, name, records)
         try:
             # The types discover declared in the catalog, not a new sample: a value read as
             # another type would break the schema the destination was given.
@@ -222,9 +275,7 @@ def cmd_read(out: Output, args: argparse.Namespace) -> int:
                         if not running:
                             out.message(messages.trace_stream_status(name, "RUNNING"))
                             running = True
-                        # In pieces of about CHUNK_BYTES: a batch's lines are never all in memory at once.
-                        for piece in record_chunks(name, project(event.batch, event.file.key), messages.now_ms(), FILE_COLUMNS):
-                            out.raw(piece)
+                        records.add(project(event.batch, event.file.key))
                         checkpoints.records += event.batch.num_rows
                     elif incremental:
                         checkpoints.file_done(event.stream_state)
