@@ -343,7 +343,7 @@ class Source:
         current = self.state(state if sync_mode == "incremental" else None)
         pending = current.pending(all_files)
         own = self._stream_config(stream)
-        if schema is None or own is not None and (own.schemaless or own.input_schema is not None):
+        if schema is None or (own is not None and (own.schemaless or own.input_schema is not None)):
             schema = self._data_schema(stream, all_files) if pending else pa.schema([])
         return read_files(stream, self.fs, pending, schema, current, self._options(stream),
                           max_threads=self.config.max_threads, retries=self.config.retry_count,
