@@ -149,13 +149,16 @@ class _Records:
             return
         if self.held and not batch.schema.equals(self.held[0].schema):
             self.flush()
-        if batch.num_rows >= self.max_rows or batch.nbytes >= self.max_bytes:
+        # Not batch.nbytes: pyarrow computes it anew on every call (16-26 us for a 10-row batch),
+        # which was 6% of a read of 10,000 tiny objects. The buffers' size is an upper bound of it.
+        size = batch.get_total_buffer_size()
+        if batch.num_rows >= self.max_rows or size >= self.max_bytes:
             self.flush()
             self._write(batch, self.file_columns)
             return
         self.held.append(batch)
         self.rows += batch.num_rows
-        self.nbytes += batch.nbytes
+        self.nbytes += size
         if self.rows >= self.max_rows or self.nbytes >= self.max_bytes:
             self.flush()
 
