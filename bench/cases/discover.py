@@ -6,22 +6,28 @@ import datagen
 from core import Ctx, add_without_startup, log, profile, ratio
 
 
+def _type_text(sch: dict) -> str:
+    """A column's JSON schema in a few words: its types without null, with format or airbyte_type;
+    the alternatives of an ``anyOf`` joined by " or " (a date-time column that keeps text it could
+    not parse is declared that way)."""
+    if "anyOf" in sch:
+        return " or ".join(dict.fromkeys(_type_text(alt) for alt in sch["anyOf"]))
+    t = sch.get("type")
+    t = [x for x in t if x != "null"] if isinstance(t, list) else [t]
+    text = "|".join(str(x) for x in t)
+    if sch.get("format"):
+        text += f" ({sch['format']})"
+    elif sch.get("airbyte_type"):
+        text += f" ({sch['airbyte_type']})"
+    return text
+
+
 def _types(catalog: dict | None, stream: str) -> dict[str, str]:
     if not catalog:
         return {}
     for s in catalog["streams"]:
         if s["name"] == stream:
-            out = {}
-            for col, sch in (s.get("json_schema", {}).get("properties") or {}).items():
-                t = sch.get("type")
-                t = [x for x in t if x != "null"] if isinstance(t, list) else [t]
-                text = "|".join(str(x) for x in t)
-                if sch.get("format"):
-                    text += f" ({sch['format']})"
-                elif sch.get("airbyte_type"):
-                    text += f" ({sch['airbyte_type']})"
-                out[col] = text
-            return out
+            return {col: _type_text(sch) for col, sch in (s.get("json_schema", {}).get("properties") or {}).items()}
     return {}
 
 
